@@ -1,0 +1,39 @@
+//! clientgate decides OAuth client registrations for MCP authorization servers.
+//!
+//! An authorization server calls `Evaluate` for every Dynamic Client Registration (RFC 7591)
+//! and every Client ID Metadata Document client it meets; clientgate validates the
+//! registration, derives signals, evaluates the operator's Cedar policies, records the
+//! decision durably and answers approve, deny or step up, with reasons.
+//!
+//! # Layout
+//!
+//! The data flows one way: request → validate → signals → decide → record → response.
+//!
+//! - [`registration`]: pure validation of registration metadata into normalized metadata
+//!   and typed findings; the profile table of disputed rules.
+//! - [`signals`]: pure derivation of the facts policies see (hosts, registrable domains,
+//!   redirect kinds, caller IP, time, warnings).
+//! - [`fingerprint`]: the stable hash equal registrations share.
+//! - [`policy`]: loading the Cedar policy directory, building entities and context, and
+//!   the outcome rules (approve, deny, step up, fail closed).
+//! - [`engine`]: the pipeline; the one place that calls the store for a decision.
+//! - [`store`]: the durable decision log and step-up tickets (sled, group commit).
+//! - [`errors`]: the one mapping of outcomes and failures to OAuth error codes and gRPC
+//!   statuses.
+//! - [`service`]: the gRPC edge (Evaluate, AdminService, health, reflection).
+//! - [`config`] and [`cli`]: settings and the command line.
+//! - [`proto`]: the generated `clientgate.v1` types.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod errors;
+pub mod fingerprint;
+pub mod policy;
+pub mod proto;
+pub mod registration;
+pub mod service;
+pub mod signals;
+pub mod store;

@@ -1,0 +1,438 @@
+//! Configuration: one typed struct with defaults, read from a TOML file, then
+//! `CLIENTGATE_<SECTION>_<KEY>` environment variables, then command-line flags, each layer
+//! overriding the one before. Every problem is reported at once, naming its key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::registration::Profile;
+
+/// All of clientgate's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub policy: PolicyConfig,
+    pub store: StoreConfig,
+    pub validation: ValidationConfig,
+    pub step_up: StepUpConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// `server.listen`: the gRPC address.
+    pub listen: SocketAddr,
+    /// `server.max_metadata_bytes`: the largest DCR `metadata_json` accepted.
+    pub max_metadata_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// `policy.dir`: schema, `*.cedar` files and `entities.json`.
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreConfig {
+    /// `store.dir`: the sled database directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidationConfig {
+    /// `validation.profile`: `mcp`, `strict` or `interop`.
+    pub profile: Profile,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepUpConfig {
+    /// `step_up.ticket_ttl_secs`: how long a step-up ticket stays pending.
+    pub ticket_ttl: Duration,
+    /// `step_up.attested_challenges`: challenge kinds the AS may report as completed.
+    pub attested_challenges: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// `log.level`: a tracing filter such as `info` or `clientgate=debug`.
+    pub level: String,
+    /// `log.format`: `text` or `json`.
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                max_metadata_bytes: 64 * 1024,
+            },
+            policy: PolicyConfig {
+                dir: PathBuf::from("policies"),
+            },
+            store: StoreConfig {
+                dir: PathBuf::from("data"),
+            },
+            validation: ValidationConfig {
+                profile: Profile::Mcp,
+            },
+            step_up: StepUpConfig {
+                ticket_ttl: Duration::from_secs(24 * 3600),
+                attested_challenges: vec!["user_consent".to_owned()],
+            },
+            log: LogConfig {
+                level: "info".to_owned(),
+                format: LogFormat::Text,
+            },
+        }
+    }
+}
+
+/// Command-line flags that override the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub policies: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+}
+
+/// One bad setting: where it came from, its key, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: `{}`: {}", self.source, self.key, self.message)
+    }
+}
+
+/// Every configuration problem found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for error in &self.0 {
+            writeln!(f, "  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A raw setting before it is parsed: TOML keeps its type, the environment and flags are
+/// text.
+enum Raw {
+    Toml(toml::Value),
+    Text(String),
+}
+
+impl Raw {
+    fn string(&self) -> Result<String, String> {
+        match self {
+            Raw::Toml(toml::Value::String(text)) | Raw::Text(text) => Ok(text.clone()),
+            Raw::Toml(other) => Err(format!("expected a string, found {}", other.type_str())),
+        }
+    }
+
+    fn integer(&self) -> Result<u64, String> {
+        match self {
+            Raw::Toml(toml::Value::Integer(number)) if *number >= 0 => Ok(*number as u64),
+            Raw::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| format!("expected a non-negative integer, found `{text}`")),
+            Raw::Toml(other) => Err(format!("expected a non-negative integer, found {other}")),
+        }
+    }
+
+    fn strings(&self) -> Result<Vec<String>, String> {
+        match self {
+            Raw::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("expected strings, found {item}"))
+                })
+                .collect(),
+            Raw::Text(text) => Ok(text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect()),
+            Raw::Toml(other) => Err(format!(
+                "expected an array of strings, found {}",
+                other.type_str()
+            )),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file`, then `env`, then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
+        let mut config = Config::default();
+        let mut errors = Vec::new();
+        if let Some(path) = file {
+            let source = path.display().to_string();
+            match std::fs::read_to_string(path) {
+                Err(error) => errors.push(ConfigError {
+                    source,
+                    key: String::new(),
+                    message: format!("cannot read: {error}"),
+                }),
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Err(error) => errors.push(ConfigError {
+                        source,
+                        key: String::new(),
+                        message: format!("not valid TOML: {error}"),
+                    }),
+                    Ok(table) => {
+                        for (key, value) in flatten(&table, &source, &mut errors) {
+                            config.set(&source, &key, Raw::Toml(value), &mut errors);
+                        }
+                    }
+                },
+            }
+        }
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("CLIENTGATE_"))
+            .collect();
+        for (name, value) in env {
+            let Some(key) = env_key(&name) else {
+                errors.push(ConfigError {
+                    source: "environment".to_owned(),
+                    key: name,
+                    message: "not a clientgate setting".to_owned(),
+                });
+                continue;
+            };
+            config.set(
+                &format!("environment ({name})"),
+                &key,
+                Raw::Text(value),
+                &mut errors,
+            );
+        }
+        let flags = [
+            ("server.listen", overrides.listen.clone()),
+            (
+                "policy.dir",
+                overrides.policies.as_ref().map(|p| p.display().to_string()),
+            ),
+            (
+                "store.dir",
+                overrides.data.as_ref().map(|p| p.display().to_string()),
+            ),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                config.set("command line", key, Raw::Text(value), &mut errors);
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn set(&mut self, source: &str, key: &str, raw: Raw, errors: &mut Vec<ConfigError>) {
+        let result =
+            match key {
+                "server.listen" => raw.string().and_then(|text| {
+                    text.parse()
+                        .map(|addr| self.server.listen = addr)
+                        .map_err(|_| format!("`{text}` is not an address such as 127.0.0.1:50051"))
+                }),
+                "server.max_metadata_bytes" => raw.integer().and_then(|bytes| match bytes {
+                    1024..=4_194_304 => {
+                        self.server.max_metadata_bytes = bytes as usize;
+                        Ok(())
+                    }
+                    _ => Err(format!("{bytes} is outside 1024..=4194304")),
+                }),
+                "policy.dir" => raw.string().map(|dir| self.policy.dir = PathBuf::from(dir)),
+                "store.dir" => raw.string().map(|dir| self.store.dir = PathBuf::from(dir)),
+                "validation.profile" => raw.string().and_then(|text| {
+                    Profile::parse(&text)
+                        .map(|profile| self.validation.profile = profile)
+                        .ok_or_else(|| format!("`{text}` is not one of mcp, strict, interop"))
+                }),
+                "step_up.ticket_ttl_secs" => raw.integer().and_then(|secs| match secs {
+                    60..=2_592_000 => {
+                        self.step_up.ticket_ttl = Duration::from_secs(secs);
+                        Ok(())
+                    }
+                    _ => Err(format!(
+                        "{secs} is outside 60..=2592000 (one minute to 30 days)"
+                    )),
+                }),
+                "step_up.attested_challenges" => raw.strings().and_then(|kinds| {
+                    if kinds
+                        .iter()
+                        .any(|kind| kind == crate::engine::ADMIN_APPROVAL)
+                    {
+                        Err("`admin_approval` is completed by an operator, never attested by the AS"
+                        .to_owned())
+                    } else {
+                        self.step_up.attested_challenges = kinds;
+                        Ok(())
+                    }
+                }),
+                "log.level" => raw.string().map(|level| self.log.level = level),
+                "log.format" => raw.string().and_then(|text| match text.as_str() {
+                    "text" => Ok(self.log.format = LogFormat::Text),
+                    "json" => Ok(self.log.format = LogFormat::Json),
+                    _ => Err(format!("`{text}` is not one of text, json")),
+                }),
+                _ => Err("not a clientgate setting".to_owned()),
+            };
+        if let Err(message) = result {
+            errors.push(ConfigError {
+                source: source.to_owned(),
+                key: key.to_owned(),
+                message,
+            });
+        }
+    }
+}
+
+/// `[section] key = value` to `section.key`; anything not a table of values is an error.
+fn flatten(
+    table: &toml::Table,
+    source: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(String, toml::Value)> {
+    let mut flat = Vec::new();
+    for (section, value) in table {
+        match value {
+            toml::Value::Table(keys) => {
+                for (key, value) in keys {
+                    flat.push((format!("{section}.{key}"), value.clone()));
+                }
+            }
+            _ => errors.push(ConfigError {
+                source: source.to_owned(),
+                key: section.clone(),
+                message: "expected a [section] table".to_owned(),
+            }),
+        }
+    }
+    flat
+}
+
+/// `CLIENTGATE_STEP_UP_TICKET_TTL_SECS` → `step_up.ticket_ttl_secs`: the section is the
+/// longest known section name that prefixes the rest.
+fn env_key(name: &str) -> Option<String> {
+    const SECTIONS: &[&str] = &["server", "policy", "store", "validation", "step_up", "log"];
+    let rest = name.strip_prefix("CLIENTGATE_")?.to_ascii_lowercase();
+    SECTIONS.iter().find_map(|section| {
+        let key = rest.strip_prefix(section)?.strip_prefix('_')?;
+        (!key.is_empty()).then(|| format!("{section}.{key}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, env(&[]), &Overrides::default()).expect("defaults load");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.policy.dir, PathBuf::from("policies"));
+        assert_eq!(config.store.dir, PathBuf::from("data"));
+        assert_eq!(config.validation.profile, Profile::Mcp);
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clientgate.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:1\"\n[validation]\nprofile = \"strict\"\n[store]\ndir = \"/from/file\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("CLIENTGATE_SERVER_LISTEN", "127.0.0.1:2"),
+                ("CLIENTGATE_STEP_UP_TICKET_TTL_SECS", "600"),
+                ("PATH", "/bin"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:3".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("valid layers");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:3");
+        assert_eq!(config.validation.profile, Profile::Strict);
+        assert_eq!(config.store.dir, PathBuf::from("/from/file"));
+        assert_eq!(config.step_up.ticket_ttl, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clientgate.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = 5\nlisen = \"x\"\n[validation]\nprofile = \"lenient\"\n",
+        )
+        .unwrap();
+        let errors = Config::load(
+            Some(&file),
+            env(&[(
+                "CLIENTGATE_STEP_UP_ATTESTED_CHALLENGES",
+                "user_consent,admin_approval",
+            )]),
+            &Overrides::default(),
+        )
+        .expect_err("four bad settings");
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "server.lisen",
+                "server.listen",
+                "validation.profile",
+                "step_up.attested_challenges"
+            ]
+        );
+        assert!(
+            errors
+                .to_string()
+                .contains("`lenient` is not one of mcp, strict, interop")
+        );
+    }
+}

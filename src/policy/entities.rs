@@ -1,0 +1,242 @@
+//! Signals to Cedar: the `Client` principal, the `Tenant` resource and the request context,
+//! built with typed constructors (no JSON on the hot path).
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+};
+
+use super::PolicyBundle;
+use crate::signals::{RegistrationType, Signals, rfc3339};
+
+/// Undeclared tenants whose entities are kept; beyond this they are rebuilt per request.
+const UNDECLARED_TENANT_CACHE: usize = 10_000;
+
+/// The Cedar inputs of one decision.
+pub struct CedarInputs {
+    pub request: Request,
+    pub entities: Entities,
+    pub principal: Entity,
+    pub context: Context,
+    pub resource: EntityUid,
+}
+
+impl PolicyBundle {
+    /// Builds the request and entities a decision evaluates. An `Err` means the signals
+    /// could not be expressed in Cedar; callers fail closed.
+    pub fn cedar_inputs(
+        &self,
+        signals: &Signals,
+        principal_id: &str,
+    ) -> Result<CedarInputs, String> {
+        let principal = client_entity(signals, principal_id)?;
+        let context = context_of(signals)?;
+        let resource = uid("Tenant", &signals.tenant);
+        let action = uid(
+            "Action",
+            match signals.registration_type {
+                RegistrationType::Dcr => "register_dcr",
+                RegistrationType::Cimd => "register_cimd",
+            },
+        );
+        let mut extra = vec![principal.clone()];
+        if self.entities.get(&resource).is_none() {
+            extra.push(self.undeclared_tenant(&signals.tenant)?);
+        }
+        let entities = self
+            .entities
+            .clone()
+            .add_entities(extra, None)
+            .map_err(|error| format!("cannot add the request entities: {error}"))?;
+        let request = Request::new(
+            principal.uid(),
+            action,
+            resource.clone(),
+            context.clone(),
+            None,
+        )
+        .map_err(|error| format!("cannot build the Cedar request: {error}"))?;
+        Ok(CedarInputs {
+            request,
+            entities,
+            principal,
+            context,
+            resource,
+        })
+    }
+
+    /// A tenant that `entities.json` does not declare takes the attributes and parents of
+    /// `Tenant::"default"`.
+    fn undeclared_tenant(&self, tenant: &str) -> Result<Entity, String> {
+        if let Some(entity) = self
+            .undeclared_tenants
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(tenant).cloned())
+        {
+            return Ok(entity);
+        }
+        let mut json = self.default_tenant.clone();
+        json["uid"]["id"] = serde_json::Value::String(tenant.to_owned());
+        let entity = Entity::from_json_value(json, Some(&self.schema))
+            .map_err(|error| format!("cannot build tenant `{tenant}`: {error}"))?;
+        if let Ok(mut cache) = self.undeclared_tenants.write()
+            && cache.len() < UNDECLARED_TENANT_CACHE
+        {
+            cache.insert(tenant.to_owned(), entity.clone());
+        }
+        Ok(entity)
+    }
+}
+
+pub fn uid(type_name: &str, id: &str) -> EntityUid {
+    let type_name =
+        EntityTypeName::from_str(type_name).expect("clientgate's entity type names are valid");
+    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+}
+
+fn string(value: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(value.to_owned())
+}
+
+fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
+    let unique: HashSet<&str> = values.into_iter().collect();
+    RestrictedExpression::new_set(unique.into_iter().map(string))
+}
+
+fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, String> {
+    let mut attrs: HashMap<String, RestrictedExpression> = HashMap::new();
+    let mut put = |name: &str, value: RestrictedExpression| {
+        attrs.insert(name.to_owned(), value);
+    };
+    put(
+        "registration_type",
+        string(signals.registration_type.as_str()),
+    );
+    if let Some(client_id) = &signals.client_id {
+        put("client_id", string(&client_id.uri));
+        put("client_id_host", string(&client_id.host));
+        if let Some(domain) = &client_id.registrable_domain {
+            put("client_id_domain", string(domain));
+        }
+    }
+    if let Some(name) = &signals.client_name {
+        put("client_name", string(name));
+    }
+    if let Some(client_uri) = &signals.client_uri {
+        put("client_uri", string(&client_uri.uri));
+        put("client_uri_host", string(&client_uri.host));
+        if let Some(domain) = &client_uri.registrable_domain {
+            put("client_uri_domain", string(domain));
+        }
+    }
+    let mut redirect_records = Vec::new();
+    for redirect in &signals.redirects {
+        let mut fields = vec![
+            ("uri".to_owned(), string(&redirect.uri)),
+            ("scheme".to_owned(), string(&redirect.scheme)),
+            ("host".to_owned(), string(&redirect.host)),
+            ("kind".to_owned(), string(redirect.kind.as_str())),
+        ];
+        if let Some(domain) = &redirect.registrable_domain {
+            fields.push(("registrable_domain".to_owned(), string(domain)));
+        }
+        redirect_records
+            .push(RestrictedExpression::new_record(fields).map_err(|error| error.to_string())?);
+    }
+    put(
+        "redirect_uris",
+        RestrictedExpression::new_set(redirect_records),
+    );
+    put(
+        "redirect_hosts",
+        strings(
+            signals
+                .redirects
+                .iter()
+                .map(|r| r.host.as_str())
+                .filter(|host| !host.is_empty()),
+        ),
+    );
+    put(
+        "redirect_domains",
+        strings(
+            signals
+                .redirects
+                .iter()
+                .filter_map(|r| r.registrable_domain.as_deref()),
+        ),
+    );
+    put(
+        "redirect_kinds",
+        strings(signals.redirects.iter().map(|r| r.kind.as_str())),
+    );
+    put(
+        "grant_types",
+        strings(signals.grant_types.iter().map(String::as_str)),
+    );
+    put(
+        "response_types",
+        strings(signals.response_types.iter().map(String::as_str)),
+    );
+    put(
+        "token_endpoint_auth_method",
+        string(&signals.token_endpoint_auth_method),
+    );
+    put("scopes", strings(signals.scopes.iter().map(String::as_str)));
+    for (name, value) in [
+        ("application_type", &signals.application_type),
+        ("software_id", &signals.software_id),
+        ("software_version", &signals.software_version),
+        (
+            "software_statement_issuer",
+            &signals.software_statement_issuer,
+        ),
+    ] {
+        if let Some(value) = value {
+            put(name, string(value));
+        }
+    }
+    put(
+        "contacts",
+        strings(signals.contacts.iter().map(String::as_str)),
+    );
+    Entity::new(uid("Client", principal_id), attrs, HashSet::new())
+        .map_err(|error| format!("cannot build the client entity: {error}"))
+}
+
+fn context_of(signals: &Signals) -> Result<Context, String> {
+    let mut pairs = vec![
+        ("tenant".to_owned(), string(&signals.tenant)),
+        ("user_agent".to_owned(), string(&signals.user_agent)),
+        (
+            "now".to_owned(),
+            RestrictedExpression::new_datetime(rfc3339::format(signals.now)),
+        ),
+        (
+            "warnings".to_owned(),
+            strings(signals.warnings.iter().map(String::as_str)),
+        ),
+        (
+            "initial_access_token".to_owned(),
+            RestrictedExpression::new_bool(signals.initial_access_token),
+        ),
+        (
+            "user_authenticated".to_owned(),
+            RestrictedExpression::new_bool(signals.user_authenticated),
+        ),
+        (
+            "completed_challenges".to_owned(),
+            strings(signals.completed_challenges.iter().map(String::as_str)),
+        ),
+    ];
+    if let Some(ip) = signals.caller_ip {
+        pairs.push((
+            "ip".to_owned(),
+            RestrictedExpression::new_ip(ip.to_string()),
+        ));
+    }
+    Context::from_pairs(pairs).map_err(|error| format!("cannot build the context: {error}"))
+}

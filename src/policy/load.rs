@@ -1,0 +1,381 @@
+//! Loading a policy directory: the schema, every `*.cedar` file and `entities.json`,
+//! validated in full before anything is used.
+//!
+//! Policies are renamed after their `@id` annotation (Cedar itself ignores it); the
+//! outcome annotations are read once here so that deciding never parses text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use cedar_policy::{
+    Effect, Entities, Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use sha2::{Digest, Sha256};
+
+use super::err::{LoadError, LoadErrors};
+use super::{PolicyBundle, PolicyInfo};
+use crate::errors::OAuthErrorCode;
+
+const SCHEMA_FILE: &str = "schema.cedarschema";
+const ENTITIES_FILE: &str = "entities.json";
+
+/// One source file, kept for error positions.
+struct Source {
+    path: PathBuf,
+    text: String,
+}
+
+/// Loads and validates the policy directory `dir`.
+pub fn load_policy_dir(dir: &Path) -> Result<PolicyBundle, LoadErrors> {
+    let mut errors = Vec::new();
+    let schema_source = read_source(&dir.join(SCHEMA_FILE)).map_err(single)?;
+    let schema = match Schema::from_cedarschema_str(&schema_source.text) {
+        Ok((schema, _warnings)) => schema,
+        Err(error) => return Err(LoadErrors(diagnostic_errors(&schema_source, &error))),
+    };
+
+    let policy_sources = list_policy_files(dir)
+        .map_err(single)?
+        .into_iter()
+        .map(|path| read_source(&path))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(single)?;
+    let mut infos: HashMap<String, PolicyInfo> = HashMap::new();
+    let mut all = PolicySet::new();
+    let mut permits = PolicySet::new();
+    let mut forbids = PolicySet::new();
+    let mut source_of: HashMap<String, usize> = HashMap::new();
+    for (source_index, source) in policy_sources.iter().enumerate() {
+        let parsed = match PolicySet::from_str(&source.text) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                errors.extend(diagnostic_errors(source, &error));
+                continue;
+            }
+        };
+        for (policy, line) in in_file_order(&parsed, &source.text) {
+            let file_name = file_name(&source.path);
+            let id = policy
+                .annotation("id")
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{file_name}:{line}"));
+            if let Some(existing) = infos.get(&id) {
+                errors.push(LoadError::at_line(
+                    &source.path,
+                    line,
+                    format!(
+                        "policy id `{id}` is already used at {}:{}",
+                        existing.file, existing.line
+                    ),
+                ));
+                continue;
+            }
+            match read_annotations(&policy, &id, &file_name, line, infos.len()) {
+                Ok(info) => {
+                    let renamed = policy.new_id(PolicyId::new(&id));
+                    let target = match policy.effect() {
+                        Effect::Permit => &mut permits,
+                        Effect::Forbid => &mut forbids,
+                    };
+                    // Ids are unique (checked above), so adding cannot fail.
+                    for set in [target, &mut all] {
+                        if let Err(error) = set.add(renamed.clone()) {
+                            errors.push(LoadError::at_line(&source.path, line, error.to_string()));
+                        }
+                    }
+                    source_of.insert(id.clone(), source_index);
+                    infos.insert(id, info);
+                }
+                Err(message) => errors.push(LoadError::at_line(&source.path, line, message)),
+            }
+        }
+    }
+
+    let validation = Validator::new(schema.clone()).validate(&all, ValidationMode::Strict);
+    for error in validation.validation_errors() {
+        let Some(&index) = source_of.get(AsRef::<str>::as_ref(error.policy_id())) else {
+            errors.push(LoadError::plain(dir, error.to_string()));
+            continue;
+        };
+        errors.extend(diagnostic_errors(&policy_sources[index], error));
+    }
+
+    let entities_path = dir.join(ENTITIES_FILE);
+    let entities_source = read_source(&entities_path);
+    let (entities, default_tenant) = match &entities_source {
+        Ok(source) => match load_entities(source, &schema) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                errors.push(error);
+                (Entities::empty(), serde_json::Value::Null)
+            }
+        },
+        Err(error) => {
+            errors.push(error.clone());
+            (Entities::empty(), serde_json::Value::Null)
+        }
+    };
+
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    let mut hashed: Vec<&Source> = policy_sources.iter().collect();
+    hashed.push(&schema_source);
+    if let Ok(source) = &entities_source {
+        hashed.push(source);
+    }
+    Ok(PolicyBundle {
+        version: version_of(&hashed),
+        loaded_at: SystemTime::now(),
+        permits,
+        forbids,
+        infos,
+        schema,
+        entities,
+        default_tenant,
+        undeclared_tenants: Default::default(),
+    })
+}
+
+fn single(error: LoadError) -> LoadErrors {
+    LoadErrors(vec![error])
+}
+
+fn read_source(path: &Path) -> Result<Source, LoadError> {
+    fs::read_to_string(path)
+        .map(|text| Source {
+            path: path.to_owned(),
+            text,
+        })
+        .map_err(|error| LoadError::plain(path, format!("cannot read: {error}")))
+}
+
+/// The `*.cedar` files directly in `dir`, sorted by name.
+fn list_policy_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let entries = fs::read_dir(dir).map_err(|error| {
+        LoadError::plain(dir, format!("cannot read the policy directory: {error}"))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "cedar"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The policies of one file in the order they appear, each with its 1-based line.
+fn in_file_order(parsed: &PolicySet, text: &str) -> Vec<(Policy, usize)> {
+    let mut policies: Vec<&Policy> = parsed.policies().collect();
+    // Cedar names the policies of one text `policy0`, `policy1`, … in source order.
+    policies.sort_by_key(|policy| {
+        AsRef::<str>::as_ref(policy.id())
+            .trim_start_matches("policy")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    let mut search_from = 0;
+    policies
+        .into_iter()
+        .map(|policy| {
+            let policy_text = policy.to_string();
+            let offset = text[search_from..]
+                .find(policy_text.trim())
+                .map_or(search_from, |found| search_from + found);
+            search_from = offset + 1;
+            (policy.clone(), line_of(text, offset))
+        })
+        .collect()
+}
+
+/// Reads `@reason`, `@error`, `@obligation` and `@step_up`, refusing values that could
+/// never work: an unknown OAuth error, an obligation on a forbid, a step-up on a permit.
+fn read_annotations(
+    policy: &Policy,
+    id: &str,
+    file: &str,
+    line: usize,
+    order: usize,
+) -> Result<PolicyInfo, String> {
+    let effect = policy.effect();
+    let list = |key: &str| -> Vec<String> {
+        policy
+            .annotation(key)
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let error = match policy.annotation("error") {
+        None => None,
+        Some(value) => Some(OAuthErrorCode::parse(value).ok_or_else(|| {
+            format!(
+                "policy `{id}`: `@error(\"{value}\")` is not an OAuth error code clientgate \
+                 returns (one of {})",
+                OAuthErrorCode::ALL
+                    .iter()
+                    .map(|code| code.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?),
+    };
+    let obligations = list("obligation");
+    let step_up = list("step_up");
+    if let Some(bad) = step_up.iter().find(|challenge| !is_identifier(challenge)) {
+        return Err(format!(
+            "policy `{id}`: step-up challenge `{bad}` must be a lowercase identifier such as `admin_approval`"
+        ));
+    }
+    match effect {
+        Effect::Permit if !step_up.is_empty() => {
+            return Err(format!(
+                "policy `{id}`: `@step_up` belongs on a forbid; a permit cannot hold a registration back"
+            ));
+        }
+        Effect::Permit if error.is_some() => {
+            return Err(format!(
+                "policy `{id}`: `@error` belongs on a forbid; a permit never denies"
+            ));
+        }
+        Effect::Forbid if !obligations.is_empty() => {
+            return Err(format!(
+                "policy `{id}`: `@obligation` belongs on a permit; a forbid never approves"
+            ));
+        }
+        _ => {}
+    }
+    Ok(PolicyInfo {
+        id: id.to_owned(),
+        effect,
+        reason: policy.annotation("reason").map(str::to_owned),
+        error,
+        obligations,
+        step_up,
+        file: file.to_owned(),
+        line,
+        order,
+    })
+}
+
+fn is_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Parses `entities.json` against the schema and returns the entities with the JSON of
+/// `Tenant::"default"`, which undeclared tenants take their attributes from.
+fn load_entities(
+    source: &Source,
+    schema: &Schema,
+) -> Result<(Entities, serde_json::Value), LoadError> {
+    let json: serde_json::Value = serde_json::from_str(&source.text).map_err(|error| {
+        LoadError::at(
+            &source.path,
+            error.line(),
+            error.column(),
+            format!("not valid JSON: {error}"),
+        )
+    })?;
+    let default_tenant = json
+        .as_array()
+        .and_then(|entities| {
+            entities.iter().find(|entity| {
+                entity.pointer("/uid/type").and_then(|t| t.as_str()) == Some("Tenant")
+                    && entity.pointer("/uid/id").and_then(|t| t.as_str()) == Some("default")
+            })
+        })
+        .cloned()
+        .ok_or_else(|| {
+            LoadError::plain(
+                &source.path,
+                "must declare `Tenant::\"default\"`: tenants not listed take its attributes",
+            )
+        })?;
+    let entities = Entities::from_json_value(json, Some(schema))
+        .map_err(|error| LoadError::plain(&source.path, error_chain(&error)))?;
+    Ok((entities, default_tenant))
+}
+
+/// A diagnostic and its related diagnostics, each placed at its first labelled span.
+fn diagnostic_errors(source: &Source, diagnostic: &dyn Diagnostic) -> Vec<LoadError> {
+    let related: Vec<&dyn Diagnostic> = diagnostic
+        .related()
+        .map(|related| related.collect())
+        .unwrap_or_default();
+    let mut errors = vec![diagnostic_error(source, diagnostic)];
+    errors.extend(
+        related
+            .into_iter()
+            .map(|related| diagnostic_error(source, related)),
+    );
+    errors.dedup_by(|a, b| a.to_string() == b.to_string());
+    errors
+}
+
+fn diagnostic_error(source: &Source, diagnostic: &dyn Diagnostic) -> LoadError {
+    let mut message = diagnostic.to_string();
+    if let Some(help) = diagnostic.help() {
+        message.push_str(&format!(" (help: {help})"));
+    }
+    let offset = diagnostic
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    match offset {
+        Some(offset) if offset <= source.text.len() => {
+            let line = line_of(&source.text, offset);
+            let line_start = source.text[..offset].rfind('\n').map_or(0, |at| at + 1);
+            let column = source.text[line_start..offset].chars().count() + 1;
+            LoadError::at(&source.path, line, column, message)
+        }
+        _ => LoadError::plain(&source.path, message),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    message
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A short hash of every file that makes the policy set, in a fixed order.
+fn version_of(sources: &[&Source]) -> String {
+    let mut by_name: BTreeMap<String, &str> = BTreeMap::new();
+    for source in sources {
+        by_name.insert(file_name(&source.path), &source.text);
+    }
+    let mut hasher = Sha256::new();
+    for (name, text) in by_name {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}

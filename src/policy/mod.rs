@@ -1,0 +1,74 @@
+//! The operator's Cedar policies: loading a policy directory, turning signals into Cedar
+//! entities and context, and deciding by the outcome rules of DESIGN.md.
+//!
+//! Deciding is pure and synchronous; nothing here touches the network or the store.
+
+mod decide;
+mod entities;
+mod err;
+mod load;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use cedar_policy::{Effect, Entities, Entity, PolicySet, Schema};
+
+pub use decide::{Decision, PolicyOutcome, Reason};
+pub use err::{LoadError, LoadErrors};
+pub use load::load_policy_dir;
+
+use crate::errors::OAuthErrorCode;
+
+/// What a policy's annotations say, read once at load time.
+#[derive(Clone, Debug)]
+pub struct PolicyInfo {
+    /// From `@id`, or `file.cedar:line` when it has none.
+    pub id: String,
+    pub effect: Effect,
+    /// `@reason`: the message people see.
+    pub reason: Option<String>,
+    /// `@error`: the OAuth error of a deny.
+    pub error: Option<OAuthErrorCode>,
+    /// `@obligation`: conditions of an approve (comma-separated in the annotation).
+    pub obligations: Vec<String>,
+    /// `@step_up`: challenges that turn this forbid into a step-up.
+    pub step_up: Vec<String>,
+    pub file: String,
+    pub line: usize,
+    /// Position in the policy set: files by name, then policies by line.
+    pub order: usize,
+}
+
+/// A loaded, validated policy set with its schema and static entities. Immutable once
+/// built; a new set replaces it whole.
+pub struct PolicyBundle {
+    pub version: String,
+    pub loaded_at: SystemTime,
+    permits: PolicySet,
+    forbids: PolicySet,
+    infos: HashMap<String, PolicyInfo>,
+    schema: Schema,
+    entities: Entities,
+    /// The JSON of `Tenant::"default"` in `entities.json`.
+    default_tenant: serde_json::Value,
+    /// Tenant entities built from the default tenant for names `entities.json` lacks.
+    undeclared_tenants: RwLock<HashMap<String, Entity>>,
+}
+
+impl PolicyBundle {
+    pub fn policy_count(&self) -> usize {
+        self.infos.len()
+    }
+
+    pub fn info(&self, id: &str) -> Option<&PolicyInfo> {
+        self.infos.get(id)
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+}

@@ -1,0 +1,8 @@
+//! The generated `clientgate.v1` protobuf types and gRPC services.
+
+#![allow(clippy::all, missing_docs)]
+
+tonic::include_proto!("clientgate.v1");
+
+/// The encoded descriptor set that server reflection serves.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clientgate_descriptor");

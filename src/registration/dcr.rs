@@ -1,0 +1,441 @@
+//! Dynamic Client Registration (RFC 7591) validation: raw request body in, normalized
+//! metadata and findings out. Pure: no I/O, no clock, no configuration beyond the profile.
+
+use serde_json::{Map, Value};
+
+use super::findings::{Code, Finding};
+use super::metadata::{ClientMetadata, LOCALIZABLE};
+use super::profile::{self, Profile};
+use super::software_statement;
+use super::uri::{self, RedirectKind, RedirectUri};
+
+/// Token endpoint authentication methods clientgate knows (RFC 7591 §2, the IANA registry).
+const KNOWN_AUTH_METHODS: &[&str] = &[
+    "none",
+    "client_secret_post",
+    "client_secret_basic",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+];
+
+/// JWK members that only private or symmetric keys carry (rule 34).
+const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// The outcome of validating one registration.
+#[derive(Clone, Debug, Default)]
+pub struct Validation {
+    pub metadata: ClientMetadata,
+    /// Redirect URIs that passed the hard rules, classified.
+    pub redirects: Vec<RedirectUri>,
+    pub findings: Vec<Finding>,
+}
+
+impl Validation {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(Finding::is_error)
+    }
+}
+
+/// Collects findings at the severity the profile gives them.
+struct Findings {
+    profile: Profile,
+    list: Vec<Finding>,
+}
+
+impl Findings {
+    fn report(&mut self, code: Code, field: &str, message: impl Into<String>) {
+        if let Some(severity) = profile::severity(code, self.profile) {
+            self.list.push(Finding {
+                code,
+                severity,
+                field: field.to_owned(),
+                message: message.into(),
+            });
+        }
+    }
+}
+
+/// Validates an RFC 7591 request body (rules 35–37, 41, 43, 45–53, 56, 76–85).
+pub fn validate_dcr(metadata_json: &str, profile: Profile) -> Validation {
+    let mut findings = Findings {
+        profile,
+        list: Vec::new(),
+    };
+    let object = match serde_json::from_str::<Value>(metadata_json) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            findings.report(
+                Code::NotObject,
+                "",
+                "the registration metadata is not a JSON object",
+            );
+            return Validation {
+                findings: findings.list,
+                ..Validation::default()
+            };
+        }
+        Err(error) => {
+            findings.report(
+                Code::InvalidJson,
+                "",
+                format!("the registration metadata is not valid JSON: {error}"),
+            );
+            return Validation {
+                findings: findings.list,
+                ..Validation::default()
+            };
+        }
+    };
+    let mut reader = Reader {
+        object: &object,
+        findings: &mut findings,
+    };
+    let mut metadata = read_members(&mut reader);
+    let redirects = check_redirect_uris(&metadata, &mut findings);
+    check_metadata_uris(&metadata, &redirects, &mut findings);
+    apply_defaults(&mut metadata);
+    check_auth_method(&metadata, &mut findings);
+    check_grants(&metadata, &mut findings);
+    check_keys(&metadata, &mut findings);
+    if object.contains_key("client_id") {
+        findings.report(
+            Code::ClientIdIgnored,
+            "client_id",
+            "a `client_id` in a registration request is ignored: the authorization server issues one",
+        );
+    }
+    if let Some(statement) = &metadata.software_statement {
+        match software_statement::check_shape(statement) {
+            Ok(_) => findings.report(
+                Code::SoftwareStatementUnverified,
+                "software_statement",
+                "no trusted software statement issuer is configured: the statement is echoed \
+                 but its claims are not used",
+            ),
+            Err(problem) => findings.report(
+                Code::SoftwareStatementMalformed,
+                "software_statement",
+                problem,
+            ),
+        }
+    }
+    Validation {
+        metadata,
+        redirects,
+        findings: findings.list,
+    }
+}
+
+/// Reads typed members out of the JSON object, reporting members of the wrong type.
+struct Reader<'a> {
+    object: &'a Map<String, Value>,
+    findings: &'a mut Findings,
+}
+
+impl Reader<'_> {
+    fn string(&mut self, name: &str) -> Option<String> {
+        match self.object.get(name)? {
+            Value::String(text) => Some(text.clone()),
+            Value::Null => None,
+            _ => {
+                self.wrong_type(name, "a string");
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, name: &str) -> Option<Vec<String>> {
+        let code = if name == "redirect_uris" {
+            Code::RedirectUrisInvalid
+        } else {
+            Code::InvalidFieldType
+        };
+        match self.object.get(name)? {
+            Value::Array(items) => {
+                let strings: Option<Vec<String>> = items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect();
+                if strings.is_none() {
+                    self.findings.report(
+                        code,
+                        name,
+                        format!("`{name}` must be an array of strings"),
+                    );
+                }
+                strings
+            }
+            Value::Null => None,
+            _ => {
+                self.findings
+                    .report(code, name, format!("`{name}` must be an array of strings"));
+                None
+            }
+        }
+    }
+
+    fn wrong_type(&mut self, name: &str, expected: &str) {
+        self.findings.report(
+            Code::InvalidFieldType,
+            name,
+            format!("`{name}` must be {expected}"),
+        );
+    }
+}
+
+fn read_members(reader: &mut Reader<'_>) -> ClientMetadata {
+    let mut metadata = ClientMetadata {
+        redirect_uris: reader.strings("redirect_uris").unwrap_or_default(),
+        token_endpoint_auth_method: reader
+            .string("token_endpoint_auth_method")
+            .unwrap_or_default(),
+        grant_types: reader.strings("grant_types").unwrap_or_default(),
+        response_types: reader.strings("response_types").unwrap_or_default(),
+        client_name: reader.string("client_name"),
+        client_uri: reader.string("client_uri"),
+        logo_uri: reader.string("logo_uri"),
+        scope: reader.string("scope"),
+        contacts: reader.strings("contacts").unwrap_or_default(),
+        tos_uri: reader.string("tos_uri"),
+        policy_uri: reader.string("policy_uri"),
+        jwks_uri: reader.string("jwks_uri"),
+        jwks: None,
+        software_id: reader.string("software_id"),
+        software_version: reader.string("software_version"),
+        software_statement: reader.string("software_statement"),
+        application_type: reader.string("application_type"),
+        localized: Default::default(),
+    };
+    match reader.object.get("jwks") {
+        None | Some(Value::Null) => {}
+        Some(jwks @ Value::Object(_)) => metadata.jwks = Some(jwks.clone()),
+        Some(_) => reader.findings.report(
+            Code::JwksInvalid,
+            "jwks",
+            "`jwks` must be a JSON object holding a JWK Set",
+        ),
+    }
+    let redirect_uris = reader.object.get("redirect_uris");
+    if redirect_uris
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        reader.findings.report(
+            Code::RedirectUrisInvalid,
+            "redirect_uris",
+            "`redirect_uris` is empty",
+        );
+    }
+    for (name, value) in reader.object {
+        let Some((base, _tag)) = name.split_once('#') else {
+            continue;
+        };
+        if !LOCALIZABLE.contains(&base) {
+            continue;
+        }
+        match value {
+            Value::String(text) => {
+                metadata.localized.insert(name.clone(), text.clone());
+            }
+            _ => reader.wrong_type(name, "a string"),
+        }
+    }
+    metadata
+}
+
+fn check_redirect_uris(metadata: &ClientMetadata, findings: &mut Findings) -> Vec<RedirectUri> {
+    let mut redirects = Vec::new();
+    for (index, raw) in metadata.redirect_uris.iter().enumerate() {
+        let field = format!("redirect_uris[{index}]");
+        let check = uri::check_redirect_uri(raw);
+        for problem in check.problems {
+            findings.report(problem.code, &field, problem.message);
+        }
+        redirects.extend(check.redirect);
+    }
+    redirects
+}
+
+/// Rule 43 for every display and key URI, language-tagged ones included, and rule 70's
+/// review flag when they point at another host than the redirect URIs.
+fn check_metadata_uris(
+    metadata: &ClientMetadata,
+    redirects: &[RedirectUri],
+    findings: &mut Findings,
+) {
+    let redirect_hosts: Vec<&str> = redirects
+        .iter()
+        .filter(|redirect| redirect.kind == RedirectKind::Https)
+        .map(|redirect| redirect.host.as_str())
+        .collect();
+    let mut uris: Vec<(&str, &str)> = [
+        ("client_uri", &metadata.client_uri),
+        ("logo_uri", &metadata.logo_uri),
+        ("tos_uri", &metadata.tos_uri),
+        ("policy_uri", &metadata.policy_uri),
+        ("jwks_uri", &metadata.jwks_uri),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| Some((field, value.as_deref()?)))
+    .collect();
+    uris.extend(
+        metadata
+            .localized
+            .iter()
+            .filter(|(name, _)| !name.starts_with("client_name#"))
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
+    for (field, raw) in uris {
+        let https_code = if field == "jwks_uri" {
+            Code::JwksUriNotHttps
+        } else {
+            Code::UriNotHttps
+        };
+        let (url, problems) = uri::check_metadata_uri(raw, https_code);
+        for problem in problems {
+            findings.report(problem.code, field, problem.message);
+        }
+        let host = url
+            .as_ref()
+            .and_then(|url| url.host_str())
+            .unwrap_or_default();
+        if field != "jwks_uri"
+            && !host.is_empty()
+            && !redirect_hosts.is_empty()
+            && !redirect_hosts
+                .iter()
+                .any(|redirect| redirect.eq_ignore_ascii_case(host))
+        {
+            findings.report(
+                Code::UriHostMismatch,
+                field,
+                format!("`{field}` is on `{host}`, which none of the redirect URIs use"),
+            );
+        }
+    }
+}
+
+/// RFC 7591 §2 defaults (rule 80).
+fn apply_defaults(metadata: &mut ClientMetadata) {
+    if metadata.token_endpoint_auth_method.is_empty() {
+        metadata.token_endpoint_auth_method = "client_secret_basic".to_owned();
+    }
+    if metadata.grant_types.is_empty() {
+        metadata.grant_types = vec!["authorization_code".to_owned()];
+    }
+    if metadata.response_types.is_empty() {
+        metadata.response_types = vec!["code".to_owned()];
+    }
+}
+
+fn check_auth_method(metadata: &ClientMetadata, findings: &mut Findings) {
+    let method = metadata.token_endpoint_auth_method.as_str();
+    let absolute_uri = method.contains(':');
+    if !KNOWN_AUTH_METHODS.contains(&method) && !absolute_uri {
+        findings.report(
+            Code::UnknownAuthMethod,
+            "token_endpoint_auth_method",
+            format!("`{method}` is not a known token endpoint authentication method"),
+        );
+    }
+    if method == "private_key_jwt" && metadata.jwks.is_none() && metadata.jwks_uri.is_none() {
+        findings.report(
+            Code::NoKeyMaterial,
+            "token_endpoint_auth_method",
+            "`private_key_jwt` needs a key: send `jwks` or `jwks_uri`",
+        );
+    }
+}
+
+/// Rules 41 and 81, E5–E7: grant and response types must agree, redirect grants need
+/// redirect URIs, public clients cannot use client credentials.
+fn check_grants(metadata: &ClientMetadata, findings: &mut Findings) {
+    let grants = &metadata.grant_types;
+    let responses = &metadata.response_types;
+    let has_grant = |grant: &str| grants.iter().any(|g| g == grant);
+    let has_response = |response: &str| responses.iter().any(|r| r == response);
+    if has_grant("implicit") {
+        findings.report(
+            Code::UnsupportedGrantType,
+            "grant_types",
+            "the implicit grant is removed by OAuth 2.1",
+        );
+    }
+    if has_grant("authorization_code") != has_response("code") {
+        findings.report(
+            Code::InconsistentGrantResponseTypes,
+            "response_types",
+            "`authorization_code` in `grant_types` and `code` in `response_types` go together",
+        );
+    }
+    if has_response("token") && !has_grant("implicit") {
+        findings.report(
+            Code::InconsistentGrantResponseTypes,
+            "response_types",
+            "response type `token` needs the `implicit` grant",
+        );
+    }
+    let redirect_grant = has_grant("authorization_code") || has_grant("implicit");
+    let already_reported = findings.list.iter().any(|f| f.field == "redirect_uris");
+    if redirect_grant && metadata.redirect_uris.is_empty() && !already_reported {
+        findings.report(
+            Code::RedirectUrisMissing,
+            "redirect_uris",
+            "a client using the authorization code grant must register `redirect_uris`",
+        );
+    }
+    if has_grant("client_credentials") && metadata.token_endpoint_auth_method == "none" {
+        findings.report(
+            Code::PublicClientCredentials,
+            "grant_types",
+            "a public client (`token_endpoint_auth_method` `none`) cannot use `client_credentials`",
+        );
+    }
+}
+
+/// Rules 34–36: one source of keys, a real JWK Set, public keys only.
+fn check_keys(metadata: &ClientMetadata, findings: &mut Findings) {
+    if metadata.jwks.is_some() && metadata.jwks_uri.is_some() {
+        findings.report(
+            Code::JwksAndJwksUri,
+            "jwks",
+            "send `jwks` or `jwks_uri`, not both",
+        );
+    }
+    let Some(jwks) = &metadata.jwks else {
+        return;
+    };
+    let Some(keys) = jwks.get("keys").and_then(Value::as_array) else {
+        findings.report(Code::JwksInvalid, "jwks", "`jwks` must hold a `keys` array");
+        return;
+    };
+    for (index, key) in keys.iter().enumerate() {
+        let field = format!("jwks.keys[{index}]");
+        let Some(key) = key
+            .as_object()
+            .filter(|key| key.get("kty").is_some_and(Value::is_string))
+        else {
+            findings.report(
+                Code::JwksInvalid,
+                &field,
+                "each key must be a JSON object with a `kty`",
+            );
+            continue;
+        };
+        if key.get("kty").and_then(Value::as_str) == Some("oct") || key.contains_key("k") {
+            findings.report(
+                Code::SymmetricKeyMaterial,
+                &field,
+                "symmetric key material must never be registered",
+            );
+        } else if let Some(member) = PRIVATE_JWK_MEMBERS.iter().find(|m| key.contains_key(**m)) {
+            findings.report(
+                Code::PrivateKeyMaterial,
+                &field,
+                format!("the key carries the private member `{member}`: register public keys only"),
+            );
+        }
+    }
+}

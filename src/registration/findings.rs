@@ -1,0 +1,116 @@
+//! Typed findings: what a registration did wrong, or nearly wrong.
+//!
+//! A finding is a result, not a failure: validation always completes and returns every
+//! finding it has. Each [`Code`] is stable (it reaches operators' logs and Cedar policies as
+//! a string) and names the rule of the registration rules reference it comes from.
+
+use std::fmt;
+
+/// How serious a finding is under the active profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The registration is denied before any policy runs.
+    Error,
+    /// Reported, and visible to policies as `context.warnings`.
+    Warning,
+}
+
+macro_rules! codes {
+    ($($variant:ident => $text:literal, rule $rule:literal;)*) => {
+        /// Stable finding codes. The text is the wire form; the rule is the number in the
+        /// registration rules reference (empty when the code is clientgate's own).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code { $($variant),* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $text),* }
+            }
+
+            pub fn rule(self) -> &'static str {
+                match self { $(Code::$variant => $rule),* }
+            }
+
+            pub fn from_wire(text: &str) -> Option<Code> {
+                match text { $($text => Some(Code::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+codes! {
+    InvalidJson => "invalid_json", rule "29";
+    NotObject => "not_object", rule "29";
+    InvalidFieldType => "invalid_field_type", rule "78";
+    RedirectUrisMissing => "redirect_uris_missing", rule "79";
+    RedirectUrisInvalid => "redirect_uris_invalid", rule "45";
+    RedirectUriMalformed => "redirect_uri_malformed", rule "11";
+    RedirectUriNotAbsolute => "redirect_uri_not_absolute", rule "49";
+    RedirectUriFragment => "redirect_uri_fragment", rule "49";
+    InsecureRedirectUri => "insecure_redirect_uri", rule "50";
+    WildcardRedirectUri => "wildcard_redirect_uri", rule "56";
+    DangerousScheme => "dangerous_scheme", rule "52";
+    PrivateUseScheme => "private_use_scheme", rule "51";
+    PrivateUseSchemeNotReverseDns => "private_use_scheme_not_reverse_dns", rule "52";
+    LocalhostRedirectUri => "localhost_redirect_uri", rule "48";
+    UriNotAbsolute => "uri_not_absolute", rule "43";
+    UriNotHttps => "uri_not_https", rule "43";
+    UriUserinfo => "uri_userinfo", rule "43";
+    UriFragment => "uri_fragment", rule "43";
+    JwksUriNotHttps => "jwks_uri_not_https", rule "43";
+    UriHostMismatch => "uri_host_mismatch", rule "70";
+    JwksAndJwksUri => "jwks_and_jwks_uri", rule "35";
+    JwksInvalid => "jwks_invalid", rule "36";
+    PrivateKeyMaterial => "private_key_material", rule "34";
+    SymmetricKeyMaterial => "symmetric_key_material", rule "34";
+    NoKeyMaterial => "no_key_material", rule "37";
+    InconsistentGrantResponseTypes => "inconsistent_grant_response_types", rule "81";
+    UnsupportedGrantType => "unsupported_grant_type", rule "41";
+    PublicClientCredentials => "public_client_credentials", rule "78";
+    UnknownAuthMethod => "unknown_auth_method", rule "80";
+    ClientIdIgnored => "client_id_ignored", rule "10";
+    SoftwareStatementMalformed => "software_statement_malformed", rule "82";
+    SoftwareStatementUnverified => "software_statement_unverified", rule "82";
+    PolicyEvaluationError => "policy_evaluation_error", rule "";
+    ChallengeNotAttestable => "challenge_not_attestable", rule "";
+    StepUpTicketIgnored => "step_up_ticket_ignored", rule "";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Code::from_wire(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown finding code `{text}`")))
+    }
+}
+
+/// One finding: a stable code, its severity under the active profile, the metadata member
+/// concerned (`redirect_uris[1]`, or empty), and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Finding {
+    pub code: Code,
+    pub severity: Severity,
+    pub field: String,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}

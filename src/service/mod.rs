@@ -1,0 +1,127 @@
+//! The gRPC edge: services that map calls to the engine and back, and the server that
+//! hosts them with health and reflection. No decision logic lives here.
+
+mod admin;
+mod convert;
+mod registration;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tracing::info;
+
+pub use admin::AdminApi;
+pub use registration::RegistrationApi;
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineSettings};
+use crate::policy::{LoadErrors, load_policy_dir};
+use crate::proto::admin_service_server::AdminServiceServer;
+use crate::proto::registration_service_server::RegistrationServiceServer;
+use crate::store::{SledStore, Store, StoreError};
+
+/// Room for the rest of an Evaluate message around its metadata.
+const MESSAGE_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the policies in `{dir}` do not load:\n{errors}")]
+    Policies { dir: String, errors: LoadErrors },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Loads the policies, opens the store, binds `config.server.listen` and serves until
+/// `shutdown` resolves; then lets in-flight calls finish and flushes the store.
+/// `on_listening` receives the bound address (useful with port 0).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let policies = load_policy_dir(&config.policy.dir).map_err(|errors| ServeError::Policies {
+        dir: config.policy.dir.display().to_string(),
+        errors,
+    })?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.dir)?);
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.server.listen,
+        source,
+    })?;
+    info!(
+        %addr,
+        policy_version = %policies.version,
+        policies = policies.policy_count(),
+        profile = config.validation.profile.as_str(),
+        data = %config.store.dir.display(),
+        "clientgate listening"
+    );
+    let engine = Arc::new(Engine::new(
+        policies,
+        store.clone(),
+        EngineSettings {
+            profile: config.validation.profile,
+            attested_challenges: config.step_up.attested_challenges.clone(),
+            step_up_ttl: config.step_up.ticket_ttl,
+        },
+    ));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RegistrationServiceServer<RegistrationApi>>()
+        .await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let max_message = config.server.max_metadata_bytes + MESSAGE_OVERHEAD_BYTES;
+    let registration = RegistrationServiceServer::new(RegistrationApi::new(
+        engine.clone(),
+        config.server.max_metadata_bytes,
+    ))
+    .max_decoding_message_size(max_message);
+    let admin = AdminServiceServer::new(AdminApi::new(engine.clone(), config.validation.profile));
+    on_listening(addr);
+    let stopping = async move {
+        shutdown.await;
+        info!("shutting down: finishing in-flight calls");
+        health
+            .set_not_serving::<RegistrationServiceServer<RegistrationApi>>()
+            .await;
+    };
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(registration)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+        .await?;
+    store.flush().await?;
+    info!("store flushed; stopped");
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `RegistrationService`: Evaluate.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use super::convert;
+use crate::engine::Engine;
+use crate::proto::registration_service_server::RegistrationService;
+use crate::proto::{EvaluateRequest, EvaluateResponse};
+
+pub struct RegistrationApi {
+    engine: Arc<Engine>,
+    max_metadata_bytes: usize,
+}
+
+impl RegistrationApi {
+    pub fn new(engine: Arc<Engine>, max_metadata_bytes: usize) -> RegistrationApi {
+        RegistrationApi {
+            engine,
+            max_metadata_bytes,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl RegistrationService for RegistrationApi {
+    async fn evaluate(
+        &self,
+        request: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        let input = convert::evaluate_input(request.into_inner(), self.max_metadata_bytes)?;
+        let tenant = input.tenant.clone();
+        let dry_run = input.dry_run;
+        match self.engine.evaluate(input).await {
+            Ok(evaluated) => {
+                info!(
+                    decision_id = evaluated.decision_id.as_deref().unwrap_or("dry-run"),
+                    %tenant,
+                    decision = ?evaluated.decision,
+                    error = evaluated.error.as_ref().map(|(code, _)| code.as_str()),
+                    findings = evaluated.findings.len(),
+                    policy_version = %evaluated.policy_version,
+                    dry_run,
+                    "decided"
+                );
+                Ok(Response::new(convert::evaluate_response(evaluated)))
+            }
+            Err(error) => {
+                warn!(%tenant, %error, "evaluate failed");
+                Err(error.into())
+            }
+        }
+    }
+}

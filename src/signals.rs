@@ -1,0 +1,272 @@
+//! Signals: the facts about one registration that policies decide on, derived from the
+//! validated metadata and the caller.
+//!
+//! Pure: the clock and the caller arrive as arguments. This module knows nothing of Cedar;
+//! `policy::entities` turns [`Signals`] into Cedar entities and context.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::registration::uri::{RedirectKind, registrable_domain};
+use crate::registration::{Severity, Validation};
+
+/// How the client is registering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationType {
+    Dcr,
+    Cimd,
+}
+
+impl RegistrationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationType::Dcr => "dcr",
+            RegistrationType::Cimd => "cimd",
+        }
+    }
+}
+
+/// Who called the authorization server, as the AS reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub ip: Option<IpAddr>,
+    pub user_agent: String,
+    pub user_authenticated: bool,
+}
+
+/// A URI reduced to what policies compare.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostFacts {
+    pub uri: String,
+    pub host: String,
+    pub registrable_domain: Option<String>,
+}
+
+/// One redirect URI with its host, registrable domain and kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RedirectFacts {
+    pub uri: String,
+    pub scheme: String,
+    pub host: String,
+    pub registrable_domain: Option<String>,
+    pub kind: RedirectKind,
+}
+
+/// Everything a decision sees about one registration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Signals {
+    pub tenant: String,
+    pub registration_type: RegistrationType,
+    /// The CIMD client_id URL and its host; `None` for DCR.
+    pub client_id: Option<HostFacts>,
+    pub client_name: Option<String>,
+    pub client_uri: Option<HostFacts>,
+    pub redirects: Vec<RedirectFacts>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub scopes: Vec<String>,
+    pub application_type: Option<String>,
+    pub software_id: Option<String>,
+    pub software_version: Option<String>,
+    /// The issuer of a verified software statement; `None` when none was verified.
+    pub software_statement_issuer: Option<String>,
+    pub contacts: Vec<String>,
+    pub caller_ip: Option<IpAddr>,
+    pub user_agent: String,
+    pub user_authenticated: bool,
+    pub initial_access_token: bool,
+    #[serde(with = "rfc3339")]
+    pub now: SystemTime,
+    /// Codes of the warning findings, sorted, without repeats.
+    pub warnings: Vec<String>,
+    pub completed_challenges: Vec<String>,
+}
+
+/// The request-level facts that accompany a validated registration.
+#[derive(Clone, Debug)]
+pub struct RequestFacts {
+    pub tenant: String,
+    pub registration_type: RegistrationType,
+    pub client_id: Option<String>,
+    pub caller: Caller,
+    pub initial_access_token: bool,
+    pub completed_challenges: Vec<String>,
+    pub now: SystemTime,
+}
+
+/// Derives the signals of a validated registration.
+pub fn derive_signals(validation: &Validation, request: RequestFacts) -> Signals {
+    let metadata = &validation.metadata;
+    let redirects = validation
+        .redirects
+        .iter()
+        .map(|redirect| RedirectFacts {
+            uri: redirect.uri.clone(),
+            scheme: redirect.scheme.clone(),
+            host: redirect.host.clone(),
+            registrable_domain: registrable_domain(&redirect.host),
+            kind: redirect.kind,
+        })
+        .collect();
+    let mut warnings: Vec<String> = validation
+        .findings
+        .iter()
+        .filter(|finding| finding.severity == Severity::Warning)
+        .map(|finding| finding.code.as_str().to_owned())
+        .collect();
+    warnings.sort();
+    warnings.dedup();
+    Signals {
+        tenant: request.tenant,
+        registration_type: request.registration_type,
+        client_id: request.client_id.as_deref().and_then(host_facts),
+        client_name: metadata.client_name.clone(),
+        client_uri: metadata.client_uri.as_deref().and_then(host_facts),
+        redirects,
+        grant_types: metadata.grant_types.clone(),
+        response_types: metadata.response_types.clone(),
+        token_endpoint_auth_method: metadata.token_endpoint_auth_method.clone(),
+        scopes: metadata.scopes(),
+        application_type: metadata.application_type.clone(),
+        software_id: metadata.software_id.clone(),
+        software_version: metadata.software_version.clone(),
+        software_statement_issuer: None,
+        contacts: metadata.contacts.clone(),
+        caller_ip: request.caller.ip,
+        user_agent: request.caller.user_agent,
+        user_authenticated: request.caller.user_authenticated,
+        initial_access_token: request.initial_access_token,
+        now: request.now,
+        warnings,
+        completed_challenges: request.completed_challenges,
+    }
+}
+
+fn host_facts(uri: &str) -> Option<HostFacts> {
+    let url = url::Url::parse(uri).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some(HostFacts {
+        uri: uri.to_owned(),
+        registrable_domain: registrable_domain(&host),
+        host,
+    })
+}
+
+/// `SystemTime` as RFC 3339 UTC with millisecond precision, the form Cedar's `datetime`
+/// accepts.
+pub mod rfc3339 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn format(time: SystemTime) -> String {
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let days = millis.div_euclid(86_400_000);
+        let in_day = millis.rem_euclid(86_400_000);
+        let (year, month, day) = civil_from_days(days);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            in_day / 3_600_000,
+            in_day / 60_000 % 60,
+            in_day / 1000 % 60,
+            in_day % 1000
+        )
+    }
+
+    pub fn serialize<S: serde::Serializer>(
+        time: &SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*time))
+    }
+
+    /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to a proleptic Gregorian date.
+    fn civil_from_days(days: i64) -> (i64, u32, u32) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        (year, month, day)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::time::{Duration, UNIX_EPOCH};
+
+        #[test]
+        fn formats_known_instants() {
+            assert_eq!(super::format(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+            let leap_day = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
+            assert_eq!(super::format(leap_day), "2024-02-29T12:34:56.789Z");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registration::{Profile, validate_dcr};
+
+    fn signals_of(metadata: &str) -> Signals {
+        let validation = validate_dcr(metadata, Profile::Mcp);
+        derive_signals(
+            &validation,
+            RequestFacts {
+                tenant: "default".into(),
+                registration_type: RegistrationType::Dcr,
+                client_id: None,
+                caller: Caller::default(),
+                initial_access_token: false,
+                completed_challenges: Vec::new(),
+                now: SystemTime::UNIX_EPOCH,
+            },
+        )
+    }
+
+    #[test]
+    fn redirect_uris_get_host_registrable_domain_and_kind() {
+        let signals = signals_of(
+            r#"{"redirect_uris":["https://app.Example.co.uk/cb","http://127.0.0.1:8080/cb",
+                "http://localhost/cb","com.example.app:/oauth"],"client_uri":"https://www.example.co.uk"}"#,
+        );
+        let facts: Vec<(&str, Option<&str>, RedirectKind)> = signals
+            .redirects
+            .iter()
+            .map(|r| (r.host.as_str(), r.registrable_domain.as_deref(), r.kind))
+            .collect();
+        assert_eq!(
+            facts,
+            vec![
+                (
+                    "app.example.co.uk",
+                    Some("example.co.uk"),
+                    RedirectKind::Https
+                ),
+                ("127.0.0.1", None, RedirectKind::Loopback),
+                ("localhost", None, RedirectKind::Loopback),
+                ("", None, RedirectKind::PrivateScheme),
+            ]
+        );
+        let client_uri = signals.client_uri.expect("client_uri facts");
+        assert_eq!(
+            client_uri.registrable_domain.as_deref(),
+            Some("example.co.uk")
+        );
+    }
+
+    #[test]
+    fn warnings_carry_each_code_once() {
+        let signals =
+            signals_of(r#"{"redirect_uris":["com.example.app:/a","com.example.app:/b"]}"#);
+        assert_eq!(signals.warnings, vec!["private_use_scheme".to_owned()]);
+    }
+}

@@ -1,0 +1,73 @@
+//! Durable storage of decisions and step-up tickets, behind one narrow interface
+//! ([`Store`]) so that a shared backend can be added for multi-node deployments.
+//!
+//! The store never decides anything; it records what the engine decided and answers
+//! queries about it. A write is acknowledged only once it is on disk.
+
+mod group_commit;
+mod record;
+mod sled_store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use record::{
+    DecisionPage, DecisionQuery, DecisionRecord, StepUpRef, StepUpTicket, TicketState,
+};
+pub use sled_store::{FORMAT_VERSION, SledStore};
+
+/// A boxed future, so that [`Store`] can be used as a trait object.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Counters that show how the store is doing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub decisions_recorded: u64,
+    /// Disk flushes; concurrent records share one (group commit).
+    pub flushes: u64,
+}
+
+/// What the decision service needs from storage.
+pub trait Store: Send + Sync + 'static {
+    /// Records a decision, and the step-up ticket it opened if any, and resolves only once
+    /// both are durable.
+    fn record(&self, decision: DecisionRecord, ticket: Option<StepUpTicket>)
+    -> StoreFuture<'_, ()>;
+
+    fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
+
+    /// Decisions matching `query`, newest first, one page at a time.
+    fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError>;
+
+    /// Flushes everything written so far; used at shutdown.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+
+    fn stats(&self) -> StoreStats;
+}
+
+/// Why the store failed. Messages, not sources, so that one flush failure can be handed
+/// to every caller waiting on it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at `{path}`: {message}")]
+    Open { path: String, message: String },
+    #[error(
+        "the store at `{path}` has format version `{found}`, and this clientgate reads version \
+         `{expected}`; use a clientgate that matches, or point --data at another directory"
+    )]
+    UnknownFormat {
+        path: String,
+        found: String,
+        expected: String,
+    },
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("stored record `{key}` is corrupt: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> StoreError {
+        StoreError::Io(error.to_string())
+    }
+}

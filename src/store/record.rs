@@ -1,0 +1,89 @@
+//! What the store keeps: decision records, step-up tickets, and the query over decisions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::OAuthErrorCode;
+use crate::policy::{Decision, Reason};
+use crate::registration::Finding;
+use crate::signals::RegistrationType;
+
+/// One decision, as the decision log keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// ULID: sorts by time.
+    pub decision_id: String,
+    pub decided_at_ms: u64,
+    pub tenant: String,
+    pub registration_type: RegistrationType,
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    pub software_id: Option<String>,
+    pub fingerprint: String,
+    pub ip: Option<String>,
+    pub user_agent: String,
+    pub decision: Decision,
+    pub reasons: Vec<Reason>,
+    pub findings: Vec<Finding>,
+    pub error: Option<OAuthErrorCode>,
+    pub error_description: Option<String>,
+    pub obligations: Vec<String>,
+    pub step_up: Option<StepUpRef>,
+    pub policy_version: String,
+    pub latency_micros: u64,
+    pub client_metadata_json: String,
+}
+
+/// The step-up ticket a decision opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpRef {
+    pub ticket_id: String,
+    pub challenges: Vec<String>,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+/// A step-up ticket: a registration held back until its challenges are completed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpTicket {
+    pub ticket_id: String,
+    pub tenant: String,
+    pub state: TicketState,
+    pub challenges: Vec<String>,
+    pub fingerprint: String,
+    pub decision_id: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// Filters over the decision log; every set filter must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecisionQuery {
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub fingerprint: Option<String>,
+    pub decision: Option<Decision>,
+    /// Inclusive, milliseconds since the epoch.
+    pub since_ms: Option<u64>,
+    /// Exclusive, milliseconds since the epoch.
+    pub until_ms: Option<u64>,
+    pub page_size: usize,
+    /// Continue below this decision id (exclusive).
+    pub page_token: Option<ulid::Ulid>,
+}
+
+/// One page of decisions, newest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecisionPage {
+    pub decisions: Vec<DecisionRecord>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_page_token: Option<ulid::Ulid>,
+}

@@ -1,0 +1,275 @@
+//! The embedded sled store: one directory, one process.
+//!
+//! Trees: `decisions` (ULID → JSON record) with the indexes `by_tenant`, `by_ip`,
+//! `by_client` and `by_fingerprint` (`<value> 0x00 <ULID>` → empty); `step_up_tickets`
+//! (ticket id → JSON); `meta` (`format_version`). A decision and its index entries and
+//! ticket are written in one transaction.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use ulid::Ulid;
+
+use super::group_commit::GroupCommit;
+use super::{
+    DecisionPage, DecisionQuery, DecisionRecord, StepUpTicket, Store, StoreError, StoreFuture,
+    StoreStats,
+};
+
+/// The layout version this build reads and writes.
+pub const FORMAT_VERSION: &str = "1";
+const FORMAT_KEY: &[u8] = b"format_version";
+/// Index entries examined per page at most; a page that hits it ends early with a token.
+const SCAN_LIMIT: usize = 10_000;
+const MAX_PAGE_SIZE: usize = 1000;
+const DEFAULT_PAGE_SIZE: usize = 50;
+
+pub struct SledStore {
+    db: sled::Db,
+    decisions: sled::Tree,
+    by_tenant: sled::Tree,
+    by_ip: sled::Tree,
+    by_client: sled::Tree,
+    by_fingerprint: sled::Tree,
+    tickets: sled::Tree,
+    commit: GroupCommit,
+    recorded: AtomicU64,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Must run inside a tokio runtime, which hosts
+    /// the group-commit flusher.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let path = dir.display().to_string();
+        let open_error = |error: sled::Error| StoreError::Open {
+            path: path.clone(),
+            message: match &error {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    "another process has it open (one clientgate per data directory)".to_owned()
+                }
+                other => other.to_string(),
+            },
+        };
+        let db = sled::Config::new().path(dir).open().map_err(open_error)?;
+        let tree = |name: &str| db.open_tree(name).map_err(open_error);
+        let store = SledStore {
+            decisions: tree("decisions")?,
+            by_tenant: tree("by_tenant")?,
+            by_ip: tree("by_ip")?,
+            by_client: tree("by_client")?,
+            by_fingerprint: tree("by_fingerprint")?,
+            tickets: tree("step_up_tickets")?,
+            commit: GroupCommit::start(db.clone()),
+            recorded: AtomicU64::new(0),
+            db,
+        };
+        store.check_format(&path)?;
+        Ok(store)
+    }
+
+    /// A new store gets the current format version; an existing one must have it.
+    fn check_format(&self, path: &str) -> Result<(), StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        match meta.get(FORMAT_KEY)? {
+            Some(found) if found.as_ref() == FORMAT_VERSION.as_bytes() => Ok(()),
+            Some(found) => Err(StoreError::UnknownFormat {
+                path: path.to_owned(),
+                found: String::from_utf8_lossy(&found).into_owned(),
+                expected: FORMAT_VERSION.to_owned(),
+            }),
+            None if self.decisions.is_empty() && self.tickets.is_empty() => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes())?;
+                self.db.flush()?;
+                Ok(())
+            }
+            None => Err(StoreError::UnknownFormat {
+                path: path.to_owned(),
+                found: "none".to_owned(),
+                expected: FORMAT_VERSION.to_owned(),
+            }),
+        }
+    }
+
+    fn write(
+        &self,
+        decision: &DecisionRecord,
+        ticket: Option<&StepUpTicket>,
+    ) -> Result<(), StoreError> {
+        let id = parse_id(&decision.decision_id)?;
+        let key = id.to_bytes();
+        let value =
+            serde_json::to_vec(decision).map_err(|error| StoreError::Io(error.to_string()))?;
+        let ticket_value = ticket
+            .map(|ticket| serde_json::to_vec(ticket).map(|json| (ticket.ticket_id.clone(), json)))
+            .transpose()
+            .map_err(|error| StoreError::Io(error.to_string()))?;
+        let trees = (
+            &self.decisions,
+            &self.by_tenant,
+            &self.by_ip,
+            &self.by_client,
+            &self.by_fingerprint,
+            &self.tickets,
+        );
+        let result: Result<(), TransactionError<()>> = trees.transaction(
+            |(decisions, by_tenant, by_ip, by_client, by_fingerprint, tickets)| {
+                decisions.insert(&key, value.as_slice())?;
+                by_tenant.insert(index_key(&decision.tenant, id), &[])?;
+                if let Some(ip) = &decision.ip {
+                    by_ip.insert(index_key(ip, id), &[])?;
+                }
+                if let Some(client_id) = &decision.client_id {
+                    by_client.insert(index_key(client_id, id), &[])?;
+                }
+                by_fingerprint.insert(index_key(&decision.fingerprint, id), &[])?;
+                if let Some((ticket_id, json)) = &ticket_value {
+                    tickets.insert(ticket_id.as_bytes(), json.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            },
+        );
+        result.map_err(|error| StoreError::Io(format!("{error:?}")))
+    }
+
+    fn read_decision(&self, id: Ulid) -> Result<Option<DecisionRecord>, StoreError> {
+        let Some(bytes) = self.decisions.get(id.to_bytes())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                key: id.to_string(),
+                message: error.to_string(),
+            })
+    }
+}
+
+impl Store for SledStore {
+    fn record(
+        &self,
+        decision: DecisionRecord,
+        ticket: Option<StepUpTicket>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.write(&decision, ticket.as_ref())?;
+            self.commit.durable().await?;
+            self.recorded.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        match Ulid::from_string(decision_id) {
+            Ok(id) => self.read_decision(id),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+        let page_size = match query.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let lower = Ulid::from_parts(query.since_ms.unwrap_or(0), 0);
+        let mut upper = query
+            .until_ms
+            .map_or(Ulid(u128::MAX), |until| Ulid::from_parts(until, 0));
+        if let Some(token) = query.page_token {
+            upper = upper.min(token);
+        }
+        // The most selective index that the query names.
+        let indexed = [
+            (&self.by_client, &query.client_id),
+            (&self.by_fingerprint, &query.fingerprint),
+            (&self.by_ip, &query.ip),
+            (&self.by_tenant, &query.tenant),
+        ]
+        .into_iter()
+        .find_map(|(tree, value)| value.as_ref().map(|value| (tree, value)));
+        let ids: Box<dyn Iterator<Item = sled::Result<Ulid>>> = match indexed {
+            Some((tree, value)) => Box::new(
+                tree.range(index_key(value, lower)..index_key(value, upper))
+                    .rev()
+                    .map(|entry| entry.map(|(key, _)| id_of_index_key(&key))),
+            ),
+            None => Box::new(
+                self.decisions
+                    .range(lower.to_bytes()..upper.to_bytes())
+                    .rev()
+                    .map(|entry| entry.map(|(key, _)| id_of_index_key(&key))),
+            ),
+        };
+        let mut page = DecisionPage::default();
+        for (scanned, id) in ids.enumerate() {
+            let id = id?;
+            if scanned >= SCAN_LIMIT {
+                page.next_page_token = Some(id);
+                break;
+            }
+            let Some(record) = self.read_decision(id)? else {
+                continue;
+            };
+            if !matches(query, &record) {
+                continue;
+            }
+            if page.decisions.len() == page_size {
+                // One more matches: the next page starts above it.
+                let last = page.decisions.last().map(|last| last.decision_id.as_str());
+                page.next_page_token = last.and_then(|last| Ulid::from_string(last).ok());
+                break;
+            }
+            page.decisions.push(record);
+        }
+        Ok(page)
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.commit.durable().await })
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            decisions_recorded: self.recorded.load(Ordering::Relaxed),
+            flushes: self.commit.flushes(),
+        }
+    }
+}
+
+fn matches(query: &DecisionQuery, record: &DecisionRecord) -> bool {
+    let equal = |filter: &Option<String>, value: Option<&str>| {
+        filter.as_deref().is_none_or(|filter| Some(filter) == value)
+    };
+    equal(&query.tenant, Some(&record.tenant))
+        && equal(&query.client_id, record.client_id.as_deref())
+        && equal(&query.ip, record.ip.as_deref())
+        && equal(&query.fingerprint, Some(&record.fingerprint))
+        && query
+            .decision
+            .is_none_or(|decision| decision == record.decision)
+}
+
+fn parse_id(text: &str) -> Result<Ulid, StoreError> {
+    Ulid::from_string(text).map_err(|error| StoreError::Corrupt {
+        key: text.to_owned(),
+        message: format!("not a ULID: {error}"),
+    })
+}
+
+/// `<value> 0x00 <ULID bytes>`: index values never contain NUL (tenant names, IPs,
+/// fingerprints and client_id URLs are checked before they get here).
+fn index_key(value: &str, id: Ulid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(value.len() + 17);
+    key.extend_from_slice(value.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&id.to_bytes());
+    key
+}
+
+/// The ULID at the end of an index key, or the whole key of the `decisions` tree.
+fn id_of_index_key(key: &[u8]) -> Ulid {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&key[key.len() - 16..]);
+    Ulid::from_bytes(bytes)
+}
