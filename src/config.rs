@@ -301,10 +301,13 @@ impl Config {
                     }
                 }),
                 "log.level" => raw.string().map(|level| self.log.level = level),
-                "log.format" => raw.string().and_then(|text| match text.as_str() {
-                    "text" => Ok(self.log.format = LogFormat::Text),
-                    "json" => Ok(self.log.format = LogFormat::Json),
-                    _ => Err(format!("`{text}` is not one of text, json")),
+                "log.format" => raw.string().and_then(|text| {
+                    self.log.format = match text.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(format!("`{text}` is not one of text, json")),
+                    };
+                    Ok(())
                 }),
                 _ => Err("not a clientgate setting".to_owned()),
             };

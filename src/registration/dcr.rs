@@ -325,7 +325,13 @@ fn apply_defaults(metadata: &mut ClientMetadata) {
     if metadata.grant_types.is_empty() {
         metadata.grant_types = vec!["authorization_code".to_owned()];
     }
-    if metadata.response_types.is_empty() {
+    // RFC 7591's default `code` only makes sense for a client that uses the code grant; a
+    // client_credentials-only client uses no response type.
+    let uses_code_grant = metadata
+        .grant_types
+        .iter()
+        .any(|g| g == "authorization_code");
+    if metadata.response_types.is_empty() && uses_code_grant {
         metadata.response_types = vec!["code".to_owned()];
     }
 }
