@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `server.max_metadata_bytes`: the largest DCR `metadata_json` accepted.
     pub max_metadata_bytes: usize,
+    /// `server.shutdown_grace_secs`: how long in-flight calls may run after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +77,7 @@ impl Default for Config {
             server: ServerConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 max_metadata_bytes: 64 * 1024,
+                shutdown_grace: Duration::from_secs(10),
             },
             policy: PolicyConfig {
                 dir: PathBuf::from("policies"),
@@ -271,6 +274,13 @@ impl Config {
                         Ok(())
                     }
                     _ => Err(format!("{bytes} is outside 1024..=4194304")),
+                }),
+                "server.shutdown_grace_secs" => raw.integer().and_then(|secs| match secs {
+                    0..=600 => {
+                        self.server.shutdown_grace = Duration::from_secs(secs);
+                        Ok(())
+                    }
+                    _ => Err(format!("{secs} is outside 0..=600")),
                 }),
                 "policy.dir" => raw.string().map(|dir| self.policy.dir = PathBuf::from(dir)),
                 "store.dir" => raw.string().map(|dir| self.store.dir = PathBuf::from(dir)),

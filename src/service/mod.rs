@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use admin::AdminApi;
 pub use registration::RegistrationApi;
@@ -106,21 +106,37 @@ pub async fn run(
     .max_decoding_message_size(max_message);
     let admin = AdminServiceServer::new(AdminApi::new(engine.clone(), config.validation.profile));
     on_listening(addr);
+    let (stopping_sender, stopping_receiver) = tokio::sync::oneshot::channel::<()>();
     let stopping = async move {
         shutdown.await;
         info!("shutting down: finishing in-flight calls");
         health
             .set_not_serving::<RegistrationServiceServer<RegistrationApi>>()
             .await;
+        let _ = stopping_sender.send(());
     };
-    Server::builder()
+    let serving = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registration)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
-        .await?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping);
+    let grace = config.server.shutdown_grace;
+    let grace_over = async move {
+        if stopping_receiver.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = grace_over => warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight calls did not finish within the shutdown grace period; stopping anyway"
+        ),
+    }
     store.flush().await?;
     info!("store flushed; stopped");
     Ok(())

@@ -71,3 +71,6 @@ impl From<sled::Error> for StoreError {
         StoreError::Io(error.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -133,6 +133,19 @@ impl SledStore {
         result.map_err(|error| StoreError::Io(format!("{error:?}")))
     }
 
+    /// The step-up ticket `ticket_id`, if there is one.
+    pub fn ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
+        let Some(bytes) = self.tickets.get(ticket_id.as_bytes())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                key: ticket_id.to_owned(),
+                message: error.to_string(),
+            })
+    }
+
     fn read_decision(&self, id: Ulid) -> Result<Option<DecisionRecord>, StoreError> {
         let Some(bytes) = self.decisions.get(id.to_bytes())? else {
             return Ok(None);

@@ -1,0 +1,209 @@
+//! The sled store: durability across reopen, group commit, listing and the format key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::policy::{Decision, Reason};
+use crate::signals::RegistrationType;
+
+fn record(ms: u64, tenant: &str, ip: &str, decision: Decision) -> DecisionRecord {
+    DecisionRecord {
+        decision_id: ulid::Ulid::from_parts(ms, rand_part(ms)).to_string(),
+        decided_at_ms: ms,
+        tenant: tenant.to_owned(),
+        registration_type: RegistrationType::Dcr,
+        client_id: None,
+        client_name: Some("C".to_owned()),
+        software_id: None,
+        fingerprint: format!("fp-{}", ms % 3),
+        ip: Some(ip.to_owned()),
+        user_agent: String::new(),
+        decision,
+        reasons: vec![Reason {
+            policy_id: "p".to_owned(),
+            message: "m".to_owned(),
+        }],
+        findings: Vec::new(),
+        error: None,
+        error_description: None,
+        obligations: Vec::new(),
+        step_up: None,
+        policy_version: "v1".to_owned(),
+        latency_micros: 10,
+        client_metadata_json: "{}".to_owned(),
+    }
+}
+
+fn rand_part(ms: u64) -> u128 {
+    u128::from(ms) * 7919
+}
+
+/// Drops a store and waits until sled has released the directory.
+async fn close(store: SledStore) {
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+fn ids(page: &DecisionPage) -> Vec<u64> {
+    page.decisions.iter().map(|d| d.decided_at_ms).collect()
+}
+
+#[tokio::test]
+async fn recorded_decisions_survive_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let first = record(1_000, "default", "203.0.113.7", Decision::Approve);
+    store.record(first.clone(), None).await.unwrap();
+    close(store).await;
+    let reopened = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        reopened.get_decision(&first.decision_id).unwrap(),
+        Some(first)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_records_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let writers: Vec<_> = (0..200u64)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record(
+                        record(10_000 + n, "default", "203.0.113.7", Decision::Deny),
+                        None,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.decisions_recorded, 200);
+    assert!(
+        stats.flushes < 200,
+        "200 concurrent records took {} flushes; group commit should share them",
+        stats.flushes
+    );
+}
+
+#[tokio::test]
+async fn listing_filters_pages_and_orders_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    for ms in 1..=30u64 {
+        let tenant = if ms % 2 == 0 { "even" } else { "odd" };
+        let ip = if ms % 5 == 0 {
+            "2001:db8::5"
+        } else {
+            "198.51.100.1"
+        };
+        let decision = if ms % 3 == 0 {
+            Decision::Deny
+        } else {
+            Decision::Approve
+        };
+        store
+            .record(record(ms, tenant, ip, decision), None)
+            .await
+            .unwrap();
+    }
+    let query = |change: &dyn Fn(&mut DecisionQuery)| {
+        let mut query = DecisionQuery {
+            page_size: 100,
+            ..DecisionQuery::default()
+        };
+        change(&mut query);
+        store.list_decisions(&query).unwrap()
+    };
+    assert_eq!(ids(&query(&|_| {})), (1..=30).rev().collect::<Vec<_>>());
+    assert_eq!(
+        ids(&query(&|q| q.ip = Some("2001:db8::5".to_owned()))),
+        vec![30, 25, 20, 15, 10, 5]
+    );
+    assert_eq!(
+        ids(&query(&|q| {
+            q.tenant = Some("even".to_owned());
+            q.decision = Some(Decision::Deny);
+        })),
+        vec![30, 24, 18, 12, 6]
+    );
+    assert_eq!(
+        ids(&query(&|q| {
+            q.since_ms = Some(10);
+            q.until_ms = Some(14);
+        })),
+        vec![13, 12, 11, 10]
+    );
+    assert_eq!(
+        ids(&query(&|q| q.fingerprint = Some("fp-0".to_owned()))),
+        vec![30, 27, 24, 21, 18, 15, 12, 9, 6, 3]
+    );
+
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .list_decisions(&DecisionQuery {
+                tenant: Some("odd".to_owned()),
+                page_size: 4,
+                page_token: token,
+                ..DecisionQuery::default()
+            })
+            .unwrap();
+        assert!(page.decisions.len() <= 4);
+        seen.extend(ids(&page));
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        (1..=30).rev().filter(|ms| ms % 2 == 1).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_step_up_ticket_is_written_with_its_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let decision = record(5_000, "default", "203.0.113.7", Decision::StepUp);
+    let ticket = StepUpTicket {
+        ticket_id: "01TICKET".to_owned(),
+        tenant: "default".to_owned(),
+        state: TicketState::Pending,
+        challenges: vec!["admin_approval".to_owned()],
+        fingerprint: decision.fingerprint.clone(),
+        decision_id: decision.decision_id.clone(),
+        created_at_ms: 5_000,
+        expires_at_ms: 9_000,
+    };
+    store.record(decision, Some(ticket.clone())).await.unwrap();
+    assert_eq!(store.ticket("01TICKET").unwrap(), Some(ticket));
+}
+
+#[tokio::test]
+async fn a_store_of_an_unknown_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format_version", "99")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let error = SledStore::open(dir.path())
+        .err()
+        .expect("format 99 is refused");
+    let message = error.to_string();
+    assert!(message.contains("format version `99`"), "{message}");
+    assert!(message.contains("reads version `1`"), "{message}");
+}
