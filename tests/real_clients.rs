@@ -1,0 +1,121 @@
+//! Real MCP clients' published metadata (tests/fixtures/real-cimd, sources in SOURCES.md)
+//! sent as DCR bodies: each gets the decision the starter policies intend. Catches the
+//! real-world failures of registration rules C.4: port-less `localhost` redirects, extra
+//! grant types, `private_key_jwt` with `jwks_uri`.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use clientgate::engine::{EngineSettings, EvaluateInput, Registration, decide_dcr};
+use clientgate::policy::{Decision, load_policy_dir};
+use clientgate::registration::Profile;
+use clientgate::signals::Caller;
+
+/// File, decision, obligations.
+const EXPECTED: &[(&str, Decision, &[&str])] = &[
+    ("chatgpt.2026-09-08.json", Decision::Approve, &[]),
+    ("cimd-dev.stytch.json", Decision::Approve, &[]),
+    (
+        "claude-ai-connectors.2026-09-19.json",
+        Decision::Approve,
+        &[],
+    ),
+    (
+        "claude-code.2026-08-04.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
+    (
+        "claude-code.2026-09-08.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
+    (
+        "codex.capture.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
+    (
+        "mcp-spec-2025-11-25-example.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
+    ("mcptest-io.json", Decision::Approve, &[]),
+    (
+        "opencode.2026-09-07.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
+    ("vscode.2026-02-17.json", Decision::Approve, &[]),
+    ("vscode.2026-09-08.json", Decision::Approve, &[]),
+    ("zed.proposed.json", Decision::Approve, &["require_consent"]),
+];
+
+#[test]
+fn every_real_client_document_registered_by_dcr_gets_the_intended_decision() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let policies = load_policy_dir(&root.join("policies")).expect("the starter policies load");
+    let settings = EngineSettings {
+        profile: Profile::Mcp,
+        attested_challenges: vec!["user_consent".to_owned()],
+        step_up_ttl: Duration::from_secs(3600),
+    };
+    let fixtures = root.join("tests/fixtures/real-cimd");
+    let on_disk = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "json")
+        })
+        .count();
+    assert_eq!(
+        on_disk,
+        EXPECTED.len(),
+        "every fixture has an expected decision"
+    );
+
+    let mut failures = Vec::new();
+    for (file, decision, obligations) in EXPECTED {
+        let metadata = std::fs::read_to_string(fixtures.join(file)).unwrap();
+        let input = EvaluateInput {
+            tenant: "default".to_owned(),
+            registration: Registration::Dcr {
+                metadata_json: metadata.clone(),
+                initial_access_token: false,
+            },
+            caller: Caller::default(),
+            step_up_ticket: String::new(),
+            completed_challenges: Vec::new(),
+            dry_run: true,
+            explain: false,
+        };
+        let evaluated = decide_dcr(
+            &policies,
+            &settings,
+            &input,
+            &metadata,
+            false,
+            SystemTime::now(),
+        );
+        let errors: Vec<_> = evaluated.findings.iter().filter(|f| f.is_error()).collect();
+        if evaluated.decision != *decision
+            || evaluated.obligations != *obligations
+            || !errors.is_empty()
+        {
+            failures.push(format!(
+                "{file}: got {:?} with obligations {:?}, errors {errors:?}, reasons {:?}",
+                evaluated.decision, evaluated.obligations, evaluated.reasons
+            ));
+        }
+        // The client_id a CIMD document carries is the AS's to issue under DCR (E15).
+        assert!(
+            !evaluated.client_metadata_json.contains("\"client_id\""),
+            "{file}"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

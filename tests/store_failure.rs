@@ -1,0 +1,92 @@
+//! clientgate never gives a decision it could not record: a failing store turns an
+//! APPROVE into UNAVAILABLE.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clientgate::engine::{Engine, EngineSettings, EvaluateInput, Registration};
+use clientgate::policy::{Decision, load_policy_dir};
+use clientgate::registration::Profile;
+use clientgate::signals::Caller;
+use clientgate::store::{
+    DecisionPage, DecisionQuery, DecisionRecord, StepUpTicket, Store, StoreError, StoreFuture,
+    StoreStats,
+};
+
+/// A store whose disk is gone.
+struct BrokenDisk;
+
+impl Store for BrokenDisk {
+    fn record(&self, _: DecisionRecord, _: Option<StepUpTicket>) -> StoreFuture<'_, ()> {
+        Box::pin(async {
+            Err(StoreError::Io(
+                "flush failed: no space left on device".to_owned(),
+            ))
+        })
+    }
+    fn get_decision(&self, _: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn list_decisions(&self, _: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Err(StoreError::Io("flush failed".to_owned())) })
+    }
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+}
+
+fn approvable(dry_run: bool) -> EvaluateInput {
+    EvaluateInput {
+        tenant: "default".to_owned(),
+        registration: Registration::Dcr {
+            metadata_json: r#"{"redirect_uris":["https://app.example.com/cb"]}"#.to_owned(),
+            initial_access_token: false,
+        },
+        caller: Caller::default(),
+        step_up_ticket: String::new(),
+        completed_challenges: Vec::new(),
+        dry_run,
+        explain: false,
+    }
+}
+
+#[tokio::test]
+async fn a_decision_that_cannot_be_recorded_is_unavailable_not_approved() {
+    let policies =
+        load_policy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    let engine = Engine::new(
+        policies,
+        Arc::new(BrokenDisk),
+        EngineSettings {
+            profile: Profile::Mcp,
+            attested_challenges: Vec::new(),
+            step_up_ttl: Duration::from_secs(3600),
+        },
+    );
+
+    let dry = engine
+        .evaluate(approvable(true))
+        .await
+        .expect("a dry run records nothing");
+    assert_eq!(
+        dry.decision,
+        Decision::Approve,
+        "the registration itself is approvable"
+    );
+
+    let error = engine
+        .evaluate(approvable(false))
+        .await
+        .expect_err("the store failed");
+    let status = tonic::Status::from(error);
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("no space left on device"),
+        "{}",
+        status.message()
+    );
+}
