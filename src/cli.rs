@@ -76,7 +76,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     match runtime.block_on(crate::service::run(config, shutdown_signal(), |_| {})) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_stats) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "clientgate stopped");
             eprintln!("clientgate: {error}");

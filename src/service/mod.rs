@@ -22,7 +22,7 @@ use crate::engine::{Engine, EngineSettings};
 use crate::policy::{LoadErrors, load_policy_dir};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{SledStore, Store, StoreError, StoreStats};
 
 /// Room for the rest of an Evaluate message around its metadata.
 const MESSAGE_OVERHEAD_BYTES: usize = 16 * 1024;
@@ -47,12 +47,13 @@ pub enum ServeError {
 
 /// Loads the policies, opens the store, binds `config.server.listen` and serves until
 /// `shutdown` resolves; then lets in-flight calls finish and flushes the store.
-/// `on_listening` receives the bound address (useful with port 0).
+/// `on_listening` receives the bound address (useful with port 0). Returns what the store
+/// recorded while serving.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr),
-) -> Result<(), ServeError> {
+) -> Result<StoreStats, ServeError> {
     let policies = load_policy_dir(&config.policy.dir).map_err(|errors| ServeError::Policies {
         dir: config.policy.dir.display().to_string(),
         errors,
@@ -138,6 +139,11 @@ pub async fn run(
         ),
     }
     store.flush().await?;
-    info!("store flushed; stopped");
-    Ok(())
+    let stats = store.stats();
+    info!(
+        decisions_recorded = stats.decisions_recorded,
+        flushes = stats.flushes,
+        "store flushed; stopped"
+    );
+    Ok(stats)
 }

@@ -135,28 +135,29 @@ impl SledStore {
 
     /// The step-up ticket `ticket_id`, if there is one.
     pub fn ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
-        let Some(bytes) = self.tickets.get(ticket_id.as_bytes())? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt {
-                key: ticket_id.to_owned(),
-                message: error.to_string(),
-            })
+        read_json(&self.tickets, ticket_id.as_bytes(), || ticket_id.to_owned())
     }
 
     fn read_decision(&self, id: Ulid) -> Result<Option<DecisionRecord>, StoreError> {
-        let Some(bytes) = self.decisions.get(id.to_bytes())? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt {
-                key: id.to_string(),
-                message: error.to_string(),
-            })
+        read_json(&self.decisions, &id.to_bytes(), || id.to_string())
     }
+}
+
+/// Reads and decodes one JSON value; `name` names the key in a corruption error.
+fn read_json<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: &[u8],
+    name: impl FnOnce() -> String,
+) -> Result<Option<T>, StoreError> {
+    let Some(bytes) = tree.get(key)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| StoreError::Corrupt {
+            key: name(),
+            message: error.to_string(),
+        })
 }
 
 impl Store for SledStore {
