@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 pub use admin::AdminApi;
@@ -116,13 +116,15 @@ pub async fn run(
             .await;
         let _ = stopping_sender.send(());
     };
+    // Without TCP_NODELAY, small gRPC responses wait out delayed ACKs (~40 ms each).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let serving = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registration)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping);
+        .serve_with_incoming_shutdown(incoming, stopping);
     let grace = config.server.shutdown_grace;
     let grace_over = async move {
         if stopping_receiver.await.is_ok() {
