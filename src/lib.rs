@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cimd;
 pub mod cli;
 pub mod config;
 pub mod engine;

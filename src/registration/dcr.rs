@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value};
 
-use super::findings::{Code, Finding};
+use super::findings::{Code, Finding, FindingList};
 use super::metadata::{ClientMetadata, LOCALIZABLE};
-use super::profile::{self, Profile};
+use super::profile::Profile;
 use super::software_statement;
 use super::uri::{self, RedirectKind, RedirectUri};
 
@@ -38,61 +38,17 @@ impl Validation {
     }
 }
 
-/// Collects findings at the severity the profile gives them.
-struct Findings {
-    profile: Profile,
-    list: Vec<Finding>,
-}
-
-impl Findings {
-    fn report(&mut self, code: Code, field: &str, message: impl Into<String>) {
-        if let Some(severity) = profile::severity(code, self.profile) {
-            self.list.push(Finding {
-                code,
-                severity,
-                field: field.to_owned(),
-                message: message.into(),
-            });
-        }
-    }
-}
-
 /// Validates an RFC 7591 request body (rules 35–37, 41, 43, 45–53, 56, 76–85).
 pub fn validate_dcr(metadata_json: &str, profile: Profile) -> Validation {
-    let mut findings = Findings {
-        profile,
-        list: Vec::new(),
+    let mut findings = FindingList::new(profile);
+    let Some(object) = parse_object(metadata_json, "the registration metadata", &mut findings)
+    else {
+        return Validation {
+            findings: findings.into_vec(),
+            ..Validation::default()
+        };
     };
-    let object = match serde_json::from_str::<Value>(metadata_json) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => {
-            findings.report(
-                Code::NotObject,
-                "",
-                "the registration metadata is not a JSON object",
-            );
-            return Validation {
-                findings: findings.list,
-                ..Validation::default()
-            };
-        }
-        Err(error) => {
-            findings.report(
-                Code::InvalidJson,
-                "",
-                format!("the registration metadata is not valid JSON: {error}"),
-            );
-            return Validation {
-                findings: findings.list,
-                ..Validation::default()
-            };
-        }
-    };
-    let mut reader = Reader {
-        object: &object,
-        findings: &mut findings,
-    };
-    let mut metadata = read_members(&mut reader);
+    let mut metadata = read_metadata(&object, &mut findings);
     let redirects = check_redirect_uris(&metadata, &mut findings);
     check_metadata_uris(&metadata, &redirects, &mut findings);
     apply_defaults(&mut metadata);
@@ -106,32 +62,62 @@ pub fn validate_dcr(metadata_json: &str, profile: Profile) -> Validation {
             "a `client_id` in a registration request is ignored: the authorization server issues one",
         );
     }
-    if let Some(statement) = &metadata.software_statement {
-        match software_statement::check_shape(statement) {
-            Ok(_) => findings.report(
-                Code::SoftwareStatementUnverified,
-                "software_statement",
-                "no trusted software statement issuer is configured: the statement is echoed \
-                 but its claims are not used",
-            ),
-            Err(problem) => findings.report(
-                Code::SoftwareStatementMalformed,
-                "software_statement",
-                problem,
-            ),
-        }
-    }
+    check_software_statement(&metadata, &mut findings);
     Validation {
         metadata,
         redirects,
-        findings: findings.list,
+        findings: findings.into_vec(),
+    }
+}
+
+/// Parses `text` as a JSON object (rule 29); `what` names it in the finding.
+pub(crate) fn parse_object(
+    text: &str,
+    what: &str,
+    findings: &mut FindingList,
+) -> Option<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => Some(object),
+        Ok(_) => {
+            findings.report(Code::NotObject, "", format!("{what} is not a JSON object"));
+            None
+        }
+        Err(error) => {
+            findings.report(
+                Code::InvalidJson,
+                "",
+                format!("{what} is not valid JSON: {error}"),
+            );
+            None
+        }
+    }
+}
+
+/// A statement is echoed unchanged; its shape is checked (E11, E13) and its claims are not
+/// used until a trusted issuer verifies it.
+pub(crate) fn check_software_statement(metadata: &ClientMetadata, findings: &mut FindingList) {
+    let Some(statement) = &metadata.software_statement else {
+        return;
+    };
+    match software_statement::check_shape(statement) {
+        Ok(_) => findings.report(
+            Code::SoftwareStatementUnverified,
+            "software_statement",
+            "no trusted software statement issuer is configured: the statement is echoed \
+             but its claims are not used",
+        ),
+        Err(problem) => findings.report(
+            Code::SoftwareStatementMalformed,
+            "software_statement",
+            problem,
+        ),
     }
 }
 
 /// Reads typed members out of the JSON object, reporting members of the wrong type.
 struct Reader<'a> {
     object: &'a Map<String, Value>,
-    findings: &'a mut Findings,
+    findings: &'a mut FindingList,
 }
 
 impl Reader<'_> {
@@ -183,6 +169,15 @@ impl Reader<'_> {
             format!("`{name}` must be {expected}"),
         );
     }
+}
+
+/// Reads the RFC 7591 members of `object`, reporting members of the wrong type.
+pub(crate) fn read_metadata(
+    object: &Map<String, Value>,
+    findings: &mut FindingList,
+) -> ClientMetadata {
+    let mut reader = Reader { object, findings };
+    read_members(&mut reader)
 }
 
 fn read_members(reader: &mut Reader<'_>) -> ClientMetadata {
@@ -245,7 +240,10 @@ fn read_members(reader: &mut Reader<'_>) -> ClientMetadata {
     metadata
 }
 
-fn check_redirect_uris(metadata: &ClientMetadata, findings: &mut Findings) -> Vec<RedirectUri> {
+pub(crate) fn check_redirect_uris(
+    metadata: &ClientMetadata,
+    findings: &mut FindingList,
+) -> Vec<RedirectUri> {
     let mut redirects = Vec::new();
     for (index, raw) in metadata.redirect_uris.iter().enumerate() {
         let field = format!("redirect_uris[{index}]");
@@ -260,10 +258,10 @@ fn check_redirect_uris(metadata: &ClientMetadata, findings: &mut Findings) -> Ve
 
 /// Rule 43 for every display and key URI, language-tagged ones included, and rule 70's
 /// review flag when they point at another host than the redirect URIs.
-fn check_metadata_uris(
+pub(crate) fn check_metadata_uris(
     metadata: &ClientMetadata,
     redirects: &[RedirectUri],
-    findings: &mut Findings,
+    findings: &mut FindingList,
 ) {
     let redirect_hosts: Vec<&str> = redirects
         .iter()
@@ -318,7 +316,7 @@ fn check_metadata_uris(
 }
 
 /// RFC 7591 §2 defaults (rule 80).
-fn apply_defaults(metadata: &mut ClientMetadata) {
+pub(crate) fn apply_defaults(metadata: &mut ClientMetadata) {
     if metadata.token_endpoint_auth_method.is_empty() {
         metadata.token_endpoint_auth_method = "client_secret_basic".to_owned();
     }
@@ -336,7 +334,7 @@ fn apply_defaults(metadata: &mut ClientMetadata) {
     }
 }
 
-fn check_auth_method(metadata: &ClientMetadata, findings: &mut Findings) {
+pub(crate) fn check_auth_method(metadata: &ClientMetadata, findings: &mut FindingList) {
     let method = metadata.token_endpoint_auth_method.as_str();
     let absolute_uri = method.contains(':');
     if !KNOWN_AUTH_METHODS.contains(&method) && !absolute_uri {
@@ -357,7 +355,7 @@ fn check_auth_method(metadata: &ClientMetadata, findings: &mut Findings) {
 
 /// Rules 41 and 81, E5–E7: grant and response types must agree, redirect grants need
 /// redirect URIs, public clients cannot use client credentials.
-fn check_grants(metadata: &ClientMetadata, findings: &mut Findings) {
+pub(crate) fn check_grants(metadata: &ClientMetadata, findings: &mut FindingList) {
     let grants = &metadata.grant_types;
     let responses = &metadata.response_types;
     let has_grant = |grant: &str| grants.iter().any(|g| g == grant);
@@ -384,7 +382,7 @@ fn check_grants(metadata: &ClientMetadata, findings: &mut Findings) {
         );
     }
     let redirect_grant = has_grant("authorization_code") || has_grant("implicit");
-    let already_reported = findings.list.iter().any(|f| f.field == "redirect_uris");
+    let already_reported = findings.mentions("redirect_uris");
     if redirect_grant && metadata.redirect_uris.is_empty() && !already_reported {
         findings.report(
             Code::RedirectUrisMissing,
@@ -402,7 +400,7 @@ fn check_grants(metadata: &ClientMetadata, findings: &mut Findings) {
 }
 
 /// Rules 34–36: one source of keys, a real JWK Set, public keys only.
-fn check_keys(metadata: &ClientMetadata, findings: &mut Findings) {
+pub(crate) fn check_keys(metadata: &ClientMetadata, findings: &mut FindingList) {
     if metadata.jwks.is_some() && metadata.jwks_uri.is_some() {
         findings.report(
             Code::JwksAndJwksUri,

@@ -77,6 +77,29 @@ codes! {
     PolicyEvaluationError => "policy_evaluation_error", rule "";
     ChallengeNotAttestable => "challenge_not_attestable", rule "";
     StepUpTicketIgnored => "step_up_ticket_ignored", rule "";
+    NotHttps => "not_https", rule "1";
+    NoPath => "no_path", rule "2";
+    RootPath => "root_path", rule "2";
+    DotSegment => "dot_segment", rule "3";
+    Fragment => "fragment", rule "4";
+    Userinfo => "userinfo", rule "5";
+    QueryDiscouraged => "query_discouraged", rule "6";
+    NonCanonical => "non_canonical", rule "9";
+    InvalidCharacters => "invalid_characters", rule "11";
+    NoAuthority => "no_authority", rule "11";
+    InvalidPort => "invalid_port", rule "11";
+    BadPercentEncoding => "bad_percent_encoding", rule "11";
+    TooLong => "too_long", rule "12";
+    SpecialUseAddress => "special_use_address", rule "17";
+    ClientIdMissing => "client_id_missing", rule "30";
+    ClientIdMismatch => "client_id_mismatch", rule "30";
+    ClientNameMissing => "client_name_missing", rule "31";
+    SharedSecretAuthMethod => "shared_secret_auth_method", rule "32";
+    ClientSecretPresent => "client_secret_present", rule "33";
+    GrantTypeFiltered => "grant_type_filtered", rule "41";
+    AuthMethodDefaulted => "auth_method_defaulted", rule "42";
+    RedirectUriMismatch => "redirect_uri_mismatch", rule "46";
+    RedirectUriRequired => "redirect_uri_required", rule "54";
 }
 
 impl fmt::Display for Code {
@@ -112,5 +135,45 @@ pub struct Finding {
 impl Finding {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
+    }
+}
+
+/// Collects findings at the severity the profile gives them; a rule the profile turns off
+/// leaves no finding.
+#[derive(Debug)]
+pub struct FindingList {
+    profile: super::Profile,
+    list: Vec<Finding>,
+}
+
+impl FindingList {
+    pub fn new(profile: super::Profile) -> FindingList {
+        FindingList {
+            profile,
+            list: Vec::new(),
+        }
+    }
+
+    pub fn report(&mut self, code: Code, field: &str, message: impl Into<String>) {
+        if let Some(severity) = super::profile::severity(code, self.profile) {
+            self.list.push(Finding {
+                code,
+                severity,
+                field: field.to_owned(),
+                message: message.into(),
+            });
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(Finding::is_error)
+    }
+
+    pub fn mentions(&self, field: &str) -> bool {
+        self.list.iter().any(|finding| finding.field == field)
+    }
+
+    pub fn into_vec(self) -> Vec<Finding> {
+        self.list
     }
 }

@@ -75,6 +75,18 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
     (Code::UnknownAuthMethod, [Error, Error, Warning]),
     // E15: a client_id in a DCR request is ignored; the server issues its own.
     (Code::ClientIdIgnored, [Warning, Warning, Off]),
+    // Q1: a client_id whose path is only `/` is NOT RECOMMENDED (-02); SDKs reject it.
+    (Code::RootPath, [Warning, Error, Warning]),
+    // Rule 6 / Q2: a query in a client_id is SHOULD NOT.
+    (Code::QueryDiscouraged, [Warning, Error, Warning]),
+    // Q3: `HTTPS://`, upper-case hosts and `:443` can never match the document's client_id.
+    (Code::NonCanonical, [Error, Error, Warning]),
+    // Rule 31 / Q9 / C29: MCP requires client_name; generic CIMD shows the hostname instead.
+    (Code::ClientNameMissing, [Error, Error, Off]),
+    // Q11 / C25: grant types the AS does not support are filtered, not fatal.
+    (Code::GrantTypeFiltered, [Warning, Warning, Warning]),
+    // Q10 / C10: a missing token_endpoint_auth_method is read as `none`.
+    (Code::AuthMethodDefaulted, [Warning, Warning, Warning]),
     // Rule 82: a statement clientgate cannot verify is ignored, its claims unused.
     (
         Code::SoftwareStatementUnverified,

@@ -1,0 +1,171 @@
+//! Validating a fetched Client ID Metadata Document (rules 29–44 and 45–56; vectors
+//! C1–C36). Pure: the bytes and the URL they came from in, normalized metadata and findings
+//! out. The redirect, URI and key rules are the DCR validator's, so both registration
+//! kinds are held to the same rules.
+
+use crate::registration::dcr::{
+    Validation, check_auth_method, check_grants, check_keys, check_metadata_uris,
+    check_redirect_uris, check_software_statement, parse_object, read_metadata,
+};
+use crate::registration::findings::{Code, FindingList};
+use crate::registration::{ClientMetadata, Profile};
+
+use super::client_id::special_use_host;
+
+/// Grant types a CIMD client may keep by default; others are filtered out (C25, C26).
+pub const DEFAULT_SUPPORTED_GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
+
+/// Methods built on a shared symmetric secret, which a public document cannot hold (rule 32).
+const SHARED_SECRET_METHODS: &[&str] = &[
+    "client_secret_post",
+    "client_secret_basic",
+    "client_secret_jwt",
+];
+
+/// What the document check needs besides the bytes.
+#[derive(Clone, Debug)]
+pub struct DocumentRules {
+    pub profile: Profile,
+    pub supported_grant_types: Vec<String>,
+    /// The development switch: URIs on loopback hosts are not special-use.
+    pub allow_loopback: bool,
+}
+
+/// Validates the document served for `client_id`.
+pub fn validate_document(body: &[u8], client_id: &str, rules: &DocumentRules) -> Validation {
+    let mut findings = FindingList::new(rules.profile);
+    let fail = |findings: FindingList| Validation {
+        findings: findings.into_vec(),
+        ..Validation::default()
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        findings.report(Code::InvalidJson, "", "the document is not valid UTF-8");
+        return fail(findings);
+    };
+    let Some(object) = parse_object(text, "the document", &mut findings) else {
+        return fail(findings);
+    };
+    match object.get("client_id") {
+        None => findings.report(
+            Code::ClientIdMissing,
+            "client_id",
+            "the document has no `client_id`",
+        ),
+        Some(serde_json::Value::String(found)) if found == client_id => {}
+        Some(found) => findings.report(
+            Code::ClientIdMismatch,
+            "client_id",
+            format!(
+                "the document's client_id {found} is not `{client_id}`, the URL it was fetched from"
+            ),
+        ),
+    }
+    for secret in ["client_secret", "client_secret_expires_at"] {
+        if object.contains_key(secret) {
+            findings.report(
+                Code::ClientSecretPresent,
+                secret,
+                format!("a metadata document is public and must not carry `{secret}`"),
+            );
+        }
+    }
+    let mut metadata = read_metadata(&object, &mut findings);
+    if metadata.client_name.is_none() && !findings.mentions("client_name") {
+        findings.report(
+            Code::ClientNameMissing,
+            "client_name",
+            "the document has no `client_name`",
+        );
+    }
+    apply_cimd_defaults(&mut metadata, &mut findings);
+    filter_grant_types(&mut metadata, rules, &mut findings);
+    let redirects = check_redirect_uris(&metadata, &mut findings);
+    check_metadata_uris(&metadata, &redirects, &mut findings);
+    check_special_use_uris(&metadata, rules.allow_loopback, &mut findings);
+    let method = metadata.token_endpoint_auth_method.as_str();
+    if SHARED_SECRET_METHODS.contains(&method) {
+        findings.report(
+            Code::SharedSecretAuthMethod,
+            "token_endpoint_auth_method",
+            format!("`{method}` needs a shared secret, which a public document cannot hold; use `none` or `private_key_jwt`"),
+        );
+    } else {
+        check_auth_method(&metadata, &mut findings);
+    }
+    check_grants(&metadata, &mut findings);
+    check_keys(&metadata, &mut findings);
+    check_software_statement(&metadata, &mut findings);
+    Validation {
+        metadata,
+        redirects,
+        findings: findings.into_vec(),
+    }
+}
+
+/// Rule 42 / C10: a missing method is `none`, not RFC 7591's `client_secret_basic`; grant
+/// and response types take RFC 7591's defaults.
+fn apply_cimd_defaults(metadata: &mut ClientMetadata, findings: &mut FindingList) {
+    if metadata.token_endpoint_auth_method.is_empty() {
+        metadata.token_endpoint_auth_method = "none".to_owned();
+        findings.report(
+            Code::AuthMethodDefaulted,
+            "token_endpoint_auth_method",
+            "the document has no `token_endpoint_auth_method`; read as `none`",
+        );
+    }
+    if metadata.grant_types.is_empty() {
+        metadata.grant_types = vec!["authorization_code".to_owned()];
+    }
+    if metadata.response_types.is_empty() {
+        metadata.response_types = vec!["code".to_owned()];
+    }
+}
+
+/// Q11 / C25–C26: grant types this AS does not support are dropped with a warning; the
+/// implicit grant stays so that the grant check refuses it (C28).
+fn filter_grant_types(
+    metadata: &mut ClientMetadata,
+    rules: &DocumentRules,
+    findings: &mut FindingList,
+) {
+    let (kept, dropped): (Vec<String>, Vec<String>) = metadata
+        .grant_types
+        .drain(..)
+        .partition(|grant| grant == "implicit" || rules.supported_grant_types.contains(grant));
+    for grant in &dropped {
+        findings.report(
+            Code::GrantTypeFiltered,
+            "grant_types",
+            format!("grant type `{grant}` is not supported here and was removed"),
+        );
+    }
+    metadata.grant_types = kept;
+}
+
+/// Rule 18 / C16 / C31: URIs inside the document that name special-use hosts are never
+/// fetched; the document is refused.
+fn check_special_use_uris(
+    metadata: &ClientMetadata,
+    allow_loopback: bool,
+    findings: &mut FindingList,
+) {
+    let members = [
+        ("client_uri", &metadata.client_uri),
+        ("logo_uri", &metadata.logo_uri),
+        ("tos_uri", &metadata.tos_uri),
+        ("policy_uri", &metadata.policy_uri),
+        ("jwks_uri", &metadata.jwks_uri),
+    ];
+    for (field, value) in members {
+        let Some(url) = value.as_deref().and_then(|raw| url::Url::parse(raw).ok()) else {
+            continue;
+        };
+        if let Some(reason) = special_use_host(&url, allow_loopback) {
+            findings.report(
+                Code::SpecialUseAddress,
+                field,
+                format!("`{url}` names a special-use address ({reason}); it is never fetched"),
+            );
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Client ID Metadata Documents: the client_id URL rules, special-use addresses, document
+//! validation and redirect matching (pure), and the SSRF-safe fetcher with its cache (I/O).
+
+pub mod address;
+pub mod client_id;
+pub mod document;
+pub mod redirect_match;
+
+#[cfg(test)]
+mod tests;
