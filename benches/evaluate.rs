@@ -40,6 +40,11 @@ fn pure_pipeline(policies_dir: &Path) {
         profile: Profile::Mcp,
         attested_challenges: vec!["user_consent".to_owned()],
         step_up_ttl: Duration::from_secs(3600),
+        cimd_supported_grant_types: vec![
+            "authorization_code".to_owned(),
+            "refresh_token".to_owned(),
+        ],
+        cimd_allow_loopback: false,
     };
     let inputs: Vec<EvaluateInput> = BODIES
         .iter()

@@ -18,7 +18,32 @@ pub struct Config {
     pub store: StoreConfig,
     pub validation: ValidationConfig,
     pub step_up: StepUpConfig,
+    pub cimd: CimdConfig,
     pub log: LogConfig,
+}
+
+/// `[cimd]`: fetching and caching Client ID Metadata Documents.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CimdConfig {
+    /// `cimd.connect_timeout_ms`, `cimd.total_timeout_ms`.
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
+    /// `cimd.max_document_bytes`: decoded size cap.
+    pub max_document_bytes: usize,
+    /// `cimd.max_in_flight`, `cimd.max_in_flight_per_host`.
+    pub max_in_flight: usize,
+    pub max_in_flight_per_host: usize,
+    /// `cimd.cache_min_secs`, `cimd.cache_max_secs`: bounds on HTTP freshness.
+    pub cache_min: Duration,
+    pub cache_max: Duration,
+    /// `cimd.supported_grant_types`: what a CIMD client may keep.
+    pub supported_grant_types: Vec<String>,
+    /// `cimd.allow_loopback` (development only): fetch from 127.0.0.0/8 and ::1.
+    pub allow_loopback: bool,
+    /// `cimd.ca_file` (development only): an extra PEM trust root.
+    pub ca_file: Option<PathBuf>,
+    /// `cimd.resolve` (development only): `{ "host" = "ip" | "ip:port" }`.
+    pub resolve: BTreeMap<String, SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -92,6 +117,22 @@ impl Default for Config {
                 ticket_ttl: Duration::from_secs(24 * 3600),
                 attested_challenges: vec!["user_consent".to_owned()],
             },
+            cimd: CimdConfig {
+                connect_timeout: Duration::from_secs(2),
+                total_timeout: Duration::from_secs(5),
+                max_document_bytes: 5 * 1024,
+                max_in_flight: 64,
+                max_in_flight_per_host: 4,
+                cache_min: Duration::from_secs(300),
+                cache_max: Duration::from_secs(86_400),
+                supported_grant_types: vec![
+                    "authorization_code".to_owned(),
+                    "refresh_token".to_owned(),
+                ],
+                allow_loopback: false,
+                ca_file: None,
+                resolve: BTreeMap::new(),
+            },
             log: LogConfig {
                 level: "info".to_owned(),
                 format: LogFormat::Text,
@@ -159,6 +200,44 @@ impl Raw {
                 .parse()
                 .map_err(|_| format!("expected a non-negative integer, found `{text}`")),
             Raw::Toml(other) => Err(format!("expected a non-negative integer, found {other}")),
+        }
+    }
+
+    fn boolean(&self) -> Result<bool, String> {
+        match self {
+            Raw::Toml(toml::Value::Boolean(value)) => Ok(*value),
+            Raw::Text(text) => match text.trim() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                other => Err(format!("expected true or false, found `{other}`")),
+            },
+            Raw::Toml(other) => Err(format!("expected true or false, found {other}")),
+        }
+    }
+
+    /// A table of strings; from the environment, `key=value,key=value`.
+    fn string_table(&self) -> Result<Vec<(String, String)>, String> {
+        match self {
+            Raw::Toml(toml::Value::Table(table)) => table
+                .iter()
+                .map(|(key, value)| {
+                    value
+                        .as_str()
+                        .map(|value| (key.clone(), value.to_owned()))
+                        .ok_or_else(|| format!("`{key}`: expected a string, found {value}"))
+                })
+                .collect(),
+            Raw::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+                        .ok_or_else(|| format!("`{pair}` is not host=address"))
+                })
+                .collect(),
+            Raw::Toml(other) => Err(format!("expected a table, found {}", other.type_str())),
         }
     }
 
@@ -253,6 +332,13 @@ impl Config {
                 config.set("command line", key, Raw::Text(value), &mut errors);
             }
         }
+        if config.cimd.cache_min > config.cimd.cache_max {
+            errors.push(ConfigError {
+                source: "configuration".to_owned(),
+                key: "cimd.cache_min_secs".to_owned(),
+                message: "is above `cimd.cache_max_secs`".to_owned(),
+            });
+        }
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -261,44 +347,44 @@ impl Config {
     }
 
     fn set(&mut self, source: &str, key: &str, raw: Raw, errors: &mut Vec<ConfigError>) {
-        let result =
-            match key {
-                "server.listen" => raw.string().and_then(|text| {
-                    text.parse()
-                        .map(|addr| self.server.listen = addr)
-                        .map_err(|_| format!("`{text}` is not an address such as 127.0.0.1:50051"))
-                }),
-                "server.max_metadata_bytes" => raw.integer().and_then(|bytes| match bytes {
-                    1024..=4_194_304 => {
-                        self.server.max_metadata_bytes = bytes as usize;
-                        Ok(())
-                    }
-                    _ => Err(format!("{bytes} is outside 1024..=4194304")),
-                }),
-                "server.shutdown_grace_secs" => raw.integer().and_then(|secs| match secs {
-                    0..=600 => {
-                        self.server.shutdown_grace = Duration::from_secs(secs);
-                        Ok(())
-                    }
-                    _ => Err(format!("{secs} is outside 0..=600")),
-                }),
-                "policy.dir" => raw.string().map(|dir| self.policy.dir = PathBuf::from(dir)),
-                "store.dir" => raw.string().map(|dir| self.store.dir = PathBuf::from(dir)),
-                "validation.profile" => raw.string().and_then(|text| {
-                    Profile::parse(&text)
-                        .map(|profile| self.validation.profile = profile)
-                        .ok_or_else(|| format!("`{text}` is not one of mcp, strict, interop"))
-                }),
-                "step_up.ticket_ttl_secs" => raw.integer().and_then(|secs| match secs {
-                    60..=2_592_000 => {
-                        self.step_up.ticket_ttl = Duration::from_secs(secs);
-                        Ok(())
-                    }
-                    _ => Err(format!(
-                        "{secs} is outside 60..=2592000 (one minute to 30 days)"
-                    )),
-                }),
-                "step_up.attested_challenges" => raw.strings().and_then(|kinds| {
+        let result = match key {
+            "server.listen" => raw.string().and_then(|text| {
+                text.parse()
+                    .map(|addr| self.server.listen = addr)
+                    .map_err(|_| format!("`{text}` is not an address such as 127.0.0.1:50051"))
+            }),
+            "server.max_metadata_bytes" => raw.integer().and_then(|bytes| match bytes {
+                1024..=4_194_304 => {
+                    self.server.max_metadata_bytes = bytes as usize;
+                    Ok(())
+                }
+                _ => Err(format!("{bytes} is outside 1024..=4194304")),
+            }),
+            "server.shutdown_grace_secs" => raw.integer().and_then(|secs| match secs {
+                0..=600 => {
+                    self.server.shutdown_grace = Duration::from_secs(secs);
+                    Ok(())
+                }
+                _ => Err(format!("{secs} is outside 0..=600")),
+            }),
+            "policy.dir" => raw.string().map(|dir| self.policy.dir = PathBuf::from(dir)),
+            "store.dir" => raw.string().map(|dir| self.store.dir = PathBuf::from(dir)),
+            "validation.profile" => raw.string().and_then(|text| {
+                Profile::parse(&text)
+                    .map(|profile| self.validation.profile = profile)
+                    .ok_or_else(|| format!("`{text}` is not one of mcp, strict, interop"))
+            }),
+            "step_up.ticket_ttl_secs" => raw.integer().and_then(|secs| match secs {
+                60..=2_592_000 => {
+                    self.step_up.ticket_ttl = Duration::from_secs(secs);
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "{secs} is outside 60..=2592000 (one minute to 30 days)"
+                )),
+            }),
+            "step_up.attested_challenges" => {
+                raw.strings().and_then(|kinds| {
                     if kinds
                         .iter()
                         .any(|kind| kind == crate::engine::ADMIN_APPROVAL)
@@ -309,18 +395,83 @@ impl Config {
                         self.step_up.attested_challenges = kinds;
                         Ok(())
                     }
-                }),
-                "log.level" => raw.string().map(|level| self.log.level = level),
-                "log.format" => raw.string().and_then(|text| {
-                    self.log.format = match text.as_str() {
-                        "text" => LogFormat::Text,
-                        "json" => LogFormat::Json,
-                        _ => return Err(format!("`{text}` is not one of text, json")),
-                    };
+                })
+            }
+            "cimd.connect_timeout_ms" => raw.integer().and_then(|ms| match ms {
+                100..=60_000 => {
+                    self.cimd.connect_timeout = Duration::from_millis(ms);
                     Ok(())
-                }),
-                _ => Err("not a clientgate setting".to_owned()),
-            };
+                }
+                _ => Err(format!("{ms} is outside 100..=60000")),
+            }),
+            "cimd.total_timeout_ms" => raw.integer().and_then(|ms| match ms {
+                100..=120_000 => {
+                    self.cimd.total_timeout = Duration::from_millis(ms);
+                    Ok(())
+                }
+                _ => Err(format!("{ms} is outside 100..=120000")),
+            }),
+            "cimd.max_document_bytes" => raw.integer().and_then(|bytes| match bytes {
+                512..=1_048_576 => {
+                    self.cimd.max_document_bytes = bytes as usize;
+                    Ok(())
+                }
+                _ => Err(format!("{bytes} is outside 512..=1048576")),
+            }),
+            "cimd.max_in_flight" => raw.integer().and_then(|count| match count {
+                1..=10_000 => {
+                    self.cimd.max_in_flight = count as usize;
+                    Ok(())
+                }
+                _ => Err(format!("{count} is outside 1..=10000")),
+            }),
+            "cimd.max_in_flight_per_host" => raw.integer().and_then(|count| match count {
+                1..=1000 => {
+                    self.cimd.max_in_flight_per_host = count as usize;
+                    Ok(())
+                }
+                _ => Err(format!("{count} is outside 1..=1000")),
+            }),
+            "cimd.cache_min_secs" => raw
+                .integer()
+                .map(|secs| self.cimd.cache_min = Duration::from_secs(secs)),
+            "cimd.cache_max_secs" => raw
+                .integer()
+                .map(|secs| self.cimd.cache_max = Duration::from_secs(secs)),
+            "cimd.supported_grant_types" => raw
+                .strings()
+                .map(|grants| self.cimd.supported_grant_types = grants),
+            "cimd.allow_loopback" => raw.boolean().map(|allow| self.cimd.allow_loopback = allow),
+            "cimd.ca_file" => raw
+                .string()
+                .map(|path| self.cimd.ca_file = (!path.is_empty()).then(|| PathBuf::from(path))),
+            "cimd.resolve" => raw.string_table().and_then(|pairs| {
+                let mut resolve = BTreeMap::new();
+                for (host, address) in pairs {
+                    let addr = address
+                        .parse::<SocketAddr>()
+                        .or_else(|_| {
+                            address
+                                .parse::<std::net::IpAddr>()
+                                .map(|ip| SocketAddr::new(ip, 0))
+                        })
+                        .map_err(|_| format!("`{host}` = `{address}` is not an ip or ip:port"))?;
+                    resolve.insert(host.to_ascii_lowercase(), addr);
+                }
+                self.cimd.resolve = resolve;
+                Ok(())
+            }),
+            "log.level" => raw.string().map(|level| self.log.level = level),
+            "log.format" => raw.string().and_then(|text| {
+                self.log.format = match text.as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(format!("`{text}` is not one of text, json")),
+                };
+                Ok(())
+            }),
+            _ => Err("not a clientgate setting".to_owned()),
+        };
         if let Err(message) = result {
             errors.push(ConfigError {
                 source: source.to_owned(),
@@ -358,7 +509,15 @@ fn flatten(
 /// `CLIENTGATE_STEP_UP_TICKET_TTL_SECS` → `step_up.ticket_ttl_secs`: the section is the
 /// longest known section name that prefixes the rest.
 fn env_key(name: &str) -> Option<String> {
-    const SECTIONS: &[&str] = &["server", "policy", "store", "validation", "step_up", "log"];
+    const SECTIONS: &[&str] = &[
+        "server",
+        "policy",
+        "store",
+        "validation",
+        "step_up",
+        "cimd",
+        "log",
+    ];
     let rest = name.strip_prefix("CLIENTGATE_")?.to_ascii_lowercase();
     SECTIONS.iter().find_map(|section| {
         let key = rest.strip_prefix(section)?.strip_prefix('_')?;
@@ -412,6 +571,31 @@ mod tests {
         assert_eq!(config.validation.profile, Profile::Strict);
         assert_eq!(config.store.dir, PathBuf::from("/from/file"));
         assert_eq!(config.step_up.ticket_ttl, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn cimd_test_switches_are_read_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clientgate.toml");
+        std::fs::write(
+            &file,
+            "[cimd]\nallow_loopback = true\nresolve = { \"app.example.com\" = \"127.0.0.1:8443\", \"b.example\" = \"::1\" }\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[("CLIENTGATE_CIMD_CA_FILE", "/tmp/ca.pem")]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert!(config.cimd.allow_loopback);
+        assert_eq!(config.cimd.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(
+            config.cimd.resolve["app.example.com"].to_string(),
+            "127.0.0.1:8443"
+        );
+        assert_eq!(config.cimd.resolve["b.example"].to_string(), "[::1]:0");
+        assert!(!Config::default().cimd.allow_loopback, "off by default");
     }
 
     #[test]

@@ -50,12 +50,24 @@ impl OAuthErrorCode {
 /// The OAuth error of a registration denied for its spec findings (outcome rule 1).
 ///
 /// DCR: a bad software statement wins, then anything wrong with a redirect URI
-/// (`invalid_redirect_uri`), else `invalid_client_metadata`. CIMD: `invalid_client`, with the
-/// precise reason in the description (registration rules Q17).
+/// (`invalid_redirect_uri`), else `invalid_client_metadata`. CIMD: `invalid_request` when
+/// the authorization request's redirect_uri does not match (D1–D14), else `invalid_client`,
+/// with the precise reason in the description (registration rules Q17).
 pub fn error_for_findings(findings: &[Finding], registration: RegistrationType) -> OAuthErrorCode {
     let errors = || findings.iter().filter(|finding| finding.is_error());
     match registration {
-        RegistrationType::Cimd => OAuthErrorCode::InvalidClient,
+        RegistrationType::Cimd => {
+            if errors().any(|f| {
+                matches!(
+                    f.code,
+                    Code::RedirectUriMismatch | Code::RedirectUriRequired
+                )
+            }) {
+                OAuthErrorCode::InvalidRequest
+            } else {
+                OAuthErrorCode::InvalidClient
+            }
+        }
         RegistrationType::Dcr => {
             if errors().any(|f| f.code == Code::SoftwareStatementMalformed) {
                 OAuthErrorCode::InvalidSoftwareStatement
@@ -88,8 +100,6 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Unimplemented(String),
     /// The decision could not be recorded, so it is not given.
     #[error("the decision store is unavailable: {0}")]
     Store(#[from] StoreError),
@@ -110,7 +120,6 @@ impl From<ServiceError> for tonic::Status {
         match error {
             ServiceError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
             ServiceError::NotFound(_) => tonic::Status::not_found(message),
-            ServiceError::Unimplemented(_) => tonic::Status::unimplemented(message),
             ServiceError::Store(_) => tonic::Status::unavailable(message),
         }
     }

@@ -84,6 +84,35 @@ pub struct Signals {
     /// Codes of the warning findings, sorted, without repeats.
     pub warnings: Vec<String>,
     pub completed_challenges: Vec<String>,
+    /// `hit`, `miss` or `revalidated` for a CIMD document; `None` for DCR.
+    pub cimd_cache: Option<String>,
+}
+
+impl Signals {
+    /// Every redirect URI goes to the user's own machine.
+    pub fn loopback_only(&self) -> bool {
+        !self.redirects.is_empty()
+            && self
+                .redirects
+                .iter()
+                .all(|r| r.kind == RedirectKind::Loopback)
+    }
+
+    /// Every redirect URI is on the registrable domain of the CIMD client_id.
+    pub fn redirects_on_client_id_domain(&self) -> bool {
+        let Some(domain) = self
+            .client_id
+            .as_ref()
+            .and_then(|c| c.registrable_domain.as_ref())
+        else {
+            return false;
+        };
+        !self.redirects.is_empty()
+            && self
+                .redirects
+                .iter()
+                .all(|r| r.registrable_domain.as_ref() == Some(domain))
+    }
 }
 
 /// The request-level facts that accompany a validated registration.
@@ -95,6 +124,7 @@ pub struct RequestFacts {
     pub caller: Caller,
     pub initial_access_token: bool,
     pub completed_challenges: Vec<String>,
+    pub cimd_cache: Option<String>,
     pub now: SystemTime,
 }
 
@@ -143,6 +173,7 @@ pub fn derive_signals(validation: &Validation, request: RequestFacts) -> Signals
         now: request.now,
         warnings,
         completed_challenges: request.completed_challenges,
+        cimd_cache: request.cimd_cache,
     }
 }
 
@@ -227,6 +258,7 @@ mod tests {
                 caller: Caller::default(),
                 initial_access_token: false,
                 completed_challenges: Vec::new(),
+                cimd_cache: None,
                 now: SystemTime::UNIX_EPOCH,
             },
         )

@@ -59,6 +59,11 @@ fn every_real_client_document_registered_by_dcr_gets_the_intended_decision() {
         profile: Profile::Mcp,
         attested_challenges: vec!["user_consent".to_owned()],
         step_up_ttl: Duration::from_secs(3600),
+        cimd_supported_grant_types: vec![
+            "authorization_code".to_owned(),
+            "refresh_token".to_owned(),
+        ],
+        cimd_allow_loopback: false,
     };
     let fixtures = root.join("tests/fixtures/real-cimd");
     let on_disk = std::fs::read_dir(&fixtures)

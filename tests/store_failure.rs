@@ -3,11 +3,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use clientgate::engine::{Engine, EngineSettings, EvaluateInput, Registration};
+use clientgate::cimd::cache::CacheEntry;
+use clientgate::config::Config;
+use clientgate::engine::{EvaluateInput, Registration};
 use clientgate::policy::{Decision, load_policy_dir};
-use clientgate::registration::Profile;
+use clientgate::service::build_engine;
 use clientgate::signals::Caller;
 use clientgate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, StepUpTicket, Store, StoreError, StoreFuture,
@@ -30,6 +31,15 @@ impl Store for BrokenDisk {
     }
     fn list_decisions(&self, _: &DecisionQuery) -> Result<DecisionPage, StoreError> {
         Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn cached_document(&self, _: &str) -> Result<Option<CacheEntry>, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn cache_document(&self, _: &CacheEntry) -> Result<(), StoreError> {
+        Err(StoreError::Io("write failed".to_owned()))
+    }
+    fn evict_document(&self, _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Io("write failed".to_owned()))
     }
     fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Err(StoreError::Io("flush failed".to_owned())) })
@@ -58,15 +68,7 @@ fn approvable(dry_run: bool) -> EvaluateInput {
 async fn a_decision_that_cannot_be_recorded_is_unavailable_not_approved() {
     let policies =
         load_policy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
-    let engine = Engine::new(
-        policies,
-        Arc::new(BrokenDisk),
-        EngineSettings {
-            profile: Profile::Mcp,
-            attested_challenges: Vec::new(),
-            step_up_ttl: Duration::from_secs(3600),
-        },
-    );
+    let engine = build_engine(&Config::default(), policies, Arc::new(BrokenDisk)).unwrap();
 
     let dry = engine
         .evaluate(approvable(true))

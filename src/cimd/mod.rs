@@ -2,9 +2,12 @@
 //! validation and redirect matching (pure), and the SSRF-safe fetcher with its cache (I/O).
 
 pub mod address;
+pub mod cache;
 pub mod client_id;
 pub mod document;
+pub mod fetch;
 pub mod redirect_match;
+pub mod source;
 
 #[cfg(test)]
 mod tests;

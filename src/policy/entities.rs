@@ -232,6 +232,9 @@ fn context_of(signals: &Signals) -> Result<Context, String> {
             strings(signals.completed_challenges.iter().map(String::as_str)),
         ),
     ];
+    if let Some(cache) = &signals.cimd_cache {
+        pairs.push(("cimd_cache".to_owned(), string(cache)));
+    }
     if let Some(ip) = signals.caller_ip {
         pairs.push((
             "ip".to_owned(),

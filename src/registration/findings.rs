@@ -100,6 +100,13 @@ codes! {
     AuthMethodDefaulted => "auth_method_defaulted", rule "42";
     RedirectUriMismatch => "redirect_uri_mismatch", rule "46";
     RedirectUriRequired => "redirect_uri_required", rule "54";
+    RedirectNotFollowed => "redirect_not_followed", rule "16";
+    StatusNot200 => "status_not_200", rule "15";
+    Unexpected304 => "unexpected_304", rule "15";
+    FetchFailed => "fetch_failed", rule "26";
+    TooLarge => "too_large", rule "20";
+    BadMediaType => "bad_media_type", rule "25";
+    Timeout => "timeout", rule "23";
 }
 
 impl fmt::Display for Code {

@@ -87,6 +87,8 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
     (Code::GrantTypeFiltered, [Warning, Warning, Warning]),
     // Q10 / C10: a missing token_endpoint_auth_method is read as `none`.
     (Code::AuthMethodDefaulted, [Warning, Warning, Warning]),
+    // Rule 25 / Q7 / B20: a document served as text/html; node-oidc-provider accepts it.
+    (Code::BadMediaType, [Error, Error, Warning]),
     // Rule 82: a statement clientgate cannot verify is ignored, its claims unused.
     (
         Code::SoftwareStatementUnverified,

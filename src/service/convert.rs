@@ -136,7 +136,12 @@ pub fn evaluate_response(evaluated: Evaluated) -> proto::EvaluateResponse {
         obligations: evaluated.obligations,
         client_metadata_json: evaluated.client_metadata_json,
         policy_version: evaluated.policy_version,
-        cimd: None,
+        cimd: evaluated.cimd.map(|info| proto::CimdInfo {
+            cache: info.cache.as_str().to_owned(),
+            fetched_at: Some(timestamp_ms(info.fetched_at_ms)),
+            expires_at: Some(timestamp_ms(info.expires_at_ms)),
+            document_sha256: info.document_sha256,
+        }),
         explain_json: evaluated.explain_json.unwrap_or_default(),
         duplicate_of: String::new(),
         fingerprint: evaluated.fingerprint,

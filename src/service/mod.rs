@@ -17,9 +17,12 @@ use tracing::{info, warn};
 pub use admin::AdminApi;
 pub use registration::RegistrationApi;
 
+use crate::cimd::cache::CacheBounds;
+use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
+use crate::cimd::source::CimdSource;
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
-use crate::policy::{LoadErrors, load_policy_dir};
+use crate::policy::{LoadErrors, PolicyBundle, load_policy_dir};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
 use crate::store::{SledStore, Store, StoreError, StoreStats};
@@ -41,6 +44,8 @@ pub enum ServeError {
     },
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Fetcher(#[from] FetcherError),
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -77,15 +82,7 @@ pub async fn run(
         data = %config.store.dir.display(),
         "clientgate listening"
     );
-    let engine = Arc::new(Engine::new(
-        policies,
-        store.clone(),
-        EngineSettings {
-            profile: config.validation.profile,
-            attested_challenges: config.step_up.attested_challenges.clone(),
-            step_up_ttl: config.step_up.ticket_ttl,
-        },
-    ));
+    let engine = Arc::new(build_engine(&config, policies, store.clone())?);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<RegistrationServiceServer<RegistrationApi>>()
@@ -148,4 +145,49 @@ pub async fn run(
         "store flushed; stopped"
     );
     Ok(stats)
+}
+
+/// The pipeline for `config` with these policies and this store.
+pub fn build_engine(
+    config: &Config,
+    policies: PolicyBundle,
+    store: Arc<dyn Store>,
+) -> Result<Engine, FetcherError> {
+    let fetcher = Fetcher::new(fetch_settings(config))?;
+    let bounds = CacheBounds {
+        min: config.cimd.cache_min,
+        max: config.cimd.cache_max,
+    };
+    let cimd = CimdSource::new(fetcher, store.clone(), bounds);
+    Ok(Engine::new(policies, store, cimd, engine_settings(config)))
+}
+
+/// The pipeline's settings, from the configuration.
+pub fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        profile: config.validation.profile,
+        attested_challenges: config.step_up.attested_challenges.clone(),
+        step_up_ttl: config.step_up.ticket_ttl,
+        cimd_supported_grant_types: config.cimd.supported_grant_types.clone(),
+        cimd_allow_loopback: config.cimd.allow_loopback,
+    }
+}
+
+/// The fetcher's settings, from the configuration.
+pub fn fetch_settings(config: &Config) -> FetchSettings {
+    FetchSettings {
+        connect_timeout: config.cimd.connect_timeout,
+        total_timeout: config.cimd.total_timeout,
+        max_bytes: config.cimd.max_document_bytes,
+        max_in_flight: config.cimd.max_in_flight,
+        max_in_flight_per_host: config.cimd.max_in_flight_per_host,
+        allow_loopback: config.cimd.allow_loopback,
+        ca_file: config.cimd.ca_file.clone(),
+        resolve: config
+            .cimd
+            .resolve
+            .iter()
+            .map(|(host, addr)| (host.clone(), *addr))
+            .collect(),
+    }
 }

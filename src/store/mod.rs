@@ -9,6 +9,8 @@ mod record;
 mod sled_store;
 
 use std::future::Future;
+
+use crate::cimd::cache::CacheEntry;
 use std::pin::Pin;
 
 pub use record::{
@@ -38,6 +40,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Decisions matching `query`, newest first, one page at a time.
     fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError>;
+
+    /// The cached CIMD document for `client_id`, if any.
+    fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError>;
+
+    /// Caches a valid document. Not flushed at once: the cache is rebuilt by fetching.
+    fn cache_document(&self, entry: &CacheEntry) -> Result<(), StoreError>;
+
+    /// Forgets the cached document for `client_id` (it turned invalid).
+    fn evict_document(&self, client_id: &str) -> Result<(), StoreError>;
 
     /// Flushes everything written so far; used at shutdown.
     fn flush(&self) -> StoreFuture<'_, ()>;

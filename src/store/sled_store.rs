@@ -2,7 +2,7 @@
 //!
 //! Trees: `decisions` (ULID → JSON record) with the indexes `by_tenant`, `by_ip`,
 //! `by_client` and `by_fingerprint` (`<value> 0x00 <ULID>` → empty); `step_up_tickets`
-//! (ticket id → JSON); `meta` (`format_version`). A decision and its index entries and
+//! (ticket id → JSON); `cimd_cache` (client_id → JSON); `meta` (`format_version`). A decision and its index entries and
 //! ticket are written in one transaction.
 
 use std::path::Path;
@@ -17,6 +17,7 @@ use super::{
     DecisionPage, DecisionQuery, DecisionRecord, StepUpTicket, Store, StoreError, StoreFuture,
     StoreStats,
 };
+use crate::cimd::cache::CacheEntry;
 
 /// The layout version this build reads and writes.
 pub const FORMAT_VERSION: &str = "1";
@@ -34,6 +35,7 @@ pub struct SledStore {
     by_client: sled::Tree,
     by_fingerprint: sled::Tree,
     tickets: sled::Tree,
+    cimd_cache: sled::Tree,
     commit: GroupCommit,
     recorded: AtomicU64,
 }
@@ -61,6 +63,7 @@ impl SledStore {
             by_client: tree("by_client")?,
             by_fingerprint: tree("by_fingerprint")?,
             tickets: tree("step_up_tickets")?,
+            cimd_cache: tree("cimd_cache")?,
             commit: GroupCommit::start(db.clone()),
             recorded: AtomicU64::new(0),
             db,
@@ -237,6 +240,23 @@ impl Store for SledStore {
             page.decisions.push(record);
         }
         Ok(page)
+    }
+
+    fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError> {
+        read_json(&self.cimd_cache, client_id.as_bytes(), || {
+            client_id.to_owned()
+        })
+    }
+
+    fn cache_document(&self, entry: &CacheEntry) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(entry).map_err(|error| StoreError::Io(error.to_string()))?;
+        self.cimd_cache.insert(entry.client_id.as_bytes(), json)?;
+        Ok(())
+    }
+
+    fn evict_document(&self, client_id: &str) -> Result<(), StoreError> {
+        self.cimd_cache.remove(client_id.as_bytes())?;
+        Ok(())
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {

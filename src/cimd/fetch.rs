@@ -1,0 +1,494 @@
+//! The SSRF-safe CIMD fetcher: the one part of clientgate that talks to the internet on
+//! behalf of strangers (rules 14–28; vectors B1–B23).
+//!
+//! - https only, no proxy (proxy variables would bypass the resolver guard), no cookies, no
+//!   credentials, no redirects followed (the `Location` is reported);
+//! - every address a name resolves to is checked, one special-use record refuses the URL,
+//!   and the connection goes only to the addresses that were checked (no DNS rebinding);
+//!   IP-literal hosts, which never reach a resolver, are checked at URL level;
+//! - only 200, or 304 in answer to our own conditional request;
+//! - the decoded body is capped while it streams (an early refusal on `Content-Length`;
+//!   compressed bombs stop at the cap), with connect and total timeouts;
+//! - a global and a per-host concurrency limit, so one slow host cannot starve the rest.
+//!
+//! A refusal is a [`FetchFailure`] carrying a finding code, never a panic or a hang.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{
+    ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION,
+};
+use reqwest::redirect::Policy;
+use tokio::sync::{OnceCell, Semaphore};
+use url::Url;
+
+use super::address;
+use super::client_id::special_use_host;
+use crate::registration::Code;
+
+/// The `Accept` header of every fetch (registration rules Q7).
+pub const ACCEPT_VALUE: &str = "application/cimd+json, application/json";
+
+/// Fetcher settings; see the `[cimd]` configuration section.
+#[derive(Clone, Debug)]
+pub struct FetchSettings {
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
+    /// Decoded bytes at most (5 KiB by default, registration rules Q18).
+    pub max_bytes: usize,
+    /// Fetches in flight at most, all hosts together.
+    pub max_in_flight: usize,
+    /// Fetches in flight at most to one host.
+    pub max_in_flight_per_host: usize,
+    /// Development only: let loopback addresses through.
+    pub allow_loopback: bool,
+    /// Development only: an extra PEM trust root.
+    pub ca_file: Option<PathBuf>,
+    /// Development only: connect to this address for this host name (like curl's
+    /// `--resolve`), still subject to the special-use check.
+    pub resolve: HashMap<String, SocketAddr>,
+}
+
+impl Default for FetchSettings {
+    fn default() -> FetchSettings {
+        FetchSettings {
+            connect_timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(5),
+            max_bytes: 5 * 1024,
+            max_in_flight: 64,
+            max_in_flight_per_host: 4,
+            allow_loopback: false,
+            ca_file: None,
+            resolve: HashMap::new(),
+        }
+    }
+}
+
+/// Validators of a cached document, for a conditional request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// What a successful fetch brought back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// 200: the document and the headers that govern caching.
+    Document {
+        body: Vec<u8>,
+        headers: ResponseHeaders,
+    },
+    /// 304 to our conditional request: the cached document is still good.
+    NotModified { headers: ResponseHeaders },
+}
+
+/// The response headers clientgate uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResponseHeaders {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+    pub date: Option<String>,
+    pub age: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// Why a fetch was refused or failed: a finding code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchFailure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl FetchFailure {
+    fn new(code: Code, message: impl Into<String>) -> FetchFailure {
+        FetchFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why the fetcher could not be built (a configuration problem).
+#[derive(Debug, thiserror::Error)]
+pub enum FetcherError {
+    #[error("cannot read `cimd.ca_file` `{path}`: {message}")]
+    CaFile { path: String, message: String },
+    #[error("cannot build the HTTPS client: {0}")]
+    Client(String),
+}
+
+/// The resolver refused a name because of a special-use address.
+#[derive(Debug)]
+struct SpecialUseRefused(String);
+
+impl std::fmt::Display for SpecialUseRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for SpecialUseRefused {}
+
+/// Resolves names and refuses any answer with a special-use address. What it returns is
+/// exactly what reqwest connects to, so the checked addresses are the connected ones.
+struct GuardedResolver {
+    pinned: HashMap<String, SocketAddr>,
+    allow_loopback: bool,
+    system: OnceCell<hickory_resolver::TokioResolver>,
+}
+
+impl GuardedResolver {
+    fn refuse(&self, name: &str, ip: IpAddr) -> Option<SpecialUseRefused> {
+        if self.allow_loopback && address::is_loopback(ip) {
+            return None;
+        }
+        address::special_use(ip).map(|range| {
+            SpecialUseRefused(format!("`{name}` resolves to {ip}, which is in {range}"))
+        })
+    }
+
+    async fn lookup(
+        &self,
+        name: String,
+    ) -> Result<Vec<SocketAddr>, Box<dyn StdError + Send + Sync>> {
+        if let Some(addr) = self.pinned.get(&name) {
+            return match self.refuse(&name, addr.ip()) {
+                Some(refused) => Err(Box::new(refused)),
+                None => Ok(vec![*addr]),
+            };
+        }
+        let resolver = self
+            .system
+            .get_or_try_init(|| async { hickory_resolver::Resolver::builder_tokio()?.build() })
+            .await?;
+        let answer = resolver.lookup_ip(name.as_str()).await?;
+        let ips: Vec<IpAddr> = answer.iter().collect();
+        if let Some(refused) = ips.iter().find_map(|ip| self.refuse(&name, *ip)) {
+            return Err(Box::new(refused));
+        }
+        if ips.is_empty() {
+            return Err(format!("`{name}` has no addresses").into());
+        }
+        Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect())
+    }
+}
+
+/// The resolver as reqwest holds it: every lookup shares one guard and one system resolver.
+struct SharedResolver(Arc<GuardedResolver>);
+
+impl reqwest::dns::Resolve for SharedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let this = self.0.clone();
+        let name = name.as_str().to_ascii_lowercase();
+        Box::pin(async move {
+            let addrs = this.lookup(name).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Fetches CIMD documents.
+pub struct Fetcher {
+    client: reqwest::Client,
+    settings: FetchSettings,
+    global: Arc<Semaphore>,
+    per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Fetcher {
+    pub fn new(settings: FetchSettings) -> Result<Fetcher, FetcherError> {
+        let resolver = GuardedResolver {
+            pinned: settings
+                .resolve
+                .iter()
+                .map(|(name, addr)| (name.to_ascii_lowercase(), *addr))
+                .collect(),
+            allow_loopback: settings.allow_loopback,
+            system: OnceCell::new(),
+        };
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(Policy::none())
+            .https_only(true)
+            .referer(false)
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.total_timeout)
+            .pool_max_idle_per_host(0)
+            .user_agent(concat!(
+                "clientgate/",
+                env!("CARGO_PKG_VERSION"),
+                " (CIMD fetcher)"
+            ))
+            .dns_resolver(Arc::new(SharedResolver(Arc::new(resolver))));
+        if let Some(path) = &settings.ca_file {
+            let ca_error = |message: String| FetcherError::CaFile {
+                path: path.display().to_string(),
+                message,
+            };
+            let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
+            let certificate = reqwest::Certificate::from_pem(&pem)
+                .map_err(|error| ca_error(error.to_string()))?;
+            builder = builder.tls_certs_merge([certificate]);
+        }
+        let client = builder
+            .build()
+            .map_err(|error| FetcherError::Client(error_chain(&error)))?;
+        Ok(Fetcher {
+            client,
+            global: Arc::new(Semaphore::new(settings.max_in_flight)),
+            per_host: Mutex::new(HashMap::new()),
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &FetchSettings {
+        &self.settings
+    }
+
+    /// Fetches `url`, conditionally when `validators` are given. Everything — waiting for
+    /// a slot, connecting, reading — happens within the total timeout.
+    pub async fn fetch(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchFailure> {
+        if url.scheme() != "https" {
+            return Err(FetchFailure::new(
+                Code::NotHttps,
+                format!("`{url}` is not https"),
+            ));
+        }
+        if let Some(reason) = special_use_host(url, self.settings.allow_loopback) {
+            return Err(FetchFailure::new(
+                Code::SpecialUseAddress,
+                format!("`{url}` names a special-use address ({reason})"),
+            ));
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let total = self.settings.total_timeout;
+        match tokio::time::timeout(total, self.fetch_with_slots(url, &host, validators)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchFailure::new(
+                Code::Timeout,
+                format!("`{url}` did not answer within {} ms", total.as_millis()),
+            )),
+        }
+    }
+
+    async fn fetch_with_slots(
+        &self,
+        url: &Url,
+        host: &str,
+        validators: &Validators,
+    ) -> Result<Fetched, FetchFailure> {
+        let closed = |_| FetchFailure::new(Code::FetchFailed, "the fetcher is shutting down");
+        let _global = self.global.acquire().await.map_err(closed)?;
+        let host_slots = self.host_slots(host);
+        let _host = host_slots.acquire().await.map_err(closed)?;
+        self.fetch_now(url, validators).await
+    }
+
+    fn host_slots(&self, host: &str) -> Arc<Semaphore> {
+        let mut per_host = match self.per_host.lock() {
+            Ok(per_host) => per_host,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Forget hosts nobody is fetching from, so the map stays small.
+        per_host.retain(|_, slots| Arc::strong_count(slots) > 1);
+        per_host
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_in_flight_per_host)))
+            .clone()
+    }
+
+    async fn fetch_now(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchFailure> {
+        let mut request = self.client.get(url.clone()).header(ACCEPT, ACCEPT_VALUE);
+        if let Some(etag) = &validators.etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(last_modified) = &validators.last_modified {
+            request = request.header(IF_MODIFIED_SINCE, last_modified);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|error| send_failure(url, &error))?;
+        let status = response.status();
+        let headers = response_headers(response.headers());
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return if validators.is_empty() {
+                Err(FetchFailure::new(
+                    Code::Unexpected304,
+                    format!("`{url}` answered 304 to a request that was not conditional"),
+                ))
+            } else {
+                Ok(Fetched::NotModified { headers })
+            };
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("(none)");
+            return Err(FetchFailure::new(
+                Code::RedirectNotFollowed,
+                format!("`{url}` answered {status} to `{location}`; redirects are never followed"),
+            ));
+        }
+        if status != reqwest::StatusCode::OK {
+            let code = if status.is_success() {
+                Code::StatusNot200
+            } else {
+                Code::FetchFailed
+            };
+            return Err(FetchFailure::new(
+                code,
+                format!("`{url}` answered {status}; only 200 is accepted"),
+            ));
+        }
+        let max = self.settings.max_bytes;
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > max as u64) {
+            return Err(too_large(url, max));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| read_failure(url, &error))?
+        {
+            if body.len() + chunk.len() > max {
+                return Err(too_large(url, max));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched::Document { body, headers })
+    }
+}
+
+fn too_large(url: &Url, max: usize) -> FetchFailure {
+    FetchFailure::new(
+        Code::TooLarge,
+        format!("the document at `{url}` is over the {max}-byte limit (decoded)"),
+    )
+}
+
+fn send_failure(url: &Url, error: &reqwest::Error) -> FetchFailure {
+    if let Some(refused) = find_source::<SpecialUseRefused>(error) {
+        return FetchFailure::new(Code::SpecialUseAddress, format!("{refused}; not fetched"));
+    }
+    if error.is_timeout() {
+        return FetchFailure::new(
+            Code::Timeout,
+            format!("`{url}` timed out: {}", error_chain(error)),
+        );
+    }
+    FetchFailure::new(
+        Code::FetchFailed,
+        format!("cannot fetch `{url}`: {}", error_chain(error)),
+    )
+}
+
+fn read_failure(url: &Url, error: &reqwest::Error) -> FetchFailure {
+    if error.is_timeout() {
+        return FetchFailure::new(Code::Timeout, format!("reading `{url}` timed out"));
+    }
+    FetchFailure::new(
+        Code::FetchFailed,
+        format!("reading `{url}` failed: {}", error_chain(error)),
+    )
+}
+
+fn find_source<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
+}
+
+fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
+        cause = inner.source();
+    }
+    message
+}
+
+fn response_headers(headers: &HeaderMap) -> ResponseHeaders {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    ResponseHeaders {
+        content_type: headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        cache_control: get("cache-control"),
+        expires: get("expires"),
+        date: get("date"),
+        age: get("age"),
+        etag: get("etag"),
+        last_modified: get("last-modified"),
+    }
+}
+
+/// Rule 25 / Q7: `application/json` or any `application/*+json`, parameters ignored.
+pub fn is_json_media_type(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json") && subtype.len() > 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn b20_b21_json_media_types() {
+        assert!(is_json_media_type(Some("application/json")));
+        assert!(is_json_media_type(Some("application/json; charset=utf-8")));
+        assert!(is_json_media_type(Some("application/cimd+json")));
+        assert!(is_json_media_type(Some("Application/vnd.example+JSON")));
+        assert!(!is_json_media_type(Some("text/html")));
+        assert!(!is_json_media_type(Some("application/+json")));
+        assert!(!is_json_media_type(Some("text/json+html")));
+        assert!(!is_json_media_type(None));
+    }
+}

@@ -1,0 +1,241 @@
+//! The decision pipeline: request → validate → signals → decide → record → response.
+//!
+//! [`decide_dcr`] and [`decide_cimd`] are the pure part (functions of their inputs and the
+//! clock they are given); [`Engine::evaluate`] adds the side effects: resolving a CIMD
+//! document through the cache and the fetcher, and recording the decision durably before
+//! it is returned. A decision that could not be recorded is never returned.
+
+mod decide;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use decide::{CimdLookup, decide_cimd, decide_dcr};
+
+use crate::cimd::client_id::check_client_id;
+use crate::cimd::document::DocumentRules;
+use crate::cimd::source::{CimdInfo, CimdSource};
+use crate::errors::{OAuthErrorCode, ServiceError};
+use crate::policy::{Decision, PolicyBundle, Reason};
+use crate::registration::{Finding, Profile};
+use crate::signals::{Caller, RegistrationType};
+use crate::store::{DecisionRecord, StepUpRef, StepUpTicket, Store, TicketState};
+
+/// The step-up challenge that only an operator can complete.
+pub const ADMIN_APPROVAL: &str = "admin_approval";
+
+/// How a client is registering, as the authorization server reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    Dcr {
+        metadata_json: String,
+        initial_access_token: bool,
+    },
+    Cimd {
+        client_id: String,
+        redirect_uri: String,
+    },
+}
+
+/// A well-formed Evaluate call.
+#[derive(Clone, Debug)]
+pub struct EvaluateInput {
+    pub tenant: String,
+    pub registration: Registration,
+    pub caller: Caller,
+    pub step_up_ticket: String,
+    pub completed_challenges: Vec<String>,
+    pub dry_run: bool,
+    pub explain: bool,
+}
+
+/// Settings the pipeline reads; they come from the configuration.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub profile: Profile,
+    /// Challenge kinds the authorization server may attest in `completed_challenges`.
+    pub attested_challenges: Vec<String>,
+    pub step_up_ttl: Duration,
+    /// Grant types a CIMD client may keep; others are filtered out.
+    pub cimd_supported_grant_types: Vec<String>,
+    /// Development only: loopback CIMD hosts are not special-use.
+    pub cimd_allow_loopback: bool,
+}
+
+impl EngineSettings {
+    pub fn document_rules(&self) -> DocumentRules {
+        DocumentRules {
+            profile: self.profile,
+            supported_grant_types: self.cimd_supported_grant_types.clone(),
+            allow_loopback: self.cimd_allow_loopback,
+        }
+    }
+}
+
+/// The outcome of one Evaluate call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluated {
+    /// `None` for a dry run, which records nothing.
+    pub decision_id: Option<String>,
+    pub decision: Decision,
+    pub reasons: Vec<Reason>,
+    pub findings: Vec<Finding>,
+    pub error: Option<(OAuthErrorCode, String)>,
+    pub step_up: Option<StepUpRef>,
+    pub obligations: Vec<String>,
+    pub client_metadata_json: String,
+    pub policy_version: String,
+    pub fingerprint: String,
+    pub explain_json: Option<String>,
+    pub registration_type: RegistrationType,
+    /// The CIMD client_id; `None` for DCR.
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    pub software_id: Option<String>,
+    /// Where the CIMD document came from; `None` for DCR and when nothing was fetched.
+    pub cimd: Option<CimdInfo>,
+}
+
+pub fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// The pipeline with its policies and store.
+pub struct Engine {
+    policies: RwLock<Arc<PolicyBundle>>,
+    store: Arc<dyn Store>,
+    cimd: CimdSource,
+    settings: EngineSettings,
+}
+
+impl Engine {
+    pub fn new(
+        policies: PolicyBundle,
+        store: Arc<dyn Store>,
+        cimd: CimdSource,
+        settings: EngineSettings,
+    ) -> Engine {
+        Engine {
+            policies: RwLock::new(Arc::new(policies)),
+            store,
+            cimd,
+            settings,
+        }
+    }
+
+    /// The policy set in force.
+    pub fn policies(&self) -> Arc<PolicyBundle> {
+        match self.policies.read() {
+            Ok(policies) => policies.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Decides, records (unless a dry run) and returns. A store failure is an error,
+    /// never a decision.
+    pub async fn evaluate(&self, input: EvaluateInput) -> Result<Evaluated, ServiceError> {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let policies = self.policies();
+        let mut evaluated = match &input.registration {
+            Registration::Dcr {
+                metadata_json,
+                initial_access_token,
+            } => decide_dcr(
+                &policies,
+                &self.settings,
+                &input,
+                metadata_json,
+                *initial_access_token,
+                now,
+            ),
+            Registration::Cimd {
+                client_id,
+                redirect_uri,
+            } => {
+                let check = check_client_id(
+                    client_id,
+                    self.settings.profile,
+                    self.settings.cimd_allow_loopback,
+                );
+                let resolution = match &check.url {
+                    Some(url) => Some(
+                        self.cimd
+                            .resolve(url, &self.settings.document_rules())
+                            .await,
+                    ),
+                    None => None,
+                };
+                let lookup = CimdLookup {
+                    client_id: client_id.clone(),
+                    redirect_uri: redirect_uri.clone(),
+                    client_id_findings: check.findings,
+                    resolution,
+                };
+                decide_cimd(&policies, &self.settings, &input, lookup, now)
+            }
+        };
+        if input.dry_run {
+            return Ok(evaluated);
+        }
+        let decision_id = ulid::Ulid::from_datetime(now).to_string();
+        let ticket = evaluated.step_up.as_ref().map(|step_up| StepUpTicket {
+            ticket_id: step_up.ticket_id.clone(),
+            tenant: input.tenant.clone(),
+            state: TicketState::Pending,
+            challenges: step_up.challenges.clone(),
+            fingerprint: evaluated.fingerprint.clone(),
+            decision_id: decision_id.clone(),
+            created_at_ms: millis(now),
+            expires_at_ms: step_up.expires_at_ms,
+        });
+        let record = self.record_of(&input, &evaluated, &decision_id, now, started);
+        self.store.record(record, ticket).await?;
+        evaluated.decision_id = Some(decision_id);
+        Ok(evaluated)
+    }
+
+    fn record_of(
+        &self,
+        input: &EvaluateInput,
+        evaluated: &Evaluated,
+        decision_id: &str,
+        now: SystemTime,
+        started: Instant,
+    ) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: decision_id.to_owned(),
+            decided_at_ms: millis(now),
+            tenant: input.tenant.clone(),
+            registration_type: evaluated.registration_type,
+            client_id: evaluated.client_id.clone(),
+            client_name: evaluated.client_name.clone(),
+            software_id: evaluated.software_id.clone(),
+            fingerprint: evaluated.fingerprint.clone(),
+            ip: input.caller.ip.map(|ip| ip.to_string()),
+            user_agent: input.caller.user_agent.clone(),
+            decision: evaluated.decision,
+            reasons: evaluated.reasons.clone(),
+            findings: evaluated.findings.clone(),
+            error: evaluated.error.as_ref().map(|(code, _)| *code),
+            error_description: evaluated.error.as_ref().map(|(_, text)| text.clone()),
+            obligations: evaluated.obligations.clone(),
+            step_up: evaluated.step_up.clone(),
+            policy_version: evaluated.policy_version.clone(),
+            latency_micros: started.elapsed().as_micros() as u64,
+            client_metadata_json: evaluated.client_metadata_json.clone(),
+        }
+    }
+}
