@@ -611,3 +611,26 @@ async fn allow_loopback_never_lets_the_unspecified_address_through() {
     assert_eq!(codes(&refused), vec!["special_use_address"]);
     assert!(docs.seen("pinned.example", "/c.json").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_survives_a_restart() {
+    let docs = DocServer::start().await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = docs.write_config(config_dir.path(), true, "").display().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let (client_id, body) = fixture("vscode.2026-09-08.json");
+    let (host, path) = split(&client_id);
+    docs.route(&host, &path, Behaviour::json(body));
+
+    let server = Server::start(&starter_policies(), data.path(), &["--config", &config]);
+    let first = evaluate(&mut server.registration().await, cimd(&client_id, "")).await;
+    assert_eq!(first.cimd.unwrap().cache, "miss");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+
+    let restarted = Server::start(&starter_policies(), data.path(), &["--config", &config]);
+    let after = evaluate(&mut restarted.registration().await, cimd(&client_id, "")).await;
+    assert_eq!(after.decision(), Decision::Approve);
+    assert_eq!(after.cimd.unwrap().cache, "hit");
+    assert_eq!(docs.seen(&host, &path).len(), 1, "no fetch after the restart");
+}

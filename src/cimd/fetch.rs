@@ -151,25 +151,29 @@ struct GuardedResolver {
     system: OnceCell<hickory_resolver::TokioResolver>,
 }
 
-impl GuardedResolver {
-    fn refuse(&self, name: &str, ip: IpAddr) -> Option<SpecialUseRefused> {
-        if self.allow_loopback && address::is_loopback(ip) {
-            return None;
+/// Rule 22 / B6: one special-use record among the answers refuses the name.
+fn check_answer(name: &str, ips: &[IpAddr], allow_loopback: bool) -> Result<(), SpecialUseRefused> {
+    for ip in ips {
+        if allow_loopback && address::is_loopback(*ip) {
+            continue;
         }
-        address::special_use(ip).map(|range| {
-            SpecialUseRefused(format!("`{name}` resolves to {ip}, which is in {range}"))
-        })
+        if let Some(range) = address::special_use(*ip) {
+            return Err(SpecialUseRefused(format!(
+                "`{name}` resolves to {ip}, which is in {range}"
+            )));
+        }
     }
+    Ok(())
+}
 
+impl GuardedResolver {
     async fn lookup(
         &self,
         name: String,
     ) -> Result<Vec<SocketAddr>, Box<dyn StdError + Send + Sync>> {
         if let Some(addr) = self.pinned.get(&name) {
-            return match self.refuse(&name, addr.ip()) {
-                Some(refused) => Err(Box::new(refused)),
-                None => Ok(vec![*addr]),
-            };
+            check_answer(&name, &[addr.ip()], self.allow_loopback)?;
+            return Ok(vec![*addr]);
         }
         let resolver = self
             .system
@@ -177,9 +181,7 @@ impl GuardedResolver {
             .await?;
         let answer = resolver.lookup_ip(name.as_str()).await?;
         let ips: Vec<IpAddr> = answer.iter().collect();
-        if let Some(refused) = ips.iter().find_map(|ip| self.refuse(&name, *ip)) {
-            return Err(Box::new(refused));
-        }
+        check_answer(&name, &ips, self.allow_loopback)?;
         if ips.is_empty() {
             return Err(format!("`{name}` has no addresses").into());
         }
@@ -479,6 +481,38 @@ pub fn is_json_media_type(content_type: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|ip| ip.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn b6_one_special_use_record_refuses_the_name() {
+        let answer = ips(&["93.184.216.34", "10.0.0.5"]);
+        let refused = check_answer("app.example.com", &answer, false).unwrap_err();
+        assert!(refused.to_string().contains("10.0.0.5"), "{refused}");
+        assert!(
+            check_answer(
+                "app.example.com",
+                &ips(&["93.184.216.34", "2606:4700::1"]),
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn b5_embedded_loopback_records_are_refused() {
+        assert!(check_answer("a.example", &ips(&["64:ff9b::7f00:1"]), false).is_err());
+        assert!(check_answer("a.example", &ips(&["2002:7f00:1::"]), false).is_err());
+    }
+
+    #[test]
+    fn allow_loopback_admits_loopback_records_only() {
+        assert!(check_answer("a.example", &ips(&["127.0.0.1", "::1"]), true).is_ok());
+        assert!(check_answer("a.example", &ips(&["127.0.0.1", "192.168.0.1"]), true).is_err());
+        assert!(check_answer("a.example", &ips(&["0.0.0.0"]), true).is_err());
+    }
 
     #[test]
     fn b20_b21_json_media_types() {
