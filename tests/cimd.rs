@@ -616,7 +616,10 @@ async fn allow_loopback_never_lets_the_unspecified_address_through() {
 async fn the_cache_survives_a_restart() {
     let docs = DocServer::start().await;
     let config_dir = tempfile::tempdir().unwrap();
-    let config = docs.write_config(config_dir.path(), true, "").display().to_string();
+    let config = docs
+        .write_config(config_dir.path(), true, "")
+        .display()
+        .to_string();
     let data = tempfile::tempdir().unwrap();
     let (client_id, body) = fixture("vscode.2026-09-08.json");
     let (host, path) = split(&client_id);
@@ -632,5 +635,9 @@ async fn the_cache_survives_a_restart() {
     let after = evaluate(&mut restarted.registration().await, cimd(&client_id, "")).await;
     assert_eq!(after.decision(), Decision::Approve);
     assert_eq!(after.cimd.unwrap().cache, "hit");
-    assert_eq!(docs.seen(&host, &path).len(), 1, "no fetch after the restart");
+    assert_eq!(
+        docs.seen(&host, &path).len(),
+        1,
+        "no fetch after the restart"
+    );
 }

@@ -4,7 +4,10 @@
 
 mod common;
 
-use clientgate::proto::{Caller, DcrRegistration, EvaluateRequest, evaluate_request};
+use clientgate::proto::{
+    Caller, CimdRegistration, DcrRegistration, EvaluateRequest, EvaluateResponse, evaluate_request,
+};
+use common::doc_server::{Behaviour, DocServer};
 use common::*;
 use serde_json::Value;
 
@@ -61,73 +64,150 @@ fn strings(value: &Value, list: &str, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
-    let examples = evaluate_examples();
-    assert_eq!(examples.len(), 4, "approve, two denies and a step-up");
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&starter_policies(), data.path(), &[]);
-    let mut client = server.registration().await;
-    for (request, shown) in examples {
-        let call = EvaluateRequest {
-            tenant: request["tenant"].as_str().unwrap_or_default().to_owned(),
-            registration: Some(evaluate_request::Registration::Dcr(DcrRegistration {
-                metadata_json: request["dcr"]["metadata_json"].as_str().unwrap().to_owned(),
-                initial_access_token: false,
-            })),
-            caller: Some(Caller {
-                ip: request["caller"]["ip"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                ..Caller::default()
-            }),
-            ..EvaluateRequest::default()
-        };
-        let got = client.evaluate(call).await.unwrap().into_inner();
-        let label = shown["decision"].as_str().unwrap();
-        assert_eq!(got.decision().as_str_name(), label);
-        assert_eq!(
+/// The call a README request body describes.
+fn call(request: &Value) -> EvaluateRequest {
+    let registration = if request["cimd"].is_object() {
+        evaluate_request::Registration::Cimd(CimdRegistration {
+            client_id: request["cimd"]["client_id"].as_str().unwrap().to_owned(),
+            redirect_uri: request["cimd"]["redirect_uri"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    } else {
+        evaluate_request::Registration::Dcr(DcrRegistration {
+            metadata_json: request["dcr"]["metadata_json"].as_str().unwrap().to_owned(),
+            initial_access_token: false,
+        })
+    };
+    EvaluateRequest {
+        tenant: request["tenant"].as_str().unwrap_or_default().to_owned(),
+        registration: Some(registration),
+        caller: Some(Caller {
+            ip: request["caller"]["ip"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            ..Caller::default()
+        }),
+        ..EvaluateRequest::default()
+    }
+}
+
+/// Everything the README shows that does not change from run to run.
+fn assert_shown(got: EvaluateResponse, shown: &Value) {
+    let label = shown["decision"].as_str().unwrap();
+    assert_eq!(got.decision().as_str_name(), label);
+    let pairs = [
+        (
             got.reasons
                 .iter()
                 .map(|r| r.policy_id.clone())
                 .collect::<Vec<_>>(),
-            strings(&shown, "reasons", "policyId"),
+            strings(shown, "reasons", "policyId"),
+        ),
+        (
+            got.reasons.iter().map(|r| r.message.clone()).collect(),
+            strings(shown, "reasons", "message"),
+        ),
+        (
+            got.findings.iter().map(|f| f.code.clone()).collect(),
+            strings(shown, "findings", "code"),
+        ),
+        (got.obligations.clone(), as_strings(&shown["obligations"])),
+        (
+            got.step_up
+                .clone()
+                .map(|s| s.challenges)
+                .unwrap_or_default(),
+            as_strings(&shown["stepUp"]["challenges"]),
+        ),
+    ];
+    for (got_list, shown_list) in pairs {
+        assert_eq!(got_list, shown_list, "{label}");
+    }
+    assert_eq!(
+        got.error.map(|e| e.error).unwrap_or_default(),
+        shown["error"]["error"].as_str().unwrap_or_default(),
+        "{label}"
+    );
+    assert_eq!(
+        got.policy_version,
+        shown["policyVersion"].as_str().unwrap(),
+        "{label}"
+    );
+    if let Some(cimd) = shown["cimd"].as_object() {
+        let info = got.cimd.expect("a CIMD decision carries cache facts");
+        assert_eq!(info.cache, cimd["cache"].as_str().unwrap(), "{label}");
+        assert_eq!(
+            info.document_sha256,
+            cimd["documentSha256"].as_str().unwrap(),
             "{label}"
         );
-        assert_eq!(
-            got.reasons
+    }
+}
+
+fn as_strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
                 .iter()
-                .map(|r| r.message.clone())
-                .collect::<Vec<_>>(),
-            strings(&shown, "reasons", "message"),
-            "{label}"
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
+    let (cimd, dcr): (Vec<_>, Vec<_>) = evaluate_examples()
+        .into_iter()
+        .partition(|(request, _)| request["cimd"].is_object());
+    assert_eq!(dcr.len(), 4, "DCR: approve, two denies and a step-up");
+    assert_eq!(cimd.len(), 2, "CIMD: an approve and a step-up");
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), data.path(), &[]);
+    let mut client = server.registration().await;
+    for (request, shown) in &dcr {
+        assert_shown(
+            client.evaluate(call(request)).await.unwrap().into_inner(),
+            shown,
         );
-        assert_eq!(
-            got.findings
-                .iter()
-                .map(|f| f.code.clone())
-                .collect::<Vec<_>>(),
-            strings(&shown, "findings", "code"),
-            "{label}"
-        );
-        assert_eq!(
-            got.error.map(|e| e.error).unwrap_or_default(),
-            shown["error"]["error"].as_str().unwrap_or_default(),
-            "{label}"
-        );
-        let challenges: Vec<String> = shown["stepUp"]["challenges"]
-            .as_array()
-            .map(|c| c.iter().map(|c| c.as_str().unwrap().to_owned()).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            got.step_up.map(|s| s.challenges).unwrap_or_default(),
-            challenges
-        );
-        assert_eq!(
-            got.policy_version,
-            shown["policyVersion"].as_str().unwrap(),
-            "{label}"
+    }
+
+    // The CIMD walk-through runs against the example document server's documents.
+    let docs = DocServer::start().await;
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-cimd");
+    for file in ["claude-code.2026-09-08.json", "opencode.2026-09-07.json"] {
+        let body = std::fs::read(fixtures.join(file)).unwrap();
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        let client_id = json["client_id"].as_str().unwrap();
+        let (host, path) = client_id
+            .strip_prefix("https://")
+            .unwrap()
+            .split_once('/')
+            .unwrap();
+        docs.route(host, &format!("/{path}"), Behaviour::json(body.clone()));
+    }
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = docs
+        .write_config(config_dir.path(), true, "")
+        .display()
+        .to_string();
+    let cimd_data = tempfile::tempdir().unwrap();
+    let cimd_server = Server::start(
+        &starter_policies(),
+        cimd_data.path(),
+        &["--config", &config],
+    );
+    let mut client = cimd_server.registration().await;
+    for (request, shown) in &cimd {
+        assert_shown(
+            client.evaluate(call(request)).await.unwrap().into_inner(),
+            shown,
         );
     }
 }

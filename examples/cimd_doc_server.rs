@@ -1,0 +1,74 @@
+//! A local HTTPS server for trying CIMD with clientgate on one machine.
+//!
+//! It serves every `*.json` document of a directory (default: the real client documents in
+//! `tests/fixtures/real-cimd`) at the URL its `client_id` names, with a certificate from a
+//! CA made on the spot, and writes a clientgate configuration that pins those host names to
+//! it (`[cimd]` `allow_loopback`, `ca_file`, `resolve`: development only).
+//!
+//! ```sh
+//! cargo run --example cimd_doc_server -- [DIR]
+//! ```
+
+#[allow(dead_code)]
+#[path = "../tests/common/doc_server.rs"]
+mod doc_server;
+
+use std::path::PathBuf;
+
+use doc_server::{Behaviour, DocServer};
+
+#[tokio::main]
+async fn main() {
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-cimd")
+        });
+    let docs = DocServer::start().await;
+    let mut served = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("a directory of documents")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    // Sorted by name, so the newest dated capture of a client_id is the one served.
+    paths.sort();
+    for path in paths {
+        let body = std::fs::read(&path).expect("a readable document");
+        let Some(client_id) = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|json| json["client_id"].as_str().map(str::to_owned))
+        else {
+            continue;
+        };
+        let Some((host, path)) = client_id
+            .strip_prefix("https://")
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        docs.route(host, &format!("/{path}"), Behaviour::json(body));
+        served.push(client_id);
+    }
+    let out = std::env::temp_dir().join("clientgate-cimd-dev");
+    std::fs::create_dir_all(&out).expect("a config directory");
+    let config = docs.write_config(&out, true, "");
+    served.sort();
+    served.dedup();
+    println!(
+        "serving {} documents on https://{} (test CA: {})",
+        served.len(),
+        docs.addr,
+        docs.ca_file.display()
+    );
+    for client_id in &served {
+        println!("  {client_id}");
+    }
+    println!(
+        "\nstart clientgate with:\n  cargo run --release -- serve --config {}",
+        config.display()
+    );
+    println!("\nCtrl-C stops this server.");
+    let _ = tokio::signal::ctrl_c().await;
+}
