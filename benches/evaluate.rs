@@ -2,10 +2,15 @@
 //!
 //! 1. the pure pipeline (validate → signals → Cedar → outcome), single-threaded;
 //! 2. `Evaluate` over gRPC on loopback against the real server, recording every decision
-//!    durably, with concurrent callers (group commit).
+//!    durably, with concurrent callers (group commit), for DCR bodies and for a CIMD client
+//!    whose document is cached (served once by a local HTTPS document server).
 //!
 //! Run with `cargo bench --bench evaluate`. Figures, not pass/fail: it asserts nothing
 //! about speed.
+
+#[allow(dead_code)]
+#[path = "../tests/common/doc_server.rs"]
+mod doc_server;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +20,9 @@ use clientgate::config::{Config, Overrides};
 use clientgate::engine::{EngineSettings, EvaluateInput, Registration, decide_dcr};
 use clientgate::policy::load_policy_dir;
 use clientgate::proto::registration_service_client::RegistrationServiceClient;
-use clientgate::proto::{Caller, DcrRegistration, EvaluateRequest, evaluate_request};
+use clientgate::proto::{
+    Caller, CimdRegistration, DcrRegistration, EvaluateRequest, evaluate_request,
+};
 use clientgate::registration::Profile;
 
 const BODIES: &[&str] = &[
@@ -29,8 +36,58 @@ fn main() {
     let policies_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     pure_pipeline(&policies_dir);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    for concurrency in [1, 16, 64] {
-        runtime.block_on(over_grpc(&policies_dir, concurrency, 4000));
+    runtime.block_on(async {
+        let docs = doc_server::DocServer::start().await;
+        let claude = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/real-cimd/claude-code.2026-09-08.json"),
+        )
+        .expect("fixture");
+        docs.route(
+            "claude.ai",
+            "/oauth/claude-code-client-metadata",
+            doc_server::Behaviour::json(claude),
+        );
+        let config_dir = tempfile::tempdir().expect("temp dir");
+        let config_file = docs.write_config(config_dir.path(), true, "");
+        for concurrency in [1, 16, 64] {
+            over_grpc(&policies_dir, &config_file, Kind::Dcr, concurrency, 4000).await;
+            over_grpc(
+                &policies_dir,
+                &config_file,
+                Kind::CachedCimd,
+                concurrency,
+                4000,
+            )
+            .await;
+        }
+    });
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Dcr,
+    CachedCimd,
+}
+
+fn request(kind: Kind, n: usize, task: usize) -> EvaluateRequest {
+    let registration = match kind {
+        Kind::Dcr => evaluate_request::Registration::Dcr(DcrRegistration {
+            metadata_json: BODIES[(task + n) % BODIES.len()].to_owned(),
+            initial_access_token: false,
+        }),
+        Kind::CachedCimd => evaluate_request::Registration::Cimd(CimdRegistration {
+            client_id: "https://claude.ai/oauth/claude-code-client-metadata".to_owned(),
+            redirect_uri: "http://localhost:53682/callback".to_owned(),
+        }),
+    };
+    EvaluateRequest {
+        registration: Some(registration),
+        caller: Some(Caller {
+            ip: format!("203.0.113.{}", task % 250),
+            ..Caller::default()
+        }),
+        ..EvaluateRequest::default()
     }
 }
 
@@ -99,14 +156,20 @@ fn decide(
     ));
 }
 
-async fn over_grpc(policies_dir: &Path, concurrency: usize, total: usize) {
+async fn over_grpc(
+    policies_dir: &Path,
+    config_file: &Path,
+    kind: Kind,
+    concurrency: usize,
+    total: usize,
+) {
     let data = tempfile::tempdir().expect("temp dir");
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".to_owned()),
         policies: Some(policies_dir.to_owned()),
         data: Some(data.path().to_owned()),
     };
-    let config = Config::load(None, Vec::new(), &overrides).expect("config");
+    let config = Config::load(Some(config_file), Vec::new(), &overrides).expect("config");
     let (addr_sender, addr_receiver) = tokio::sync::oneshot::channel();
     let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(clientgate::service::run(
@@ -124,6 +187,9 @@ async fn over_grpc(policies_dir: &Path, concurrency: usize, total: usize) {
         .connect()
         .await
         .expect("connects");
+    // Warm up: the first CIMD call fetches; every measured one is a cache hit.
+    let mut warm = RegistrationServiceClient::new(channel.clone());
+    warm.evaluate(request(kind, 0, 0)).await.expect("warm-up");
     let per_task = total / concurrency;
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
     let started = Instant::now();
@@ -133,17 +199,7 @@ async fn over_grpc(policies_dir: &Path, concurrency: usize, total: usize) {
             let latencies = latencies.clone();
             tokio::spawn(async move {
                 for n in 0..per_task {
-                    let request = EvaluateRequest {
-                        registration: Some(evaluate_request::Registration::Dcr(DcrRegistration {
-                            metadata_json: BODIES[(task + n) % BODIES.len()].to_owned(),
-                            initial_access_token: false,
-                        })),
-                        caller: Some(Caller {
-                            ip: format!("203.0.113.{}", task % 250),
-                            ..Caller::default()
-                        }),
-                        ..EvaluateRequest::default()
-                    };
+                    let request = request(kind, n, task);
                     let sent = Instant::now();
                     client.evaluate(request).await.expect("evaluate");
                     latencies.lock().unwrap().push(sent.elapsed());
@@ -164,7 +220,7 @@ async fn over_grpc(policies_dir: &Path, concurrency: usize, total: usize) {
     let stats = server.await.unwrap().expect("clean stop");
     let size = dir_size(data.path());
     println!(
-        "Evaluate over gRPC, recorded durably, {concurrency:>2} concurrent callers: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms; {done} decisions in {} flushes ({:.1} per flush), store {:.1} MiB",
+        "{kind:?} Evaluate over gRPC, recorded durably, {concurrency:>2} concurrent callers: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms; {done} decisions in {} flushes ({:.1} per flush), store {:.1} MiB",
         done as f64 / elapsed.as_secs_f64(),
         percentile(0.50).as_secs_f64() * 1e3,
         percentile(0.99).as_secs_f64() * 1e3,
