@@ -641,3 +641,64 @@ async fn the_cache_survives_a_restart() {
         "no fetch after the restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_host_cannot_take_every_fetch_slot() {
+    let setup = setup(true, "max_in_flight = 3\nmax_in_flight_per_host = 2\n").await;
+    for n in 0..9 {
+        setup
+            .docs
+            .route("slow.example", &format!("/c{n}.json"), Behaviour::Hang);
+    }
+    let (client_id, body) = fixture("claude-code.2026-09-08.json");
+    let (host, path) = split(&client_id);
+    setup.docs.route(&host, &path, Behaviour::json(body));
+
+    let stuck: Vec<_> = (0..9)
+        .map(|n| {
+            let server_url = setup.server.url();
+            tokio::spawn(async move {
+                let channel = Channel::from_shared(server_url)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                let mut client = RegistrationServiceClient::new(channel);
+                let request = cimd(&format!("https://slow.example/c{n}.json"), "");
+                client.evaluate(request).await.map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    // Let the slow calls take their slots: two fetch, seven wait for the host
+    // (holding no global slot, so one is left for everyone else).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let slow_seen: usize = (0..9)
+        .map(|n| {
+            setup
+                .docs
+                .seen("slow.example", &format!("/c{n}.json"))
+                .len()
+        })
+        .sum();
+    assert_eq!(slow_seen, 2, "two fetches in flight to the slow host");
+    let mut client = setup.server.registration().await;
+    let other_host = evaluate(&mut client, cimd(&client_id, "")).await;
+    assert_eq!(
+        other_host.decision(),
+        Decision::Approve,
+        "{:?}",
+        other_host.findings
+    );
+    assert!(
+        stuck.iter().all(|call| !call.is_finished()),
+        "the other host had to wait for the slow host's calls to time out"
+    );
+    for call in stuck {
+        let response = call.await.unwrap().unwrap();
+        assert!(
+            codes(&response).contains(&"timeout"),
+            "{:?}",
+            response.findings
+        );
+    }
+}

@@ -294,9 +294,11 @@ impl Fetcher {
         validators: &Validators,
     ) -> Result<Fetched, FetchFailure> {
         let closed = |_| FetchFailure::new(Code::FetchFailed, "the fetcher is shutting down");
-        let _global = self.global.acquire().await.map_err(closed)?;
+        // The host's slot first: calls queued behind a slow host must not hold global slots
+        // that other hosts need.
         let host_slots = self.host_slots(host);
         let _host = host_slots.acquire().await.map_err(closed)?;
+        let _global = self.global.acquire().await.map_err(closed)?;
         self.fetch_now(url, validators).await
     }
 
