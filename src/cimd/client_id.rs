@@ -12,6 +12,7 @@ use url::{Host, Url};
 use super::address;
 use crate::registration::Profile;
 use crate::registration::findings::{Code, Finding, FindingList};
+use crate::registration::uri::has_bad_percent_escape;
 
 /// The longest client_id accepted (rule 12; the draft sets no limit, Auth0 uses 120).
 pub const MAX_CLIENT_ID_BYTES: usize = 1024;
@@ -203,15 +204,6 @@ fn check_authority(raw: &str, authority: &str, findings: &mut FindingList) {
 fn is_dot_segment(segment: &str) -> bool {
     let decoded = segment.replace("%2e", ".").replace("%2E", ".");
     decoded == "." || decoded == ".."
-}
-
-fn has_bad_percent_escape(raw: &str) -> bool {
-    let bytes = raw.as_bytes();
-    bytes.iter().enumerate().any(|(index, byte)| {
-        *byte == b'%'
-            && !(bytes.get(index + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(index + 2).is_some_and(u8::is_ascii_hexdigit))
-    })
 }
 
 /// Why the URL's host is special-use: an IP literal in a special-use range, or the name

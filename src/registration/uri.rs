@@ -279,7 +279,8 @@ fn raw_string_problem(raw: &str, code: Code) -> Option<UriProblem> {
     None
 }
 
-fn has_bad_percent_escape(raw: &str) -> bool {
+/// A `%` not followed by two hex digits (rule 11, A20).
+pub(crate) fn has_bad_percent_escape(raw: &str) -> bool {
     let bytes = raw.as_bytes();
     bytes.iter().enumerate().any(|(index, byte)| {
         *byte == b'%'
