@@ -152,6 +152,7 @@ fn decide(
         input,
         metadata_json,
         false,
+        None,
         SystemTime::now(),
     ));
 }

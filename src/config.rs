@@ -375,12 +375,12 @@ impl Config {
                     .ok_or_else(|| format!("`{text}` is not one of mcp, strict, interop"))
             }),
             "step_up.ticket_ttl_secs" => raw.integer().and_then(|secs| match secs {
-                60..=2_592_000 => {
+                1..=2_592_000 => {
                     self.step_up.ticket_ttl = Duration::from_secs(secs);
                     Ok(())
                 }
                 _ => Err(format!(
-                    "{secs} is outside 60..=2592000 (one minute to 30 days)"
+                    "{secs} is outside 1..=2592000 (one second to 30 days)"
                 )),
             }),
             "step_up.attested_challenges" => {

@@ -4,7 +4,7 @@
 
 use crate::registration::{Code, Finding};
 use crate::signals::RegistrationType;
-use crate::store::StoreError;
+use crate::store::{ResolveError, StoreError};
 
 /// An OAuth error code clientgate puts on a DENY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,6 +100,9 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// The call is well-formed but the state forbids it (e.g. resolving an expired ticket).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The decision could not be recorded, so it is not given.
     #[error("the decision store is unavailable: {0}")]
     Store(#[from] StoreError),
@@ -114,12 +117,22 @@ impl ServiceError {
     }
 }
 
+impl From<ResolveError> for ServiceError {
+    fn from(error: ResolveError) -> ServiceError {
+        match error {
+            ResolveError::NotFound(_) => ServiceError::NotFound(error.to_string()),
+            ResolveError::Refused(_) => ServiceError::FailedPrecondition(error.to_string()),
+        }
+    }
+}
+
 impl From<ServiceError> for tonic::Status {
     fn from(error: ServiceError) -> tonic::Status {
         let message = error.to_string();
         match error {
             ServiceError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
             ServiceError::NotFound(_) => tonic::Status::not_found(message),
+            ServiceError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             ServiceError::Store(_) => tonic::Status::unavailable(message),
         }
     }

@@ -37,4 +37,5 @@ pub mod proto;
 pub mod registration;
 pub mod service;
 pub mod signals;
+pub mod step_up;
 pub mod store;

@@ -104,6 +104,7 @@ fn every_real_client_document_registered_by_dcr_gets_the_intended_decision() {
             &input,
             &metadata,
             false,
+            None,
             SystemTime::now(),
         );
         let errors: Vec<_> = evaluated.findings.iter().filter(|f| f.is_error()).collect();

@@ -10,9 +10,10 @@ use clientgate::engine::{EvaluateInput, Registration};
 use clientgate::policy::{Decision, load_policy_dir};
 use clientgate::service::build_engine;
 use clientgate::signals::Caller;
+use clientgate::step_up::Resolution;
 use clientgate::store::{
-    DecisionPage, DecisionQuery, DecisionRecord, StepUpTicket, Store, StoreError, StoreFuture,
-    StoreStats,
+    DecisionPage, DecisionQuery, DecisionRecord, ResolveError, StepUpTicket, Store, StoreError,
+    StoreFuture, StoreStats, TicketPage, TicketQuery,
 };
 
 /// A store whose disk is gone.
@@ -31,6 +32,22 @@ impl Store for BrokenDisk {
     }
     fn list_decisions(&self, _: &DecisionQuery) -> Result<DecisionPage, StoreError> {
         Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn get_ticket(&self, _: &str) -> Result<Option<StepUpTicket>, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn list_tickets(&self, _: &TicketQuery, _: u64) -> Result<TicketPage, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn resolve_ticket(
+        &self,
+        _: &str,
+        _: Resolution,
+    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
+        Box::pin(async { Err(StoreError::Io("write failed".to_owned())) })
+    }
+    fn expire_tickets(&self, _: u64) -> Result<usize, StoreError> {
+        Err(StoreError::Io("write failed".to_owned()))
     }
     fn cached_document(&self, _: &str) -> Result<Option<CacheEntry>, StoreError> {
         Err(StoreError::Io("read failed".to_owned()))

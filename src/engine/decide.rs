@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use super::{ADMIN_APPROVAL, EngineSettings, EvaluateInput, Evaluated};
+use super::{ADMIN_APPROVAL, EngineSettings, EvaluateInput, Evaluated, PresentedTicket};
 use crate::cimd::redirect_match::match_redirect_uri;
 use crate::cimd::source::{CimdInfo, Resolution};
 use crate::errors;
@@ -11,7 +11,7 @@ use crate::fingerprint::fingerprint;
 use crate::policy::{Decision, PolicyBundle, PolicyOutcome};
 use crate::registration::{Code, Finding, Severity, Validation, validate_dcr};
 use crate::signals::{RegistrationType, RequestFacts, derive_signals};
-use crate::store::StepUpRef;
+use crate::store::{StepUpRef, StepUpTicket, TicketState};
 
 /// Decides one DCR registration (the body `metadata_json`) without recording it.
 pub fn decide_dcr(
@@ -20,6 +20,7 @@ pub fn decide_dcr(
     input: &EvaluateInput,
     metadata_json: &str,
     initial_access_token: bool,
+    ticket: Option<PresentedTicket>,
     now: SystemTime,
 ) -> Evaluated {
     let validation = validate_dcr(metadata_json, settings.profile);
@@ -28,6 +29,7 @@ pub fn decide_dcr(
         client_id: None,
         initial_access_token,
         cimd: None,
+        ticket,
     };
     decide_validated(policies, settings, input, validation, registration, now)
 }
@@ -43,6 +45,8 @@ pub struct CimdLookup {
     /// The resolved document; `None` when the URL checks refused the client_id, so nothing
     /// was fetched.
     pub resolution: Option<Resolution>,
+    /// The step-up ticket the call presented, as the store has it.
+    pub ticket: Option<PresentedTicket>,
 }
 
 /// Decides one CIMD client.
@@ -58,12 +62,14 @@ pub fn decide_cimd(
         redirect_uri,
         client_id_findings,
         resolution,
+        ticket,
     } = lookup;
     let registration = Registered {
         registration_type: RegistrationType::Cimd,
         client_id: Some(client_id),
         initial_access_token: false,
         cimd: None,
+        ticket,
     };
     let refused = |findings: Vec<Finding>| {
         let validation = Validation {
@@ -122,6 +128,7 @@ struct Registered {
     client_id: Option<String>,
     initial_access_token: bool,
     cimd: Option<CimdInfo>,
+    ticket: Option<PresentedTicket>,
 }
 
 /// Outcome rule 1, then the policies.
@@ -134,12 +141,19 @@ fn decide_validated(
     now: SystemTime,
 ) -> Evaluated {
     let mut findings = validation.findings.clone();
-    let completed = accepted_challenges(input, settings, &mut findings);
+    let mut completed = accepted_challenges(input, settings, &mut findings);
     let client_id = registration.client_id.as_deref();
     let print = fingerprint(
         registration.registration_type,
         client_id,
         &validation.metadata,
+    );
+    let pending_ticket = redeem_ticket(
+        registration.ticket.as_ref(),
+        &input.tenant,
+        &print,
+        &mut completed,
+        &mut findings,
     );
     let mut evaluated = Evaluated {
         decision_id: None,
@@ -158,6 +172,7 @@ fn decide_validated(
         client_name: validation.metadata.client_name.clone(),
         software_id: validation.metadata.software_id.clone(),
         cimd: registration.cimd.clone(),
+        new_ticket: false,
     };
     if findings.iter().any(Finding::is_error) {
         let code = errors::error_for_findings(&findings, registration.registration_type);
@@ -186,6 +201,12 @@ fn decide_validated(
     );
     let outcome = policies.decide(&signals, &print, input.explain);
     apply_outcome(&mut evaluated, outcome, settings, now);
+    if let (Some(step_up), Some(ticket)) = (evaluated.step_up.as_mut(), pending_ticket) {
+        // Still pending: keep pointing at the ticket the operator is reviewing.
+        step_up.ticket_id = ticket.ticket_id;
+        step_up.expires_at_ms = ticket.expires_at_ms;
+        evaluated.new_ticket = false;
+    }
     findings.extend(std::mem::take(&mut evaluated.findings));
     evaluated.findings = findings;
     evaluated
@@ -202,6 +223,7 @@ fn apply_outcome(
     match outcome.decision {
         Decision::Approve => evaluated.obligations = outcome.obligations,
         Decision::StepUp => {
+            evaluated.new_ticket = true;
             evaluated.step_up = Some(StepUpRef {
                 ticket_id: ulid::Ulid::from_datetime(now).to_string(),
                 challenges: outcome.challenges,
@@ -227,6 +249,74 @@ fn apply_outcome(
 
 /// Challenges the AS says were completed, kept only when the configuration lets the AS
 /// attest them; `admin_approval` never is.
+/// What a presented step-up ticket contributes: its challenges when approved for this very
+/// registration; a finding that denies when it is unknown, bound to another registration,
+/// denied or expired; the ticket to keep using while it is pending.
+fn redeem_ticket(
+    ticket: Option<&PresentedTicket>,
+    tenant: &str,
+    fingerprint: &str,
+    completed: &mut Vec<String>,
+    findings: &mut Vec<Finding>,
+) -> Option<StepUpTicket> {
+    let deny = |code: Code, message: String| Finding {
+        code,
+        severity: Severity::Error,
+        field: "step_up.ticket_id".to_owned(),
+        message,
+    };
+    match ticket? {
+        PresentedTicket::Unknown(ticket_id) => {
+            findings.push(deny(
+                Code::StepUpTicketUnknown,
+                format!("there is no step-up ticket `{ticket_id}`"),
+            ));
+            None
+        }
+        PresentedTicket::Found(ticket)
+            if ticket.fingerprint != fingerprint || ticket.tenant != tenant =>
+        {
+            findings.push(deny(
+                Code::StepUpTicketMismatch,
+                format!(
+                    "step-up ticket `{}` was issued for another registration; it cannot approve this one",
+                    ticket.ticket_id
+                ),
+            ));
+            None
+        }
+        PresentedTicket::Found(ticket) => match ticket.state {
+            TicketState::Approved => {
+                completed.extend(ticket.challenges.iter().cloned());
+                None
+            }
+            TicketState::Pending => Some((**ticket).clone()),
+            TicketState::Denied => {
+                let note = if ticket.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", ticket.note)
+                };
+                findings.push(deny(
+                    Code::StepUpDenied,
+                    format!("an operator denied this registration{note}"),
+                ));
+                None
+            }
+            TicketState::Expired => {
+                findings.push(deny(
+                    Code::StepUpTicketExpired,
+                    format!(
+                        "step-up ticket `{}` expired before it was approved",
+                        ticket.ticket_id
+                    ),
+                ));
+                None
+            }
+        },
+    }
+}
+
 fn accepted_challenges(
     input: &EvaluateInput,
     settings: &EngineSettings,
@@ -246,15 +336,6 @@ fn accepted_challenges(
                 ),
             });
         }
-    }
-    if !input.step_up_ticket.is_empty() {
-        findings.push(Finding {
-            code: Code::StepUpTicketIgnored,
-            severity: Severity::Warning,
-            field: "step_up.ticket_id".to_owned(),
-            message: "this clientgate does not redeem step-up tickets yet; the ticket was ignored"
-                .to_owned(),
-        });
     }
     accepted
 }

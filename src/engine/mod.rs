@@ -52,6 +52,14 @@ pub struct EvaluateInput {
     pub explain: bool,
 }
 
+/// The step-up ticket a call presented, as the store has it (a pending ticket past its
+/// expiry already reads as expired).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PresentedTicket {
+    Unknown(String),
+    Found(Box<StepUpTicket>),
+}
+
 /// Settings the pipeline reads; they come from the configuration.
 #[derive(Clone, Debug)]
 pub struct EngineSettings {
@@ -97,6 +105,8 @@ pub struct Evaluated {
     pub software_id: Option<String>,
     /// Where the CIMD document came from; `None` for DCR and when nothing was fetched.
     pub cimd: Option<CimdInfo>,
+    /// A STEP_UP that opened a new ticket (not one that keeps a presented pending ticket).
+    pub new_ticket: bool,
 }
 
 pub fn millis(time: SystemTime) -> u64 {
@@ -149,6 +159,7 @@ impl Engine {
         let started = Instant::now();
         let now = SystemTime::now();
         let policies = self.policies();
+        let ticket = self.presented_ticket(&input.step_up_ticket, now)?;
         let mut evaluated = match &input.registration {
             Registration::Dcr {
                 metadata_json,
@@ -159,6 +170,7 @@ impl Engine {
                 &input,
                 metadata_json,
                 *initial_access_token,
+                ticket,
                 now,
             ),
             Registration::Cimd {
@@ -183,6 +195,7 @@ impl Engine {
                     redirect_uri: redirect_uri.clone(),
                     client_id_findings: check.findings,
                     resolution,
+                    ticket,
                 };
                 decide_cimd(&policies, &self.settings, &input, lookup, now)
             }
@@ -191,20 +204,47 @@ impl Engine {
             return Ok(evaluated);
         }
         let decision_id = ulid::Ulid::from_datetime(now).to_string();
-        let ticket = evaluated.step_up.as_ref().map(|step_up| StepUpTicket {
-            ticket_id: step_up.ticket_id.clone(),
-            tenant: input.tenant.clone(),
-            state: TicketState::Pending,
-            challenges: step_up.challenges.clone(),
-            fingerprint: evaluated.fingerprint.clone(),
-            decision_id: decision_id.clone(),
-            created_at_ms: millis(now),
-            expires_at_ms: step_up.expires_at_ms,
-        });
+        let ticket = evaluated
+            .step_up
+            .as_ref()
+            .filter(|_| evaluated.new_ticket)
+            .map(|step_up| StepUpTicket {
+                ticket_id: step_up.ticket_id.clone(),
+                tenant: input.tenant.clone(),
+                state: TicketState::Pending,
+                challenges: step_up.challenges.clone(),
+                fingerprint: evaluated.fingerprint.clone(),
+                decision_id: decision_id.clone(),
+                created_at_ms: millis(now),
+                expires_at_ms: step_up.expires_at_ms,
+                resolved_at_ms: None,
+                resolver: String::new(),
+                note: String::new(),
+                client_id: evaluated.client_id.clone(),
+                client_name: evaluated.client_name.clone(),
+            });
         let record = self.record_of(&input, &evaluated, &decision_id, now, started);
         self.store.record(record, ticket).await?;
         evaluated.decision_id = Some(decision_id);
         Ok(evaluated)
+    }
+
+    /// The ticket the call presents, as the store has it now.
+    fn presented_ticket(
+        &self,
+        ticket_id: &str,
+        now: SystemTime,
+    ) -> Result<Option<PresentedTicket>, ServiceError> {
+        if ticket_id.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(match self.store.get_ticket(ticket_id)? {
+            None => PresentedTicket::Unknown(ticket_id.to_owned()),
+            Some(mut ticket) => {
+                ticket.state = crate::step_up::effective_state(&ticket, millis(now));
+                PresentedTicket::Found(Box::new(ticket))
+            }
+        }))
     }
 
     fn record_of(

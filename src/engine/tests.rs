@@ -41,7 +41,7 @@ async fn a_step_up_records_a_pending_ticket_with_its_challenges() {
     assert_eq!(evaluated.decision, Decision::StepUp);
     let step_up = evaluated.step_up.expect("a step-up names its ticket");
     let ticket = store
-        .ticket(&step_up.ticket_id)
+        .get_ticket(&step_up.ticket_id)
         .unwrap()
         .expect("the ticket is stored");
     assert_eq!(ticket.state, TicketState::Pending);

@@ -76,7 +76,10 @@ codes! {
     SoftwareStatementUnverified => "software_statement_unverified", rule "82";
     PolicyEvaluationError => "policy_evaluation_error", rule "";
     ChallengeNotAttestable => "challenge_not_attestable", rule "";
-    StepUpTicketIgnored => "step_up_ticket_ignored", rule "";
+    StepUpTicketUnknown => "step_up_ticket_unknown", rule "";
+    StepUpTicketMismatch => "step_up_ticket_mismatch", rule "";
+    StepUpTicketExpired => "step_up_ticket_expired", rule "";
+    StepUpDenied => "step_up_denied", rule "";
     NotHttps => "not_https", rule "1";
     NoPath => "no_path", rule "2";
     RootPath => "root_path", rule "2";

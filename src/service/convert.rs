@@ -12,7 +12,9 @@ use crate::policy::{Decision, Reason};
 use crate::proto;
 use crate::registration::{Finding, Severity};
 use crate::signals::Caller;
-use crate::store::{DecisionQuery, DecisionRecord, StepUpRef};
+use crate::store::{
+    DecisionQuery, DecisionRecord, StepUpRef, StepUpTicket, TicketQuery, TicketState,
+};
 
 const DEFAULT_TENANT: &str = "default";
 const MAX_TENANT_LEN: usize = 64;
@@ -277,4 +279,49 @@ pub fn decision_record(record: DecisionRecord) -> proto::DecisionRecord {
         client_metadata_json: record.client_metadata_json,
         software_id: record.software_id.unwrap_or_default(),
     }
+}
+
+pub fn step_up_ticket(ticket: StepUpTicket) -> proto::StepUp {
+    proto::StepUp {
+        ticket_id: ticket.ticket_id,
+        tenant: ticket.tenant,
+        state: match ticket.state {
+            TicketState::Pending => proto::StepUpState::Pending,
+            TicketState::Approved => proto::StepUpState::Approved,
+            TicketState::Denied => proto::StepUpState::Denied,
+            TicketState::Expired => proto::StepUpState::Expired,
+        } as i32,
+        challenges: ticket.challenges,
+        decision_id: ticket.decision_id,
+        created_at: Some(timestamp_ms(ticket.created_at_ms)),
+        expires_at: Some(timestamp_ms(ticket.expires_at_ms)),
+        resolved_at: ticket.resolved_at_ms.map(timestamp_ms),
+        resolver: ticket.resolver,
+        note: ticket.note,
+        fingerprint: ticket.fingerprint,
+        client_id: ticket.client_id.unwrap_or_default(),
+        client_name: ticket.client_name.unwrap_or_default(),
+    }
+}
+
+pub fn ticket_query(request: proto::ListStepUpsRequest) -> Result<TicketQuery, ServiceError> {
+    let state = match proto::StepUpState::try_from(request.state) {
+        Ok(proto::StepUpState::Unspecified) => None,
+        Ok(proto::StepUpState::Pending) => Some(TicketState::Pending),
+        Ok(proto::StepUpState::Approved) => Some(TicketState::Approved),
+        Ok(proto::StepUpState::Denied) => Some(TicketState::Denied),
+        Ok(proto::StepUpState::Expired) => Some(TicketState::Expired),
+        Err(_) => {
+            return Err(ServiceError::invalid(
+                "state",
+                format!("{} is not a StepUpState value", request.state),
+            ));
+        }
+    };
+    Ok(TicketQuery {
+        tenant: tenant_name(&request.tenant, "tenant")?,
+        state,
+        page_size: request.page_size as usize,
+        page_token: (!request.page_token.is_empty()).then_some(request.page_token),
+    })
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod convert;
 mod registration;
+mod step_up;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 
 pub use admin::AdminApi;
 pub use registration::RegistrationApi;
+pub use step_up::StepUpApi;
 
 use crate::cimd::cache::CacheBounds;
 use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
@@ -25,6 +27,7 @@ use crate::engine::{Engine, EngineSettings};
 use crate::policy::{LoadErrors, PolicyBundle, load_policy_dir};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
+use crate::proto::step_up_service_server::StepUpServiceServer;
 use crate::store::{SledStore, Store, StoreError, StoreStats};
 
 /// Room for the rest of an Evaluate message around its metadata.
@@ -88,6 +91,7 @@ pub async fn run(
         .set_serving::<RegistrationServiceServer<RegistrationApi>>()
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<StepUpServiceServer<StepUpApi>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -103,6 +107,8 @@ pub async fn run(
     ))
     .max_decoding_message_size(max_message);
     let admin = AdminServiceServer::new(AdminApi::new(engine.clone(), config.validation.profile));
+    let step_ups = StepUpServiceServer::new(StepUpApi::new(engine.clone()));
+    let sweeper = tokio::spawn(expire_tickets_periodically(store.clone()));
     on_listening(addr);
     let (stopping_sender, stopping_receiver) = tokio::sync::oneshot::channel::<()>();
     let stopping = async move {
@@ -121,6 +127,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(registration)
         .add_service(admin)
+        .add_service(step_ups)
         .serve_with_incoming_shutdown(incoming, stopping);
     let grace = config.server.shutdown_grace;
     let grace_over = async move {
@@ -137,6 +144,7 @@ pub async fn run(
             "in-flight calls did not finish within the shutdown grace period; stopping anyway"
         ),
     }
+    sweeper.abort();
     store.flush().await?;
     let stats = store.stats();
     info!(
@@ -145,6 +153,21 @@ pub async fn run(
         "store flushed; stopped"
     );
     Ok(stats)
+}
+
+/// Marks pending tickets past their expiry as expired, every half minute. Reads already see
+/// them as expired; this keeps the stored state and `ListStepUps` filters in step.
+async fn expire_tickets_periodically(store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        every.tick().await;
+        let now = crate::engine::millis(std::time::SystemTime::now());
+        match store.expire_tickets(now) {
+            Ok(0) => {}
+            Ok(expired) => info!(expired, "step-up tickets expired"),
+            Err(error) => warn!(%error, "cannot expire step-up tickets"),
+        }
+    }
 }
 
 /// The pipeline for `config` with these policies and this store.

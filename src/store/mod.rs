@@ -11,10 +11,12 @@ mod sled_store;
 use std::future::Future;
 
 use crate::cimd::cache::CacheEntry;
+use crate::step_up::{Resolution, ResolveRefusal};
 use std::pin::Pin;
 
 pub use record::{
-    DecisionPage, DecisionQuery, DecisionRecord, StepUpRef, StepUpTicket, TicketState,
+    DecisionPage, DecisionQuery, DecisionRecord, StepUpRef, StepUpTicket, TicketPage, TicketQuery,
+    TicketState,
 };
 pub use sled_store::{FORMAT_VERSION, SledStore};
 
@@ -40,6 +42,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Decisions matching `query`, newest first, one page at a time.
     fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError>;
+
+    fn get_ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError>;
+
+    /// Tickets matching `query`, newest first. A pending ticket past its expiry is
+    /// reported as expired.
+    fn list_tickets(&self, query: &TicketQuery, now_ms: u64) -> Result<TicketPage, StoreError>;
+
+    /// Applies an operator's resolution atomically and durably.
+    fn resolve_ticket(
+        &self,
+        ticket_id: &str,
+        resolution: Resolution,
+    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>>;
+
+    /// Marks pending tickets past their expiry as expired; returns how many.
+    fn expire_tickets(&self, now_ms: u64) -> Result<usize, StoreError>;
 
     /// The cached CIMD document for `client_id`, if any.
     fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError>;
@@ -75,6 +93,15 @@ pub enum StoreError {
     Io(String),
     #[error("stored record `{key}` is corrupt: {message}")]
     Corrupt { key: String, message: String },
+}
+
+/// Why a ticket could not be resolved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no step-up ticket `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Refused(#[from] ResolveRefusal),
 }
 
 impl From<sled::Error> for StoreError {

@@ -61,6 +61,34 @@ pub struct StepUpTicket {
     pub decision_id: String,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
+    #[serde(default)]
+    pub resolved_at_ms: Option<u64>,
+    #[serde(default)]
+    pub resolver: String,
+    #[serde(default)]
+    pub note: String,
+    /// For people reviewing the ticket: the CIMD client_id and the client_name.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_name: Option<String>,
+}
+
+/// Filters over step-up tickets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketQuery {
+    pub tenant: Option<String>,
+    pub state: Option<TicketState>,
+    pub page_size: usize,
+    /// Continue below this ticket id (exclusive).
+    pub page_token: Option<String>,
+}
+
+/// One page of tickets, newest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TicketPage {
+    pub tickets: Vec<StepUpTicket>,
+    pub next_page_token: Option<String>,
 }
 
 /// Filters over the decision log; every set filter must match.

@@ -14,10 +14,11 @@ use ulid::Ulid;
 
 use super::group_commit::GroupCommit;
 use super::{
-    DecisionPage, DecisionQuery, DecisionRecord, StepUpTicket, Store, StoreError, StoreFuture,
-    StoreStats,
+    DecisionPage, DecisionQuery, DecisionRecord, ResolveError, StepUpTicket, Store, StoreError,
+    StoreFuture, StoreStats, TicketPage, TicketQuery, TicketState,
 };
 use crate::cimd::cache::CacheEntry;
+use crate::step_up::{self, Resolution};
 
 /// The layout version this build reads and writes.
 pub const FORMAT_VERSION: &str = "1";
@@ -136,11 +137,6 @@ impl SledStore {
         result.map_err(|error| StoreError::Io(format!("{error:?}")))
     }
 
-    /// The step-up ticket `ticket_id`, if there is one.
-    pub fn ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
-        read_json(&self.tickets, ticket_id.as_bytes(), || ticket_id.to_owned())
-    }
-
     fn read_decision(&self, id: Ulid) -> Result<Option<DecisionRecord>, StoreError> {
         read_json(&self.decisions, &id.to_bytes(), || id.to_string())
     }
@@ -240,6 +236,115 @@ impl Store for SledStore {
             page.decisions.push(record);
         }
         Ok(page)
+    }
+
+    fn get_ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
+        read_json(&self.tickets, ticket_id.as_bytes(), || ticket_id.to_owned())
+    }
+
+    fn list_tickets(&self, query: &TicketQuery, now_ms: u64) -> Result<TicketPage, StoreError> {
+        let page_size = match query.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            match &query.page_token {
+                Some(token) => Box::new(self.tickets.range(..token.as_bytes().to_vec()).rev()),
+                None => Box::new(self.tickets.iter().rev()),
+            };
+        let mut page = TicketPage::default();
+        for (scanned, entry) in entries.enumerate() {
+            let (key, value) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if scanned >= SCAN_LIMIT {
+                page.next_page_token = Some(key);
+                break;
+            }
+            let mut ticket: StepUpTicket =
+                serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                    key: key.clone(),
+                    message: error.to_string(),
+                })?;
+            ticket.state = step_up::effective_state(&ticket, now_ms);
+            let wanted = query.tenant.as_ref().is_none_or(|t| *t == ticket.tenant)
+                && query.state.is_none_or(|s| s == ticket.state);
+            if !wanted {
+                continue;
+            }
+            if page.tickets.len() == page_size {
+                page.next_page_token = page.tickets.last().map(|t| t.ticket_id.clone());
+                break;
+            }
+            page.tickets.push(ticket);
+        }
+        Ok(page)
+    }
+
+    fn resolve_ticket(
+        &self,
+        ticket_id: &str,
+        resolution: Resolution,
+    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
+        let ticket_id = ticket_id.to_owned();
+        Box::pin(async move {
+            let outcome = self.tickets.transaction(|tickets| {
+                let Some(bytes) = tickets.get(ticket_id.as_bytes())? else {
+                    return Ok(Err(ResolveError::NotFound(ticket_id.clone())));
+                };
+                let ticket: StepUpTicket = serde_json::from_slice(&bytes).map_err(|error| {
+                    ConflictableTransactionError::Abort(StoreError::Corrupt {
+                        key: ticket_id.clone(),
+                        message: error.to_string(),
+                    })
+                })?;
+                match step_up::resolve(ticket, &resolution) {
+                    Ok((ticket, changed)) => {
+                        if changed {
+                            let json = serde_json::to_vec(&ticket).map_err(|error| {
+                                ConflictableTransactionError::Abort(StoreError::Io(
+                                    error.to_string(),
+                                ))
+                            })?;
+                            tickets.insert(ticket_id.as_bytes(), json)?;
+                        }
+                        Ok(Ok(ticket))
+                    }
+                    Err(refusal) => Ok(Err(ResolveError::Refused(refusal))),
+                }
+            });
+            let outcome = outcome.map_err(|error| match error {
+                TransactionError::Abort(error) => error,
+                TransactionError::Storage(error) => StoreError::from(error),
+            })?;
+            self.commit.durable().await?;
+            Ok(outcome)
+        })
+    }
+
+    fn expire_tickets(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut expired = 0;
+        for entry in self.tickets.iter() {
+            let (key, value) = entry?;
+            let Ok(mut ticket) = serde_json::from_slice::<StepUpTicket>(&value) else {
+                continue;
+            };
+            if step_up::effective_state(&ticket, now_ms) == TicketState::Expired
+                && ticket.state == TicketState::Pending
+            {
+                ticket.state = TicketState::Expired;
+                let json = serde_json::to_vec(&ticket)
+                    .map_err(|error| StoreError::Io(error.to_string()))?;
+                // Only if nobody resolved it meanwhile.
+                if self
+                    .tickets
+                    .compare_and_swap(&key, Some(&value), Some(json))?
+                    .is_ok()
+                {
+                    expired += 1;
+                }
+            }
+        }
+        Ok(expired)
     }
 
     fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError> {

@@ -183,9 +183,14 @@ async fn a_step_up_ticket_is_written_with_its_decision() {
         decision_id: decision.decision_id.clone(),
         created_at_ms: 5_000,
         expires_at_ms: 9_000,
+        resolved_at_ms: None,
+        resolver: String::new(),
+        note: String::new(),
+        client_id: None,
+        client_name: Some("C".to_owned()),
     };
     store.record(decision, Some(ticket.clone())).await.unwrap();
-    assert_eq!(store.ticket("01TICKET").unwrap(), Some(ticket));
+    assert_eq!(store.get_ticket("01TICKET").unwrap(), Some(ticket));
 }
 
 #[tokio::test]
