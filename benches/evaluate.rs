@@ -14,7 +14,7 @@ mod doc_server;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use clientgate::config::{Config, Overrides};
 use clientgate::engine::{EngineSettings, EvaluateInput, Registration, decide_dcr};
@@ -23,7 +23,6 @@ use clientgate::proto::registration_service_client::RegistrationServiceClient;
 use clientgate::proto::{
     Caller, CimdRegistration, DcrRegistration, EvaluateRequest, evaluate_request,
 };
-use clientgate::registration::Profile;
 
 const BODIES: &[&str] = &[
     r#"{"client_name":"Example","client_uri":"https://app.example.com","redirect_uris":["https://app.example.com/callback"],"token_endpoint_auth_method":"none"}"#,
@@ -93,16 +92,7 @@ fn request(kind: Kind, n: usize, task: usize) -> EvaluateRequest {
 
 fn pure_pipeline(policies_dir: &Path) {
     let policies = load_policy_dir(policies_dir).expect("starter policies load");
-    let settings = EngineSettings {
-        profile: Profile::Mcp,
-        attested_challenges: vec!["user_consent".to_owned()],
-        step_up_ttl: Duration::from_secs(3600),
-        cimd_supported_grant_types: vec![
-            "authorization_code".to_owned(),
-            "refresh_token".to_owned(),
-        ],
-        cimd_allow_loopback: false,
-    };
+    let settings = clientgate::service::engine_settings(&clientgate::config::Config::default());
     let inputs: Vec<EvaluateInput> = BODIES
         .iter()
         .map(|body| EvaluateInput {

@@ -19,7 +19,16 @@ pub struct Config {
     pub validation: ValidationConfig,
     pub step_up: StepUpConfig,
     pub cimd: CimdConfig,
+    pub rates: RatesConfig,
     pub log: LogConfig,
+}
+
+/// `[rates]`: the sliding windows of the rate counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RatesConfig {
+    /// `rates.windows_secs`: each window is exposed to Cedar by its name (`60` → `1m`,
+    /// `3600` → `1h`, `86400` → `24h`); the schema's `RateWindows` type must list them.
+    pub windows: Vec<Duration>,
 }
 
 /// `[cimd]`: fetching and caching Client ID Metadata Documents.
@@ -133,6 +142,13 @@ impl Default for Config {
                 ca_file: None,
                 resolve: BTreeMap::new(),
             },
+            rates: RatesConfig {
+                windows: vec![
+                    Duration::from_secs(60),
+                    Duration::from_secs(3600),
+                    Duration::from_secs(86_400),
+                ],
+            },
             log: LogConfig {
                 level: "info".to_owned(),
                 format: LogFormat::Text,
@@ -200,6 +216,31 @@ impl Raw {
                 .parse()
                 .map_err(|_| format!("expected a non-negative integer, found `{text}`")),
             Raw::Toml(other) => Err(format!("expected a non-negative integer, found {other}")),
+        }
+    }
+
+    fn integers(&self) -> Result<Vec<u64>, String> {
+        match self {
+            Raw::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| match item.as_integer() {
+                    Some(number) if number >= 0 => Ok(number as u64),
+                    _ => Err(format!("expected non-negative integers, found {item}")),
+                })
+                .collect(),
+            Raw::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse()
+                        .map_err(|_| format!("expected non-negative integers, found `{item}`"))
+                })
+                .collect(),
+            Raw::Toml(other) => Err(format!(
+                "expected an array of integers, found {}",
+                other.type_str()
+            )),
         }
     }
 
@@ -461,6 +502,16 @@ impl Config {
                 self.cimd.resolve = resolve;
                 Ok(())
             }),
+            "rates.windows_secs" => raw.integers().and_then(|windows| {
+                if let Some(bad) = windows
+                    .iter()
+                    .find(|secs| !(60..=2_592_000).contains(*secs))
+                {
+                    return Err(format!("{bad} is not a window of 60..=2592000 seconds"));
+                }
+                self.rates.windows = windows.into_iter().map(Duration::from_secs).collect();
+                Ok(())
+            }),
             "log.level" => raw.string().map(|level| self.log.level = level),
             "log.format" => raw.string().and_then(|text| {
                 self.log.format = match text.as_str() {
@@ -510,6 +561,7 @@ fn flatten(
 /// longest known section name that prefixes the rest.
 fn env_key(name: &str) -> Option<String> {
     const SECTIONS: &[&str] = &[
+        "rates",
         "server",
         "policy",
         "store",

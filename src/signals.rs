@@ -86,6 +86,13 @@ pub struct Signals {
     pub completed_challenges: Vec<String>,
     /// `hit`, `miss` or `revalidated` for a CIMD document; `None` for DCR.
     pub cimd_cache: Option<String>,
+    /// Earlier registrations per dimension (`ip`, `domain`, `tenant`, `fingerprint`) and
+    /// window (`1m`, `1h`, `24h`).
+    pub rates: Vec<(String, Vec<(String, u64)>)>,
+    /// Earlier approved registrations with the same fingerprint.
+    pub duplicates: u64,
+    #[serde(skip)]
+    pub duplicate_first_seen: Option<SystemTime>,
 }
 
 impl Signals {
@@ -125,6 +132,9 @@ pub struct RequestFacts {
     pub initial_access_token: bool,
     pub completed_challenges: Vec<String>,
     pub cimd_cache: Option<String>,
+    pub rates: Vec<(String, Vec<(String, u64)>)>,
+    pub duplicates: u64,
+    pub duplicate_first_seen: Option<SystemTime>,
     pub now: SystemTime,
 }
 
@@ -174,6 +184,9 @@ pub fn derive_signals(validation: &Validation, request: RequestFacts) -> Signals
         warnings,
         completed_challenges: request.completed_challenges,
         cimd_cache: request.cimd_cache,
+        rates: request.rates,
+        duplicates: request.duplicates,
+        duplicate_first_seen: request.duplicate_first_seen,
     }
 }
 
@@ -259,6 +272,9 @@ mod tests {
                 initial_access_token: false,
                 completed_challenges: Vec::new(),
                 cimd_cache: None,
+                rates: Vec::new(),
+                duplicates: 0,
+                duplicate_first_seen: None,
                 now: SystemTime::UNIX_EPOCH,
             },
         )

@@ -4,11 +4,10 @@
 //! grant types, `private_key_jwt` with `jwks_uri`.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use clientgate::engine::{EngineSettings, EvaluateInput, Registration, decide_dcr};
+use clientgate::engine::{EvaluateInput, Registration, decide_dcr};
 use clientgate::policy::{Decision, load_policy_dir};
-use clientgate::registration::Profile;
 use clientgate::signals::Caller;
 
 /// File, decision, obligations.
@@ -55,16 +54,7 @@ const EXPECTED: &[(&str, Decision, &[&str])] = &[
 fn every_real_client_document_registered_by_dcr_gets_the_intended_decision() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let policies = load_policy_dir(&root.join("policies")).expect("the starter policies load");
-    let settings = EngineSettings {
-        profile: Profile::Mcp,
-        attested_challenges: vec!["user_consent".to_owned()],
-        step_up_ttl: Duration::from_secs(3600),
-        cimd_supported_grant_types: vec![
-            "authorization_code".to_owned(),
-            "refresh_token".to_owned(),
-        ],
-        cimd_allow_loopback: false,
-    };
+    let settings = clientgate::service::engine_settings(&clientgate::config::Config::default());
     let fixtures = root.join("tests/fixtures/real-cimd");
     let on_disk = std::fs::read_dir(&fixtures)
         .unwrap()

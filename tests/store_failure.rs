@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clientgate::cimd::cache::CacheEntry;
 use clientgate::config::Config;
@@ -12,15 +13,20 @@ use clientgate::service::build_engine;
 use clientgate::signals::Caller;
 use clientgate::step_up::Resolution;
 use clientgate::store::{
-    DecisionPage, DecisionQuery, DecisionRecord, ResolveError, StepUpTicket, Store, StoreError,
-    StoreFuture, StoreStats, TicketPage, TicketQuery,
+    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, RateKey, ResolveError,
+    StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
 };
 
 /// A store whose disk is gone.
 struct BrokenDisk;
 
 impl Store for BrokenDisk {
-    fn record(&self, _: DecisionRecord, _: Option<StepUpTicket>) -> StoreFuture<'_, ()> {
+    fn record(
+        &self,
+        _: DecisionRecord,
+        _: Option<StepUpTicket>,
+        _: Vec<RateKey>,
+    ) -> StoreFuture<'_, ()> {
         Box::pin(async {
             Err(StoreError::Io(
                 "flush failed: no space left on device".to_owned(),
@@ -32,6 +38,18 @@ impl Store for BrokenDisk {
     }
     fn list_decisions(&self, _: &DecisionQuery) -> Result<DecisionPage, StoreError> {
         Err(StoreError::Io("read failed".to_owned()))
+    }
+    // Reads still work on a full disk; writes do not.
+    fn rate_counts(
+        &self,
+        keys: &[RateKey],
+        windows: &[Duration],
+        _: u64,
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
+        Ok(vec![vec![0; windows.len()]; keys.len()])
+    }
+    fn fingerprint_stats(&self, _: &str) -> Result<Option<FingerprintStats>, StoreError> {
+        Ok(None)
     }
     fn get_ticket(&self, _: &str) -> Result<Option<StepUpTicket>, StoreError> {
         Err(StoreError::Io("read failed".to_owned()))

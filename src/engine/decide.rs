@@ -9,11 +9,110 @@ use crate::cimd::source::{CimdInfo, Resolution};
 use crate::errors;
 use crate::fingerprint::fingerprint;
 use crate::policy::{Decision, PolicyBundle, PolicyOutcome};
+use crate::registration::uri::registrable_domain;
 use crate::registration::{Code, Finding, Severity, Validation, validate_dcr};
 use crate::signals::{RegistrationType, RequestFacts, derive_signals};
-use crate::store::{StepUpRef, StepUpTicket, TicketState};
+use crate::store::{
+    FingerprintStats, RateDimension, RateKey, StepUpRef, StepUpTicket, TicketState,
+};
 
-/// Decides one DCR registration (the body `metadata_json`) without recording it.
+/// A registration validated and identified, ready for its observations and a decision.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub validation: Validation,
+    pub registration_type: RegistrationType,
+    /// The CIMD client_id; `None` for DCR.
+    pub client_id: Option<String>,
+    pub initial_access_token: bool,
+    pub cimd: Option<CimdInfo>,
+    pub fingerprint: String,
+}
+
+impl Prepared {
+    fn new(
+        validation: Validation,
+        registration_type: RegistrationType,
+        client_id: Option<String>,
+        initial_access_token: bool,
+        cimd: Option<CimdInfo>,
+    ) -> Prepared {
+        let fingerprint = fingerprint(
+            registration_type,
+            client_id.as_deref(),
+            &validation.metadata,
+        );
+        Prepared {
+            validation,
+            registration_type,
+            client_id,
+            initial_access_token,
+            cimd,
+            fingerprint,
+        }
+    }
+
+    /// The rate counters this registration reads and, when recorded, adds to: the caller's
+    /// IP, the registrable domain of the client_id (CIMD) or `client_uri` (DCR), the tenant,
+    /// and the fingerprint.
+    pub fn rate_keys(&self, input: &EvaluateInput) -> Vec<RateKey> {
+        let domain = match &self.client_id {
+            Some(client_id) => host_domain(client_id),
+            None => self
+                .validation
+                .metadata
+                .client_uri
+                .as_deref()
+                .and_then(host_domain),
+        };
+        [
+            (RateDimension::Ip, input.caller.ip.map(|ip| ip.to_string())),
+            (RateDimension::Domain, domain),
+            (RateDimension::Tenant, Some(input.tenant.clone())),
+            (RateDimension::Fingerprint, Some(self.fingerprint.clone())),
+        ]
+        .into_iter()
+        .filter_map(|(dimension, value)| {
+            Some(RateKey {
+                dimension,
+                value: value?,
+            })
+        })
+        .collect()
+    }
+}
+
+fn host_domain(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    registrable_domain(url.host_str()?)
+}
+
+/// What the store knows that bears on a decision: the ticket presented, the rate counts,
+/// and earlier approvals of the same registration.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub ticket: Option<PresentedTicket>,
+    /// For each dimension, the count in each configured window.
+    pub rates: Vec<(RateDimension, Vec<u64>)>,
+    pub duplicates: Option<FingerprintStats>,
+}
+
+/// Validates a DCR registration (the body `metadata_json`).
+pub fn prepare_dcr(
+    settings: &EngineSettings,
+    metadata_json: &str,
+    initial_access_token: bool,
+) -> Prepared {
+    let validation = validate_dcr(metadata_json, settings.profile);
+    Prepared::new(
+        validation,
+        RegistrationType::Dcr,
+        None,
+        initial_access_token,
+        None,
+    )
+}
+
+/// Decides one DCR registration without recording it, with nothing observed but `ticket`.
 pub fn decide_dcr(
     policies: &PolicyBundle,
     settings: &EngineSettings,
@@ -23,15 +122,12 @@ pub fn decide_dcr(
     ticket: Option<PresentedTicket>,
     now: SystemTime,
 ) -> Evaluated {
-    let validation = validate_dcr(metadata_json, settings.profile);
-    let registration = Registered {
-        registration_type: RegistrationType::Dcr,
-        client_id: None,
-        initial_access_token,
-        cimd: None,
+    let prepared = prepare_dcr(settings, metadata_json, initial_access_token);
+    let observed = Observed {
         ticket,
+        ..Observed::default()
     };
-    decide_validated(policies, settings, input, validation, registration, now)
+    decide(policies, settings, input, prepared, observed, now)
 }
 
 /// What the edges found out about a CIMD client before deciding.
@@ -45,44 +141,28 @@ pub struct CimdLookup {
     /// The resolved document; `None` when the URL checks refused the client_id, so nothing
     /// was fetched.
     pub resolution: Option<Resolution>,
-    /// The step-up ticket the call presented, as the store has it.
-    pub ticket: Option<PresentedTicket>,
 }
 
-/// Decides one CIMD client.
-pub fn decide_cimd(
-    policies: &PolicyBundle,
-    settings: &EngineSettings,
-    input: &EvaluateInput,
-    lookup: CimdLookup,
-    now: SystemTime,
-) -> Evaluated {
+/// Turns a CIMD lookup into a prepared registration: the document's validation, or the
+/// findings of why there is no usable document, and the redirect_uri match (D1–D14).
+pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
     let CimdLookup {
         client_id,
         redirect_uri,
         client_id_findings,
         resolution,
-        ticket,
     } = lookup;
-    let registration = Registered {
-        registration_type: RegistrationType::Cimd,
-        client_id: Some(client_id),
-        initial_access_token: false,
-        cimd: None,
-        ticket,
-    };
     let refused = |findings: Vec<Finding>| {
         let validation = Validation {
             findings,
             ..Validation::default()
         };
-        decide_validated(
-            policies,
-            settings,
-            input,
+        Prepared::new(
             validation,
-            registration.clone(),
-            now,
+            RegistrationType::Cimd,
+            Some(client_id.clone()),
+            false,
+            None,
         )
     };
     let (mut validation, info) = match resolution {
@@ -99,7 +179,13 @@ pub fn decide_cimd(
         }
         Some(Resolution::Invalid { mut validation }) => {
             validation.findings.splice(0..0, client_id_findings);
-            return decide_validated(policies, settings, input, validation, registration, now);
+            return Prepared::new(
+                validation,
+                RegistrationType::Cimd,
+                Some(client_id),
+                false,
+                None,
+            );
         }
         Some(Resolution::Valid { validation, info }) => (validation, info),
     };
@@ -114,42 +200,37 @@ pub fn decide_cimd(
             message: refusal.message,
         });
     }
-    let registration = Registered {
-        cimd: Some(info),
-        ..registration
-    };
-    decide_validated(policies, settings, input, validation, registration, now)
-}
-
-/// What kind of registration a validation came from.
-#[derive(Clone, Debug)]
-struct Registered {
-    registration_type: RegistrationType,
-    client_id: Option<String>,
-    initial_access_token: bool,
-    cimd: Option<CimdInfo>,
-    ticket: Option<PresentedTicket>,
+    Prepared::new(
+        validation,
+        RegistrationType::Cimd,
+        Some(client_id),
+        false,
+        Some(info),
+    )
 }
 
 /// Outcome rule 1, then the policies.
-fn decide_validated(
+pub fn decide(
     policies: &PolicyBundle,
     settings: &EngineSettings,
     input: &EvaluateInput,
-    validation: Validation,
-    registration: Registered,
+    prepared: Prepared,
+    observed: Observed,
     now: SystemTime,
 ) -> Evaluated {
+    let keys = prepared.rate_keys(input);
+    let Prepared {
+        validation,
+        registration_type,
+        client_id,
+        initial_access_token,
+        cimd,
+        fingerprint: print,
+    } = prepared;
     let mut findings = validation.findings.clone();
     let mut completed = accepted_challenges(input, settings, &mut findings);
-    let client_id = registration.client_id.as_deref();
-    let print = fingerprint(
-        registration.registration_type,
-        client_id,
-        &validation.metadata,
-    );
     let pending_ticket = redeem_ticket(
-        registration.ticket.as_ref(),
+        observed.ticket.as_ref(),
         &input.tenant,
         &print,
         &mut completed,
@@ -167,15 +248,19 @@ fn decide_validated(
         policy_version: policies.version.clone(),
         fingerprint: print.clone(),
         explain_json: None,
-        registration_type: registration.registration_type,
-        client_id: registration.client_id.clone(),
+        registration_type,
+        client_id: client_id.clone(),
         client_name: validation.metadata.client_name.clone(),
         software_id: validation.metadata.software_id.clone(),
-        cimd: registration.cimd.clone(),
+        cimd: cimd.clone(),
         new_ticket: false,
+        duplicate_of: observed
+            .duplicates
+            .as_ref()
+            .map(|stats| stats.first_decision_id.clone()),
     };
     if findings.iter().any(Finding::is_error) {
-        let code = errors::error_for_findings(&findings, registration.registration_type);
+        let code = errors::error_for_findings(&findings, registration_type);
         evaluated.error = Some((code, describe_findings(&findings)));
         evaluated.findings = findings;
         if input.explain {
@@ -186,16 +271,46 @@ fn decide_validated(
         }
         return evaluated;
     }
+    // Every dimension the registration has a key for appears, counted or not.
+    let zeros = vec![0; settings.rate_windows.len()];
+    let rates = keys
+        .iter()
+        .map(|key| {
+            let counts = observed
+                .rates
+                .iter()
+                .find(|(dimension, _)| *dimension == key.dimension)
+                .map_or(&zeros, |(_, counts)| counts);
+            (key.dimension, counts)
+        })
+        .map(|(dimension, counts)| {
+            let windows = settings
+                .rate_windows
+                .iter()
+                .map(|window| window_name(*window))
+                .zip(counts.iter().copied())
+                .collect();
+            (dimension.as_str().to_owned(), windows)
+        })
+        .collect();
     let signals = derive_signals(
         &validation,
         RequestFacts {
             tenant: input.tenant.clone(),
-            registration_type: registration.registration_type,
-            client_id: registration.client_id,
+            registration_type,
+            client_id,
             caller: input.caller.clone(),
-            initial_access_token: registration.initial_access_token,
+            initial_access_token,
             completed_challenges: completed,
-            cimd_cache: registration.cimd.map(|info| info.cache.as_str().to_owned()),
+            cimd_cache: cimd.map(|info| info.cache.as_str().to_owned()),
+            rates,
+            duplicates: observed
+                .duplicates
+                .as_ref()
+                .map_or(0, |stats| stats.approved),
+            duplicate_first_seen: observed.duplicates.as_ref().map(|stats| {
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(stats.first_seen_ms)
+            }),
             now,
         },
     );
@@ -210,6 +325,18 @@ fn decide_validated(
     findings.extend(std::mem::take(&mut evaluated.findings));
     evaluated.findings = findings;
     evaluated
+}
+
+/// A window's name in the Cedar context: `1m`, `1h`, `24h`, `90s`…
+pub fn window_name(window: std::time::Duration) -> String {
+    let secs = window.as_secs();
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
 }
 
 fn apply_outcome(

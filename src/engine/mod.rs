@@ -13,7 +13,9 @@ mod tests;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use decide::{CimdLookup, decide_cimd, decide_dcr};
+pub use decide::{
+    CimdLookup, Observed, Prepared, decide, decide_dcr, prepare_cimd, prepare_dcr, window_name,
+};
 
 use crate::cimd::client_id::check_client_id;
 use crate::cimd::document::DocumentRules;
@@ -71,6 +73,8 @@ pub struct EngineSettings {
     pub cimd_supported_grant_types: Vec<String>,
     /// Development only: loopback CIMD hosts are not special-use.
     pub cimd_allow_loopback: bool,
+    /// The sliding windows of the rate counters.
+    pub rate_windows: Vec<Duration>,
 }
 
 impl EngineSettings {
@@ -107,6 +111,8 @@ pub struct Evaluated {
     pub cimd: Option<CimdInfo>,
     /// A STEP_UP that opened a new ticket (not one that keeps a presented pending ticket).
     pub new_ticket: bool,
+    /// The first approved decision with the same fingerprint, when there is one.
+    pub duplicate_of: Option<String>,
 }
 
 pub fn millis(time: SystemTime) -> u64 {
@@ -160,19 +166,11 @@ impl Engine {
         let now = SystemTime::now();
         let policies = self.policies();
         let ticket = self.presented_ticket(&input.step_up_ticket, now)?;
-        let mut evaluated = match &input.registration {
+        let prepared = match &input.registration {
             Registration::Dcr {
                 metadata_json,
                 initial_access_token,
-            } => decide_dcr(
-                &policies,
-                &self.settings,
-                &input,
-                metadata_json,
-                *initial_access_token,
-                ticket,
-                now,
-            ),
+            } => prepare_dcr(&self.settings, metadata_json, *initial_access_token),
             Registration::Cimd {
                 client_id,
                 redirect_uri,
@@ -190,16 +188,28 @@ impl Engine {
                     ),
                     None => None,
                 };
-                let lookup = CimdLookup {
+                prepare_cimd(CimdLookup {
                     client_id: client_id.clone(),
                     redirect_uri: redirect_uri.clone(),
                     client_id_findings: check.findings,
                     resolution,
-                    ticket,
-                };
-                decide_cimd(&policies, &self.settings, &input, lookup, now)
+                })
             }
         };
+        let rate_keys = prepared.rate_keys(&input);
+        let counts =
+            self.store
+                .rate_counts(&rate_keys, &self.settings.rate_windows, millis(now))?;
+        let observed = Observed {
+            ticket,
+            rates: rate_keys
+                .iter()
+                .map(|key| key.dimension)
+                .zip(counts)
+                .collect(),
+            duplicates: self.store.fingerprint_stats(&prepared.fingerprint)?,
+        };
+        let mut evaluated = decide(&policies, &self.settings, &input, prepared, observed, now);
         if input.dry_run {
             return Ok(evaluated);
         }
@@ -224,7 +234,7 @@ impl Engine {
                 client_name: evaluated.client_name.clone(),
             });
         let record = self.record_of(&input, &evaluated, &decision_id, now, started);
-        self.store.record(record, ticket).await?;
+        self.store.record(record, ticket, rate_keys).await?;
         evaluated.decision_id = Some(decision_id);
         Ok(evaluated)
     }

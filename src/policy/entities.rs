@@ -106,6 +106,10 @@ fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> RestrictedExpressio
     RestrictedExpression::new_set(unique.into_iter().map(string))
 }
 
+fn long(value: u64) -> RestrictedExpression {
+    RestrictedExpression::new_long(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
 fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, String> {
     let mut attrs: HashMap<String, RestrictedExpression> = HashMap::new();
     let mut put = |name: &str, value: RestrictedExpression| {
@@ -232,6 +236,25 @@ fn context_of(signals: &Signals) -> Result<Context, String> {
             strings(signals.completed_challenges.iter().map(String::as_str)),
         ),
     ];
+    let mut rates = Vec::new();
+    for (dimension, windows) in &signals.rates {
+        let counts = windows
+            .iter()
+            .map(|(window, count)| (window.clone(), long(*count)));
+        let record = RestrictedExpression::new_record(counts).map_err(|error| error.to_string())?;
+        rates.push((dimension.clone(), record));
+    }
+    pairs.push((
+        "rates".to_owned(),
+        RestrictedExpression::new_record(rates).map_err(|error| error.to_string())?,
+    ));
+    pairs.push(("duplicates".to_owned(), long(signals.duplicates)));
+    if let Some(first_seen) = signals.duplicate_first_seen {
+        pairs.push((
+            "duplicate_first_seen".to_owned(),
+            RestrictedExpression::new_datetime(rfc3339::format(first_seen)),
+        ));
+    }
     if let Some(cache) = &signals.cimd_cache {
         pairs.push(("cimd_cache".to_owned(), string(cache)));
     }

@@ -81,6 +81,18 @@ fn signals(metadata: &str, tenant: &str, completed: &[&str]) -> Signals {
             initial_access_token: false,
             completed_challenges: completed.iter().map(|c| c.to_string()).collect(),
             cimd_cache: None,
+            rates: ["tenant", "fingerprint"]
+                .iter()
+                .map(|dimension| {
+                    let windows = ["1m", "1h", "24h"]
+                        .iter()
+                        .map(|w| (w.to_string(), 0))
+                        .collect();
+                    (dimension.to_string(), windows)
+                })
+                .collect(),
+            duplicates: 0,
+            duplicate_first_seen: None,
             now: SystemTime::now(),
         },
     )

@@ -145,7 +145,7 @@ pub fn evaluate_response(evaluated: Evaluated) -> proto::EvaluateResponse {
             document_sha256: info.document_sha256,
         }),
         explain_json: evaluated.explain_json.unwrap_or_default(),
-        duplicate_of: String::new(),
+        duplicate_of: evaluated.duplicate_of.unwrap_or_default(),
         fingerprint: evaluated.fingerprint,
     }
 }

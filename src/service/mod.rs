@@ -193,6 +193,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         step_up_ttl: config.step_up.ticket_ttl,
         cimd_supported_grant_types: config.cimd.supported_grant_types.clone(),
         cimd_allow_loopback: config.cimd.allow_loopback,
+        rate_windows: config.rates.windows.clone(),
     }
 }
 

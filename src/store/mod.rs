@@ -15,8 +15,8 @@ use crate::step_up::{Resolution, ResolveRefusal};
 use std::pin::Pin;
 
 pub use record::{
-    DecisionPage, DecisionQuery, DecisionRecord, StepUpRef, StepUpTicket, TicketPage, TicketQuery,
-    TicketState,
+    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, RateDimension, RateKey,
+    StepUpRef, StepUpTicket, TicketPage, TicketQuery, TicketState,
 };
 pub use sled_store::{FORMAT_VERSION, SledStore};
 
@@ -33,10 +33,27 @@ pub struct StoreStats {
 
 /// What the decision service needs from storage.
 pub trait Store: Send + Sync + 'static {
-    /// Records a decision, and the step-up ticket it opened if any, and resolves only once
-    /// both are durable.
-    fn record(&self, decision: DecisionRecord, ticket: Option<StepUpTicket>)
-    -> StoreFuture<'_, ()>;
+    /// Records a decision, the step-up ticket it opened if any, and one more registration
+    /// on each rate counter of `rate_keys`; an approval also counts for its fingerprint.
+    /// Resolves only once all of it is durable.
+    fn record(
+        &self,
+        decision: DecisionRecord,
+        ticket: Option<StepUpTicket>,
+        rate_keys: Vec<RateKey>,
+    ) -> StoreFuture<'_, ()>;
+
+    /// For each key, the registrations counted within each window (newest minute included,
+    /// one-minute resolution).
+    fn rate_counts(
+        &self,
+        keys: &[RateKey],
+        windows: &[std::time::Duration],
+        now_ms: u64,
+    ) -> Result<Vec<Vec<u64>>, StoreError>;
+
+    /// Earlier approvals of registrations with this fingerprint.
+    fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError>;
 
     fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
 

@@ -115,3 +115,57 @@ pub struct DecisionPage {
     /// Where the next page starts; `None` on the last page.
     pub next_page_token: Option<ulid::Ulid>,
 }
+
+/// What a rate counter counts registrations by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RateDimension {
+    /// The caller's IP address.
+    Ip,
+    /// The registrable domain of the CIMD client_id, or of a DCR `client_uri`.
+    Domain,
+    Tenant,
+    /// The registration fingerprint: repeats of the same registration.
+    Fingerprint,
+}
+
+impl RateDimension {
+    pub const ALL: [RateDimension; 4] = [
+        RateDimension::Ip,
+        RateDimension::Domain,
+        RateDimension::Tenant,
+        RateDimension::Fingerprint,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateDimension::Ip => "ip",
+            RateDimension::Domain => "domain",
+            RateDimension::Tenant => "tenant",
+            RateDimension::Fingerprint => "fingerprint",
+        }
+    }
+
+    pub(super) fn tag(self) -> u8 {
+        match self {
+            RateDimension::Ip => b'i',
+            RateDimension::Domain => b'd',
+            RateDimension::Tenant => b't',
+            RateDimension::Fingerprint => b'f',
+        }
+    }
+}
+
+/// One counter a registration adds to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RateKey {
+    pub dimension: RateDimension,
+    pub value: String,
+}
+
+/// Earlier approved registrations that share a fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FingerprintStats {
+    pub approved: u64,
+    pub first_seen_ms: u64,
+    pub first_decision_id: String,
+}

@@ -2,11 +2,14 @@
 //!
 //! Trees: `decisions` (ULID → JSON record) with the indexes `by_tenant`, `by_ip`,
 //! `by_client` and `by_fingerprint` (`<value> 0x00 <ULID>` → empty); `step_up_tickets`
-//! (ticket id → JSON); `cimd_cache` (client_id → JSON); `meta` (`format_version`). A decision and its index entries and
+//! (ticket id → JSON); `rates` (`<dimension><value> 0x00 <minute>` → count);
+//! `fingerprints` (fingerprint → earlier approvals); `cimd_cache` (client_id → JSON);
+//! `meta` (`format_version`). A decision and its index entries and
 //! ticket are written in one transaction.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -14,10 +17,11 @@ use ulid::Ulid;
 
 use super::group_commit::GroupCommit;
 use super::{
-    DecisionPage, DecisionQuery, DecisionRecord, ResolveError, StepUpTicket, Store, StoreError,
-    StoreFuture, StoreStats, TicketPage, TicketQuery, TicketState,
+    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, RateKey, ResolveError,
+    StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery, TicketState,
 };
 use crate::cimd::cache::CacheEntry;
+use crate::policy::Decision;
 use crate::step_up::{self, Resolution};
 
 /// The layout version this build reads and writes.
@@ -36,6 +40,8 @@ pub struct SledStore {
     by_client: sled::Tree,
     by_fingerprint: sled::Tree,
     tickets: sled::Tree,
+    rates: sled::Tree,
+    fingerprints: sled::Tree,
     cimd_cache: sled::Tree,
     commit: GroupCommit,
     recorded: AtomicU64,
@@ -64,6 +70,8 @@ impl SledStore {
             by_client: tree("by_client")?,
             by_fingerprint: tree("by_fingerprint")?,
             tickets: tree("step_up_tickets")?,
+            rates: tree("rates")?,
+            fingerprints: tree("fingerprints")?,
             cimd_cache: tree("cimd_cache")?,
             commit: GroupCommit::start(db.clone()),
             recorded: AtomicU64::new(0),
@@ -100,6 +108,7 @@ impl SledStore {
         &self,
         decision: &DecisionRecord,
         ticket: Option<&StepUpTicket>,
+        rate_keys: &[RateKey],
     ) -> Result<(), StoreError> {
         let id = parse_id(&decision.decision_id)?;
         let key = id.to_bytes();
@@ -116,9 +125,22 @@ impl SledStore {
             &self.by_client,
             &self.by_fingerprint,
             &self.tickets,
+            &self.rates,
+            &self.fingerprints,
         );
+        let minute = decision.decided_at_ms / 60_000;
+        let approved = decision.decision == Decision::Approve;
         let result: Result<(), TransactionError<()>> = trees.transaction(
-            |(decisions, by_tenant, by_ip, by_client, by_fingerprint, tickets)| {
+            |(
+                decisions,
+                by_tenant,
+                by_ip,
+                by_client,
+                by_fingerprint,
+                tickets,
+                rates,
+                fingerprints,
+            )| {
                 decisions.insert(&key, value.as_slice())?;
                 by_tenant.insert(index_key(&decision.tenant, id), &[])?;
                 if let Some(ip) = &decision.ip {
@@ -130,6 +152,33 @@ impl SledStore {
                 by_fingerprint.insert(index_key(&decision.fingerprint, id), &[])?;
                 if let Some((ticket_id, json)) = &ticket_value {
                     tickets.insert(ticket_id.as_bytes(), json.as_slice())?;
+                }
+                for key in rate_keys {
+                    let bucket = rate_bucket_key(key, minute);
+                    let count = rates.get(&bucket)?.map_or(0, |bytes| decode_count(&bytes));
+                    rates.insert(bucket, &(count + 1).to_be_bytes())?;
+                }
+                if approved {
+                    let print = decision.fingerprint.as_bytes();
+                    let stats = match fingerprints.get(print)? {
+                        Some(bytes) => {
+                            let mut stats: FingerprintStats = serde_json::from_slice(&bytes)
+                                .unwrap_or(FingerprintStats {
+                                    approved: 0,
+                                    first_seen_ms: decision.decided_at_ms,
+                                    first_decision_id: decision.decision_id.clone(),
+                                });
+                            stats.approved += 1;
+                            stats
+                        }
+                        None => FingerprintStats {
+                            approved: 1,
+                            first_seen_ms: decision.decided_at_ms,
+                            first_decision_id: decision.decision_id.clone(),
+                        },
+                    };
+                    let json = serde_json::to_vec(&stats).unwrap_or_default();
+                    fingerprints.insert(print, json)?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             },
@@ -164,9 +213,10 @@ impl Store for SledStore {
         &self,
         decision: DecisionRecord,
         ticket: Option<StepUpTicket>,
+        rate_keys: Vec<RateKey>,
     ) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.write(&decision, ticket.as_ref())?;
+            self.write(&decision, ticket.as_ref(), &rate_keys)?;
             self.commit.durable().await?;
             self.recorded.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -236,6 +286,55 @@ impl Store for SledStore {
             page.decisions.push(record);
         }
         Ok(page)
+    }
+
+    fn rate_counts(
+        &self,
+        keys: &[RateKey],
+        windows: &[Duration],
+        now_ms: u64,
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
+        let now_minute = now_ms / 60_000;
+        let longest = windows
+            .iter()
+            .map(|w| w.as_secs().div_ceil(60))
+            .max()
+            .unwrap_or(0);
+        keys.iter()
+            .map(|key| {
+                // Minute buckets newest first, for the longest window; shorter windows are
+                // prefixes of it.
+                let from = now_minute.saturating_sub(longest.saturating_sub(1));
+                let mut buckets: Vec<(u64, u64)> = Vec::new();
+                for entry in self
+                    .rates
+                    .range(rate_bucket_key(key, from)..=rate_bucket_key(key, now_minute))
+                {
+                    let (bucket, count) = entry?;
+                    let minute =
+                        u64::from_be_bytes(bucket[bucket.len() - 8..].try_into().unwrap_or([0; 8]));
+                    buckets.push((minute, decode_count(&count)));
+                }
+                Ok(windows
+                    .iter()
+                    .map(|window| {
+                        let minutes = window.as_secs().div_ceil(60).max(1);
+                        let oldest = now_minute.saturating_sub(minutes - 1);
+                        buckets
+                            .iter()
+                            .filter(|(minute, _)| *minute >= oldest)
+                            .map(|(_, count)| count)
+                            .sum()
+                    })
+                    .collect())
+            })
+            .collect()
+    }
+
+    fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError> {
+        read_json(&self.fingerprints, fingerprint.as_bytes(), || {
+            fingerprint.to_owned()
+        })
     }
 
     fn get_ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
@@ -404,6 +503,20 @@ fn index_key(value: &str, id: Ulid) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&id.to_bytes());
     key
+}
+
+/// `<dimension tag> <value> 0x00 <minute, 8 bytes big-endian>`.
+fn rate_bucket_key(key: &RateKey, minute: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(key.value.len() + 10);
+    bytes.push(key.dimension.tag());
+    bytes.extend_from_slice(key.value.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&minute.to_be_bytes());
+    bytes
+}
+
+fn decode_count(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
 /// The ULID at the end of an index key, or the whole key of the `decisions` tree.

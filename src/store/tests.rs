@@ -54,7 +54,7 @@ async fn recorded_decisions_survive_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let first = record(1_000, "default", "203.0.113.7", Decision::Approve);
-    store.record(first.clone(), None).await.unwrap();
+    store.record(first.clone(), None, Vec::new()).await.unwrap();
     close(store).await;
     let reopened = SledStore::open(dir.path()).unwrap();
     assert_eq!(
@@ -75,6 +75,7 @@ async fn concurrent_records_share_flushes() {
                     .record(
                         record(10_000 + n, "default", "203.0.113.7", Decision::Deny),
                         None,
+                        Vec::new(),
                     )
                     .await
             })
@@ -109,7 +110,7 @@ async fn listing_filters_pages_and_orders_newest_first() {
             Decision::Approve
         };
         store
-            .record(record(ms, tenant, ip, decision), None)
+            .record(record(ms, tenant, ip, decision), None, Vec::new())
             .await
             .unwrap();
     }
@@ -189,7 +190,10 @@ async fn a_step_up_ticket_is_written_with_its_decision() {
         client_id: None,
         client_name: Some("C".to_owned()),
     };
-    store.record(decision, Some(ticket.clone())).await.unwrap();
+    store
+        .record(decision, Some(ticket.clone()), Vec::new())
+        .await
+        .unwrap();
     assert_eq!(store.get_ticket("01TICKET").unwrap(), Some(ticket));
 }
 
