@@ -216,3 +216,85 @@ async fn a_store_of_an_unknown_format_version_is_refused() {
     assert!(message.contains("format version `99`"), "{message}");
     assert!(message.contains("reads version `1`"), "{message}");
 }
+
+fn counted(ms: u64, ip: &str) -> (DecisionRecord, Vec<RateKey>) {
+    let keys = vec![RateKey {
+        dimension: RateDimension::Ip,
+        value: ip.to_owned(),
+    }];
+    (record(ms, "default", ip, Decision::Deny), keys)
+}
+
+#[tokio::test]
+async fn rate_windows_count_whole_minutes_at_their_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let minute = 60_000;
+    let base = 1_000 * minute;
+    // Two registrations in minute 1000, one in minute 1059, one in minute 1060.
+    for ms in [
+        base + 1,
+        base + 59_999,
+        base + 59 * minute + 5,
+        base + 60 * minute,
+    ] {
+        let (decision, keys) = counted(ms, "203.0.113.7");
+        store.record(decision, None, keys).await.unwrap();
+    }
+    let windows = [Duration::from_secs(60), Duration::from_secs(3600)];
+    let key = [RateKey {
+        dimension: RateDimension::Ip,
+        value: "203.0.113.7".to_owned(),
+    }];
+    let at = |ms: u64| store.rate_counts(&key, &windows, ms).unwrap()[0].clone();
+    assert_eq!(at(base + 30_000), vec![2, 2], "inside the first minute");
+    assert_eq!(
+        at(base + minute),
+        vec![0, 2],
+        "the next minute starts a new 1m window"
+    );
+    assert_eq!(
+        at(base + 59 * minute),
+        vec![1, 3],
+        "the hour still holds minute 1000"
+    );
+    assert_eq!(
+        at(base + 60 * minute),
+        vec![1, 2],
+        "minute 1000 left the hour"
+    );
+    let other = [RateKey {
+        dimension: RateDimension::Ip,
+        value: "203.0.113.70".to_owned(),
+    }];
+    assert_eq!(
+        store.rate_counts(&other, &windows, base).unwrap()[0],
+        vec![0, 0],
+        "keys do not bleed into each other"
+    );
+}
+
+#[tokio::test]
+async fn approvals_are_counted_per_fingerprint_from_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let first = record(1_000, "default", "203.0.113.7", Decision::Approve);
+    let denied = DecisionRecord {
+        fingerprint: first.fingerprint.clone(),
+        ..record(1_001, "default", "203.0.113.7", Decision::Deny)
+    };
+    let second = DecisionRecord {
+        fingerprint: first.fingerprint.clone(),
+        ..record(1_002, "default", "203.0.113.7", Decision::Approve)
+    };
+    for decision in [first.clone(), denied, second] {
+        store.record(decision, None, Vec::new()).await.unwrap();
+    }
+    let stats = store
+        .fingerprint_stats(&first.fingerprint)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.approved, 2, "only approvals count");
+    assert_eq!(stats.first_decision_id, first.decision_id);
+    assert_eq!(stats.first_seen_ms, 1_000);
+}
