@@ -20,7 +20,19 @@ pub struct Config {
     pub step_up: StepUpConfig,
     pub cimd: CimdConfig,
     pub rates: RatesConfig,
+    pub software_statements: SoftwareStatementsConfig,
     pub log: LogConfig,
+}
+
+/// `[software_statements]`: which RFC 7591 software statements are trusted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SoftwareStatementsConfig {
+    /// `software_statements.trusted`: `{ "<iss>" = "<PEM or JWKS file, or inline JWKS>" }`.
+    pub trusted: BTreeMap<String, String>,
+    /// `software_statements.algorithms`: the JWS algorithms accepted.
+    pub algorithms: Vec<String>,
+    /// `software_statements.leeway_secs`: clock skew allowed on `exp`, `nbf`, `iat`.
+    pub leeway: Duration,
 }
 
 /// `[rates]`: the sliding windows of the rate counters.
@@ -148,6 +160,14 @@ impl Default for Config {
                     Duration::from_secs(3600),
                     Duration::from_secs(86_400),
                 ],
+            },
+            software_statements: SoftwareStatementsConfig {
+                trusted: BTreeMap::new(),
+                algorithms: crate::registration::software_statement::DEFAULT_ALGORITHMS
+                    .iter()
+                    .map(|alg| alg.to_string())
+                    .collect(),
+                leeway: Duration::from_secs(60),
             },
             log: LogConfig {
                 level: "info".to_owned(),
@@ -512,6 +532,32 @@ impl Config {
                 self.rates.windows = windows.into_iter().map(Duration::from_secs).collect();
                 Ok(())
             }),
+            "software_statements.trusted" => raw.string_table().map(|pairs| {
+                self.software_statements.trusted = pairs.into_iter().collect();
+            }),
+            "software_statements.algorithms" => {
+                raw.strings().and_then(|algorithms| {
+                    match algorithms
+                        .iter()
+                        .find(|alg| alg.eq_ignore_ascii_case("none") || alg.starts_with("HS"))
+                    {
+                        Some(bad) => Err(format!(
+                            "`{bad}` is not allowed: only asymmetric algorithms verify a statement"
+                        )),
+                        None => {
+                            self.software_statements.algorithms = algorithms;
+                            Ok(())
+                        }
+                    }
+                })
+            }
+            "software_statements.leeway_secs" => raw.integer().and_then(|secs| match secs {
+                0..=600 => {
+                    self.software_statements.leeway = Duration::from_secs(secs);
+                    Ok(())
+                }
+                _ => Err(format!("{secs} is outside 0..=600")),
+            }),
             "log.level" => raw.string().map(|level| self.log.level = level),
             "log.format" => raw.string().and_then(|text| {
                 self.log.format = match text.as_str() {
@@ -561,6 +607,7 @@ fn flatten(
 /// longest known section name that prefixes the rest.
 fn env_key(name: &str) -> Option<String> {
     const SECTIONS: &[&str] = &[
+        "software_statements",
         "rates",
         "server",
         "policy",

@@ -69,7 +69,14 @@ pub fn error_for_findings(findings: &[Finding], registration: RegistrationType) 
             }
         }
         RegistrationType::Dcr => {
-            if errors().any(|f| f.code == Code::SoftwareStatementMalformed) {
+            if errors().any(|f| f.code == Code::SoftwareStatementUnapproved) {
+                OAuthErrorCode::UnapprovedSoftwareStatement
+            } else if errors().any(|f| {
+                matches!(
+                    f.code,
+                    Code::SoftwareStatementMalformed | Code::SoftwareStatementInvalid
+                )
+            }) {
                 OAuthErrorCode::InvalidSoftwareStatement
             } else if errors().any(|f| f.field.starts_with("redirect_uris")) {
                 OAuthErrorCode::InvalidRedirectUri

@@ -95,6 +95,14 @@ pub fn validate_document(body: &[u8], client_id: &str, rules: &DocumentRules) ->
     check_grants(&metadata, &mut findings);
     check_keys(&metadata, &mut findings);
     check_software_statement(&metadata, &mut findings);
+    if metadata.software_statement.is_some() && !findings.mentions("software_statement") {
+        // C33: a document's statement is kept, but not verified or used.
+        findings.report(
+            Code::SoftwareStatementUnverified,
+            "software_statement",
+            "software statements in metadata documents are echoed but not verified or used",
+        );
+    }
     Validation {
         metadata,
         redirects,

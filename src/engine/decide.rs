@@ -9,6 +9,7 @@ use crate::cimd::source::{CimdInfo, Resolution};
 use crate::errors;
 use crate::fingerprint::fingerprint;
 use crate::policy::{Decision, PolicyBundle, PolicyOutcome};
+use crate::registration::software_statement::{StatementCheck, verify};
 use crate::registration::uri::registrable_domain;
 use crate::registration::{Code, Finding, Severity, Validation, validate_dcr};
 use crate::signals::{RegistrationType, RequestFacts, derive_signals};
@@ -26,6 +27,8 @@ pub struct Prepared {
     pub initial_access_token: bool,
     pub cimd: Option<CimdInfo>,
     pub fingerprint: String,
+    /// The issuer of a verified software statement.
+    pub software_statement_issuer: Option<String>,
 }
 
 impl Prepared {
@@ -48,6 +51,7 @@ impl Prepared {
             initial_access_token,
             cimd,
             fingerprint,
+            software_statement_issuer: None,
         }
     }
 
@@ -96,20 +100,74 @@ pub struct Observed {
     pub duplicates: Option<FingerprintStats>,
 }
 
-/// Validates a DCR registration (the body `metadata_json`).
+/// Validates a DCR registration (the body `metadata_json`), verifying its software
+/// statement: a trusted statement's claims override the plain members (rule 82, E14).
 pub fn prepare_dcr(
     settings: &EngineSettings,
     metadata_json: &str,
     initial_access_token: bool,
+    now: SystemTime,
 ) -> Prepared {
-    let validation = validate_dcr(metadata_json, settings.profile);
-    Prepared::new(
+    let mut validation = validate_dcr(metadata_json, settings.profile);
+    let statement = validation.metadata.software_statement.clone().filter(|_| {
+        !validation
+            .findings
+            .iter()
+            .any(|f| f.field == "software_statement")
+    });
+    let mut issuer = None;
+    if let Some(statement) = statement {
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (code, message) = match verify(&statement, &settings.trusted_issuers, now_secs) {
+            StatementCheck::Verified {
+                issuer: verified,
+                claims,
+            } => {
+                validation = validate_dcr(&overlay(metadata_json, claims), settings.profile);
+                issuer = Some(verified);
+                (None, String::new())
+            }
+            StatementCheck::Untrusted(message) => {
+                (Some(Code::SoftwareStatementUnapproved), message)
+            }
+            StatementCheck::Invalid(message) => (Some(Code::SoftwareStatementInvalid), message),
+        };
+        if let Some(code) = code {
+            validation.findings.push(Finding {
+                code,
+                severity: Severity::Error,
+                field: "software_statement".to_owned(),
+                message,
+            });
+        }
+    }
+    let mut prepared = Prepared::new(
         validation,
         RegistrationType::Dcr,
         None,
         initial_access_token,
         None,
-    )
+    );
+    prepared.software_statement_issuer = issuer;
+    prepared
+}
+
+/// The request body with the statement's claims laid over it; JWT bookkeeping claims are
+/// not client metadata and are left out.
+fn overlay(metadata_json: &str, claims: serde_json::Map<String, serde_json::Value>) -> String {
+    const NOT_METADATA: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+    let mut object = match serde_json::from_str::<serde_json::Value>(metadata_json) {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    };
+    for (name, value) in claims {
+        if !NOT_METADATA.contains(&name.as_str()) {
+            object.insert(name, value);
+        }
+    }
+    serde_json::Value::Object(object).to_string()
 }
 
 /// Decides one DCR registration without recording it, with nothing observed but `ticket`.
@@ -122,7 +180,7 @@ pub fn decide_dcr(
     ticket: Option<PresentedTicket>,
     now: SystemTime,
 ) -> Evaluated {
-    let prepared = prepare_dcr(settings, metadata_json, initial_access_token);
+    let prepared = prepare_dcr(settings, metadata_json, initial_access_token, now);
     let observed = Observed {
         ticket,
         ..Observed::default()
@@ -226,6 +284,7 @@ pub fn decide(
         initial_access_token,
         cimd,
         fingerprint: print,
+        software_statement_issuer,
     } = prepared;
     let mut findings = validation.findings.clone();
     let mut completed = accepted_challenges(input, settings, &mut findings);
@@ -303,6 +362,7 @@ pub fn decide(
             initial_access_token,
             completed_challenges: completed,
             cimd_cache: cimd.map(|info| info.cache.as_str().to_owned()),
+            software_statement_issuer,
             rates,
             duplicates: observed
                 .duplicates

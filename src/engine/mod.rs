@@ -22,6 +22,7 @@ use crate::cimd::document::DocumentRules;
 use crate::cimd::source::{CimdInfo, CimdSource};
 use crate::errors::{OAuthErrorCode, ServiceError};
 use crate::policy::{Decision, PolicyBundle, Reason};
+use crate::registration::software_statement::TrustedIssuers;
 use crate::registration::{Finding, Profile};
 use crate::signals::{Caller, RegistrationType};
 use crate::store::{DecisionRecord, StepUpRef, StepUpTicket, Store, TicketState};
@@ -75,6 +76,8 @@ pub struct EngineSettings {
     pub cimd_allow_loopback: bool,
     /// The sliding windows of the rate counters.
     pub rate_windows: Vec<Duration>,
+    /// Issuers whose software statements are trusted.
+    pub trusted_issuers: TrustedIssuers,
 }
 
 impl EngineSettings {
@@ -170,7 +173,7 @@ impl Engine {
             Registration::Dcr {
                 metadata_json,
                 initial_access_token,
-            } => prepare_dcr(&self.settings, metadata_json, *initial_access_token),
+            } => prepare_dcr(&self.settings, metadata_json, *initial_access_token, now),
             Registration::Cimd {
                 client_id,
                 redirect_uri,

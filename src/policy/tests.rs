@@ -81,6 +81,7 @@ fn signals(metadata: &str, tenant: &str, completed: &[&str]) -> Signals {
             initial_access_token: false,
             completed_challenges: completed.iter().map(|c| c.to_string()).collect(),
             cimd_cache: None,
+            software_statement_issuer: None,
             rates: ["tenant", "fingerprint"]
                 .iter()
                 .map(|dimension| {

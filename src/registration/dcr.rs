@@ -93,24 +93,18 @@ pub(crate) fn parse_object(
     }
 }
 
-/// A statement is echoed unchanged; its shape is checked (E11, E13) and its claims are not
-/// used until a trusted issuer verifies it.
+/// A statement is echoed unchanged; here only its shape is checked (E11, E13). Whether it
+/// is trusted is the verifier's business (`software_statement::verify`).
 pub(crate) fn check_software_statement(metadata: &ClientMetadata, findings: &mut FindingList) {
     let Some(statement) = &metadata.software_statement else {
         return;
     };
-    match software_statement::check_shape(statement) {
-        Ok(_) => findings.report(
-            Code::SoftwareStatementUnverified,
-            "software_statement",
-            "no trusted software statement issuer is configured: the statement is echoed \
-             but its claims are not used",
-        ),
-        Err(problem) => findings.report(
+    if let Err(problem) = software_statement::check_shape(statement) {
+        findings.report(
             Code::SoftwareStatementMalformed,
             "software_statement",
             problem,
-        ),
+        );
     }
 }
 

@@ -74,6 +74,8 @@ codes! {
     ClientIdIgnored => "client_id_ignored", rule "10";
     SoftwareStatementMalformed => "software_statement_malformed", rule "82";
     SoftwareStatementUnverified => "software_statement_unverified", rule "82";
+    SoftwareStatementUnapproved => "software_statement_unapproved", rule "84";
+    SoftwareStatementInvalid => "software_statement_invalid", rule "82";
     PolicyEvaluationError => "policy_evaluation_error", rule "";
     ChallengeNotAttestable => "challenge_not_attestable", rule "";
     StepUpTicketUnknown => "step_up_ticket_unknown", rule "";

@@ -52,3 +52,181 @@ fn decode_object(part: &str) -> Option<Map<String, Value>> {
         _ => None,
     }
 }
+
+/// One public key of an issuer, with its `kid` when it has one.
+type IssuerKey = (Option<String>, jsonwebtoken::DecodingKey);
+
+/// Issuers whose software statements clientgate trusts, with their public keys
+/// (configuration `[software_statements]`).
+#[derive(Clone, Default)]
+pub struct TrustedIssuers {
+    keys: Vec<(String, Vec<IssuerKey>)>,
+    algorithms: Vec<jsonwebtoken::Algorithm>,
+    leeway_secs: u64,
+}
+
+impl std::fmt::Debug for TrustedIssuers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let issuers: Vec<&str> = self
+            .keys
+            .iter()
+            .map(|(issuer, _)| issuer.as_str())
+            .collect();
+        f.debug_struct("TrustedIssuers")
+            .field("issuers", &issuers)
+            .field("algorithms", &self.algorithms)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
+}
+
+/// Algorithms accepted unless configured otherwise: asymmetric only, as RFC 7591 §2.3
+/// recommends RS256 and a shared MAC key cannot be trusted across parties.
+pub const DEFAULT_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+impl TrustedIssuers {
+    /// Builds the trust list: each issuer with a PEM public key or a JWK Set, given inline
+    /// (text starting with `{` or `-----BEGIN`) or as a file path. `read` reads a file; the
+    /// caller owns I/O.
+    pub fn build(
+        issuers: &[(String, String)],
+        algorithms: &[String],
+        leeway_secs: u64,
+        read: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<TrustedIssuers, String> {
+        let algorithms = algorithms
+            .iter()
+            .map(|name| {
+                name.parse::<jsonwebtoken::Algorithm>()
+                    .ok()
+                    .filter(|_| !name.starts_with("HS"))
+                    .ok_or_else(|| format!("`{name}` is not an asymmetric JWS algorithm"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = Vec::new();
+        for (issuer, source) in issuers {
+            let inline = source.trim_start();
+            let text = if inline.starts_with('{') || inline.starts_with("-----BEGIN") {
+                source.clone()
+            } else {
+                read(source)?
+            };
+            let issuer_keys =
+                decoding_keys(&text).map_err(|error| format!("issuer `{issuer}`: {error}"))?;
+            keys.push((issuer.clone(), issuer_keys));
+        }
+        Ok(TrustedIssuers {
+            keys,
+            algorithms,
+            leeway_secs,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn decoding_keys(text: &str) -> Result<Vec<IssuerKey>, String> {
+    if text.trim_start().starts_with('{') {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(text).map_err(|error| format!("not a JWK Set: {error}"))?;
+        return set
+            .keys
+            .iter()
+            .map(|jwk| {
+                jsonwebtoken::DecodingKey::from_jwk(jwk)
+                    .map(|key| (jwk.common.key_id.clone(), key))
+                    .map_err(|error| format!("unusable JWK: {error}"))
+            })
+            .collect();
+    }
+    let pem = text.as_bytes();
+    jsonwebtoken::DecodingKey::from_rsa_pem(pem)
+        .or_else(|_| jsonwebtoken::DecodingKey::from_ec_pem(pem))
+        .or_else(|_| jsonwebtoken::DecodingKey::from_ed_pem(pem))
+        .map(|key| vec![(None, key)])
+        .map_err(|_| "not a PEM public key (RSA, EC or Ed25519) nor a JWK Set".to_owned())
+}
+
+/// What verifying a statement found (rule 82; vectors E11–E14).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StatementCheck {
+    /// Signed by a trusted issuer and current: its claims override the plain metadata.
+    Verified {
+        issuer: String,
+        claims: Map<String, Value>,
+    },
+    /// Well-formed, but from an issuer this server does not trust: `unapproved_software_statement`.
+    Untrusted(String),
+    /// Not a usable statement (bad signature, algorithm, time claims): `invalid_software_statement`.
+    Invalid(String),
+}
+
+/// Verifies `statement` against the trusted issuers at `now_secs`. The shape must already
+/// have been checked with [`check_shape`].
+pub fn verify(statement: &str, trusted: &TrustedIssuers, now_secs: u64) -> StatementCheck {
+    let shape = match check_shape(statement) {
+        Ok(shape) => shape,
+        Err(problem) => return StatementCheck::Invalid(problem),
+    };
+    let Some((_, keys)) = trusted
+        .keys
+        .iter()
+        .find(|(issuer, _)| *issuer == shape.issuer)
+    else {
+        return StatementCheck::Untrusted(format!(
+            "software statements from `{}` are not trusted here",
+            shape.issuer
+        ));
+    };
+    let header = match jsonwebtoken::decode_header(statement) {
+        Ok(header) => header,
+        Err(error) => return StatementCheck::Invalid(format!("unreadable header: {error}")),
+    };
+    if !trusted.algorithms.contains(&header.alg) {
+        return StatementCheck::Invalid(format!(
+            "algorithm `{:?}` is not allowed for software statements",
+            header.alg
+        ));
+    }
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.algorithms = vec![header.alg];
+    validation.leeway = trusted.leeway_secs;
+    validation.set_required_spec_claims(&["iss"]);
+    validation.set_issuer(&[shape.issuer.as_str()]);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    let mut last_error = String::from("no key of the issuer matches");
+    for (kid, key) in keys {
+        if header.kid.is_some() && kid.is_some() && header.kid != *kid {
+            continue;
+        }
+        match jsonwebtoken::decode::<Map<String, Value>>(statement, key, &validation) {
+            Ok(data) => {
+                let issued_in_future = data
+                    .claims
+                    .get("iat")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|iat| iat > now_secs + trusted.leeway_secs);
+                if issued_in_future {
+                    return StatementCheck::Invalid(
+                        "the statement is issued in the future (`iat`)".to_owned(),
+                    );
+                }
+                return StatementCheck::Verified {
+                    issuer: shape.issuer,
+                    claims: data.claims,
+                };
+            }
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    StatementCheck::Invalid(format!(
+        "the statement from `{}` does not verify: {last_error}",
+        shape.issuer
+    ))
+}

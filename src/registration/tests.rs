@@ -126,10 +126,10 @@ const CASES: &[(&str, Profile, &str, Expect)] = &[
     ),
     // {"alg":"RS256"} . {"iss":"https://issuer.example"} . sig
     (
-        "e82_well_formed_statement_is_echoed_unverified",
+        "e82_a_well_formed_statement_passes_the_shape_check",
         Mcp,
         r#"{"redirect_uris":["https://c.example/cb"],"software_statement":"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIn0.c2ln"}"#,
-        Warn(&["software_statement_unverified"]),
+        Accept,
     ),
     (
         "e15_client_id_in_the_request_is_ignored",

@@ -28,6 +28,7 @@ use crate::policy::{LoadErrors, PolicyBundle, load_policy_dir};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
 use crate::proto::step_up_service_server::StepUpServiceServer;
+use crate::registration::software_statement::TrustedIssuers;
 use crate::store::{SledStore, Store, StoreError, StoreStats};
 
 /// Room for the rest of an Evaluate message around its metadata.
@@ -48,7 +49,7 @@ pub enum ServeError {
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
-    Fetcher(#[from] FetcherError),
+    Engine(#[from] EngineError),
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -170,31 +171,57 @@ async fn expire_tickets_periodically(store: Arc<dyn Store>) {
     }
 }
 
+/// Why the pipeline could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Fetcher(#[from] FetcherError),
+    #[error("invalid `software_statements`: {0}")]
+    TrustedIssuers(String),
+}
+
 /// The pipeline for `config` with these policies and this store.
 pub fn build_engine(
     config: &Config,
     policies: PolicyBundle,
     store: Arc<dyn Store>,
-) -> Result<Engine, FetcherError> {
+) -> Result<Engine, EngineError> {
+    let settings = engine_settings(config)?;
     let fetcher = Fetcher::new(fetch_settings(config))?;
     let bounds = CacheBounds {
         min: config.cimd.cache_min,
         max: config.cimd.cache_max,
     };
     let cimd = CimdSource::new(fetcher, store.clone(), bounds);
-    Ok(Engine::new(policies, store, cimd, engine_settings(config)))
+    Ok(Engine::new(policies, store, cimd, settings))
 }
 
-/// The pipeline's settings, from the configuration.
-pub fn engine_settings(config: &Config) -> EngineSettings {
-    EngineSettings {
+/// The pipeline's settings, from the configuration; reads the trusted issuers' key files.
+pub fn engine_settings(config: &Config) -> Result<EngineSettings, EngineError> {
+    let statements = &config.software_statements;
+    let issuers: Vec<(String, String)> = statements
+        .trusted
+        .iter()
+        .map(|(issuer, source)| (issuer.clone(), source.clone()))
+        .collect();
+    let trusted_issuers = TrustedIssuers::build(
+        &issuers,
+        &statements.algorithms,
+        statements.leeway.as_secs(),
+        |path| {
+            std::fs::read_to_string(path).map_err(|error| format!("cannot read `{path}`: {error}"))
+        },
+    )
+    .map_err(EngineError::TrustedIssuers)?;
+    Ok(EngineSettings {
         profile: config.validation.profile,
         attested_challenges: config.step_up.attested_challenges.clone(),
         step_up_ttl: config.step_up.ticket_ttl,
         cimd_supported_grant_types: config.cimd.supported_grant_types.clone(),
         cimd_allow_loopback: config.cimd.allow_loopback,
         rate_windows: config.rates.windows.clone(),
-    }
+        trusted_issuers,
+    })
 }
 
 /// The fetcher's settings, from the configuration.
