@@ -21,7 +21,19 @@ pub struct Config {
     pub cimd: CimdConfig,
     pub rates: RatesConfig,
     pub software_statements: SoftwareStatementsConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
+}
+
+/// `[retention]`: how long records are kept before the background pruner deletes them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetentionConfig {
+    /// `retention.decisions_days`: decisions and duplicate records.
+    pub decisions: Duration,
+    /// `retention.tickets_days`: resolved and expired step-up tickets.
+    pub tickets: Duration,
+    /// `retention.prune_every_secs`: how often the pruner runs.
+    pub prune_every: Duration,
 }
 
 /// `[software_statements]`: which RFC 7591 software statements are trusted.
@@ -168,6 +180,11 @@ impl Default for Config {
                     .map(|alg| alg.to_string())
                     .collect(),
                 leeway: Duration::from_secs(60),
+            },
+            retention: RetentionConfig {
+                decisions: Duration::from_secs(90 * 86_400),
+                tickets: Duration::from_secs(30 * 86_400),
+                prune_every: Duration::from_secs(3600),
             },
             log: LogConfig {
                 level: "info".to_owned(),
@@ -558,6 +575,27 @@ impl Config {
                 }
                 _ => Err(format!("{secs} is outside 0..=600")),
             }),
+            "retention.decisions_days" => raw.integer().and_then(|days| match days {
+                1..=3650 => {
+                    self.retention.decisions = Duration::from_secs(days * 86_400);
+                    Ok(())
+                }
+                _ => Err(format!("{days} is outside 1..=3650")),
+            }),
+            "retention.tickets_days" => raw.integer().and_then(|days| match days {
+                1..=3650 => {
+                    self.retention.tickets = Duration::from_secs(days * 86_400);
+                    Ok(())
+                }
+                _ => Err(format!("{days} is outside 1..=3650")),
+            }),
+            "retention.prune_every_secs" => raw.integer().and_then(|secs| match secs {
+                10..=86_400 => {
+                    self.retention.prune_every = Duration::from_secs(secs);
+                    Ok(())
+                }
+                _ => Err(format!("{secs} is outside 10..=86400")),
+            }),
             "log.level" => raw.string().map(|level| self.log.level = level),
             "log.format" => raw.string().and_then(|text| {
                 self.log.format = match text.as_str() {
@@ -608,6 +646,7 @@ fn flatten(
 fn env_key(name: &str) -> Option<String> {
     const SECTIONS: &[&str] = &[
         "software_statements",
+        "retention",
         "rates",
         "server",
         "policy",

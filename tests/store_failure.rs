@@ -13,8 +13,9 @@ use clientgate::service::build_engine;
 use clientgate::signals::Caller;
 use clientgate::step_up::Resolution;
 use clientgate::store::{
-    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, RateKey, ResolveError,
-    StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
+    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport,
+    RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage,
+    TicketQuery,
 };
 
 /// A store whose disk is gone.
@@ -66,6 +67,12 @@ impl Store for BrokenDisk {
     }
     fn expire_tickets(&self, _: u64) -> Result<usize, StoreError> {
         Err(StoreError::Io("write failed".to_owned()))
+    }
+    fn prune(&self, _: PruneCutoffs) -> Result<PruneReport, StoreError> {
+        Err(StoreError::Io("write failed".to_owned()))
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
     }
     fn cached_document(&self, _: &str) -> Result<Option<CacheEntry>, StoreError> {
         Err(StoreError::Io("read failed".to_owned()))

@@ -29,7 +29,7 @@ use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
 use crate::proto::step_up_service_server::StepUpServiceServer;
 use crate::registration::software_statement::TrustedIssuers;
-use crate::store::{SledStore, Store, StoreError, StoreStats};
+use crate::store::{PruneCutoffs, SledStore, Store, StoreError, StoreStats};
 
 /// Room for the rest of an Evaluate message around its metadata.
 const MESSAGE_OVERHEAD_BYTES: usize = 16 * 1024;
@@ -110,6 +110,7 @@ pub async fn run(
     let admin = AdminServiceServer::new(AdminApi::new(engine.clone(), config.validation.profile));
     let step_ups = StepUpServiceServer::new(StepUpApi::new(engine.clone()));
     let sweeper = tokio::spawn(expire_tickets_periodically(store.clone()));
+    let pruner = tokio::spawn(prune_periodically(store.clone(), config.clone()));
     on_listening(addr);
     let (stopping_sender, stopping_receiver) = tokio::sync::oneshot::channel::<()>();
     let stopping = async move {
@@ -146,6 +147,7 @@ pub async fn run(
         ),
     }
     sweeper.abort();
+    pruner.abort();
     store.flush().await?;
     let stats = store.stats();
     info!(
@@ -178,6 +180,51 @@ pub enum EngineError {
     Fetcher(#[from] FetcherError),
     #[error("invalid `software_statements`: {0}")]
     TrustedIssuers(String),
+}
+
+/// Deletes what retention no longer keeps, every `retention.prune_every`.
+async fn prune_periodically(store: Arc<dyn Store>, config: Config) {
+    let mut every = tokio::time::interval(config.retention.prune_every);
+    loop {
+        every.tick().await;
+        let cutoffs = prune_cutoffs(&config, std::time::SystemTime::now());
+        let pruning = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.prune(cutoffs)).await
+        };
+        match pruning {
+            Ok(Ok(report)) => info!(
+                decisions = report.decisions,
+                tickets = report.tickets,
+                rate_buckets = report.rate_buckets,
+                fingerprints = report.fingerprints,
+                size_on_disk = store.size_on_disk().unwrap_or(0),
+                "pruned"
+            ),
+            Ok(Err(error)) => warn!(%error, "pruning failed"),
+            Err(error) => warn!(%error, "the pruning task failed"),
+        }
+    }
+}
+
+/// What retention keeps at `now`: decisions and tickets for their configured ages, rate
+/// buckets for the longest window.
+pub fn prune_cutoffs(config: &Config, now: std::time::SystemTime) -> PruneCutoffs {
+    let before = |age: std::time::Duration| {
+        crate::engine::millis(now).saturating_sub(age.as_millis() as u64)
+    };
+    let longest_window = config
+        .rates
+        .windows
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    PruneCutoffs {
+        decisions_ms: before(config.retention.decisions),
+        tickets_ms: before(config.retention.tickets),
+        rates_ms: before(longest_window + std::time::Duration::from_secs(60)),
+    }
 }
 
 /// The pipeline for `config` with these policies and this store.

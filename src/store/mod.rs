@@ -85,6 +85,14 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the cached document for `client_id` (it turned invalid).
     fn evict_document(&self, client_id: &str) -> Result<(), StoreError>;
 
+    /// Deletes what retention no longer keeps: decisions (with their index entries) and
+    /// fingerprint records older than `cutoffs.decisions_ms`, resolved or expired tickets
+    /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`.
+    fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError>;
+
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+
     /// Flushes everything written so far; used at shutdown.
     fn flush(&self) -> StoreFuture<'_, ()>;
 
@@ -110,6 +118,23 @@ pub enum StoreError {
     Io(String),
     #[error("stored record `{key}` is corrupt: {message}")]
     Corrupt { key: String, message: String },
+}
+
+/// Times (milliseconds since the epoch) before which records are pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PruneCutoffs {
+    pub decisions_ms: u64,
+    pub tickets_ms: u64,
+    pub rates_ms: u64,
+}
+
+/// How much one pruning pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub decisions: u64,
+    pub tickets: u64,
+    pub rate_buckets: u64,
+    pub fingerprints: u64,
 }
 
 /// Why a ticket could not be resolved.

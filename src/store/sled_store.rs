@@ -17,8 +17,9 @@ use ulid::Ulid;
 
 use super::group_commit::GroupCommit;
 use super::{
-    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, RateKey, ResolveError,
-    StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery, TicketState,
+    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport,
+    RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage,
+    TicketQuery, TicketState,
 };
 use crate::cimd::cache::CacheEntry;
 use crate::policy::Decision;
@@ -184,6 +185,39 @@ impl SledStore {
             },
         );
         result.map_err(|error| StoreError::Io(format!("{error:?}")))
+    }
+
+    /// Deletes decisions and their index entries in one batch per tree.
+    fn delete_decisions(&self, entries: &[(sled::IVec, sled::IVec)]) -> Result<u64, StoreError> {
+        let mut decisions = sled::Batch::default();
+        let mut by_tenant = sled::Batch::default();
+        let mut by_ip = sled::Batch::default();
+        let mut by_client = sled::Batch::default();
+        let mut by_fingerprint = sled::Batch::default();
+        for (key, value) in entries {
+            decisions.remove(key.clone());
+            let Ok(record) = serde_json::from_slice::<DecisionRecord>(value) else {
+                continue;
+            };
+            let id = id_of_index_key(key);
+            by_tenant.remove(index_key(&record.tenant, id));
+            if let Some(ip) = &record.ip {
+                by_ip.remove(index_key(ip, id));
+            }
+            if let Some(client_id) = &record.client_id {
+                by_client.remove(index_key(client_id, id));
+            }
+            by_fingerprint.remove(index_key(&record.fingerprint, id));
+        }
+        // Index entries first: a crash between the batches can only leave a decision without
+        // index entries (still listed unfiltered, pruned next pass); listing skips index
+        // entries whose decision is gone in any case.
+        self.by_tenant.apply_batch(by_tenant)?;
+        self.by_ip.apply_batch(by_ip)?;
+        self.by_client.apply_batch(by_client)?;
+        self.by_fingerprint.apply_batch(by_fingerprint)?;
+        self.decisions.apply_batch(decisions)?;
+        Ok(entries.len() as u64)
     }
 
     fn read_decision(&self, id: Ulid) -> Result<Option<DecisionRecord>, StoreError> {
@@ -444,6 +478,62 @@ impl Store for SledStore {
             }
         }
         Ok(expired)
+    }
+
+    fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        let upper = Ulid::from_parts(cutoffs.decisions_ms, 0).to_bytes();
+        let mut batch = Vec::new();
+        for entry in self.decisions.range(..upper) {
+            let (key, value) = entry?;
+            batch.push((key, value));
+            if batch.len() == 1000 {
+                report.decisions += self.delete_decisions(&batch)?;
+                batch.clear();
+            }
+        }
+        report.decisions += self.delete_decisions(&batch)?;
+
+        for entry in self.tickets.iter() {
+            let (key, value) = entry?;
+            let Ok(ticket) = serde_json::from_slice::<StepUpTicket>(&value) else {
+                continue;
+            };
+            let done_at = match ticket.state {
+                TicketState::Pending => ticket.expires_at_ms,
+                _ => ticket.resolved_at_ms.unwrap_or(ticket.expires_at_ms),
+            };
+            if done_at.max(ticket.expires_at_ms) < cutoffs.tickets_ms {
+                self.tickets.remove(key)?;
+                report.tickets += 1;
+            }
+        }
+
+        let oldest_minute = cutoffs.rates_ms / 60_000;
+        for entry in self.rates.iter() {
+            let (key, _) = entry?;
+            let minute = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
+            if minute < oldest_minute {
+                self.rates.remove(key)?;
+                report.rate_buckets += 1;
+            }
+        }
+
+        for entry in self.fingerprints.iter() {
+            let (key, value) = entry?;
+            let first_seen = serde_json::from_slice::<FingerprintStats>(&value)
+                .map_or(0, |stats| stats.first_seen_ms);
+            if first_seen < cutoffs.decisions_ms {
+                self.fingerprints.remove(key)?;
+                report.fingerprints += 1;
+            }
+        }
+        self.db.flush()?;
+        Ok(report)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
     }
 
     fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError> {

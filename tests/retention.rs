@@ -1,0 +1,172 @@
+//! Retention: decisions written under a one-hour retention and pruned as the server's
+//! background pruner does leave only that hour behind, index entries included. The store's
+//! size on disk is printed, not asserted: sled 0.34 does not give freed space back to the
+//! file system (see the README, "Retention").
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clientgate::policy::{Decision, Reason};
+use clientgate::registration::{Code, Finding, Severity};
+use clientgate::signals::RegistrationType;
+use clientgate::store::{
+    DecisionQuery, DecisionRecord, PruneCutoffs, RateDimension, RateKey, SledStore, Store,
+};
+
+const TOTAL: u64 = 20_000;
+/// Simulated time between two decisions.
+const SPACING_MS: u64 = 1_000;
+/// One hour of decisions is kept.
+const RETENTION_MS: u64 = 3_600_000;
+/// The pruner runs every this many decisions (every ~1.4 simulated hours).
+const PRUNE_EVERY: u64 = 5_000;
+
+fn decision(n: u64) -> (DecisionRecord, Vec<RateKey>) {
+    let ms = 1_700_000_000_000 + n * SPACING_MS;
+    let ip = format!("198.51.100.{}", n % 200);
+    let record = DecisionRecord {
+        decision_id: ulid::Ulid::from_parts(ms, u128::from(n)).to_string(),
+        decided_at_ms: ms,
+        tenant: "default".to_owned(),
+        registration_type: RegistrationType::Dcr,
+        client_id: None,
+        client_name: Some(format!("Client {n}")),
+        software_id: None,
+        fingerprint: format!("{:032x}", n % 5_000),
+        ip: Some(ip.clone()),
+        user_agent: "load-test".to_owned(),
+        decision: if n.is_multiple_of(3) {
+            Decision::Approve
+        } else {
+            Decision::Deny
+        },
+        reasons: vec![Reason {
+            policy_id: "approve_https_or_loopback_redirects".to_owned(),
+            message: "every redirect URI is https or loopback".to_owned(),
+        }],
+        findings: vec![Finding {
+            code: Code::UriHostMismatch,
+            severity: Severity::Warning,
+            field: "logo_uri".to_owned(),
+            message: "`logo_uri` is on `cdn.example.net`, which none of the redirect URIs use"
+                .to_owned(),
+        }],
+        error: None,
+        error_description: None,
+        obligations: Vec::new(),
+        step_up: None,
+        policy_version: "0123456789abcdef".to_owned(),
+        latency_micros: 250,
+        client_metadata_json: format!(
+            r#"{{"redirect_uris":["https://app{n}.example.com/callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code"],"response_types":["code"],"client_name":"Client {n}"}}"#
+        ),
+    };
+    let keys = vec![
+        RateKey {
+            dimension: RateDimension::Ip,
+            value: ip,
+        },
+        RateKey {
+            dimension: RateDimension::Tenant,
+            value: "default".to_owned(),
+        },
+        RateKey {
+            dimension: RateDimension::Fingerprint,
+            value: record.fingerprint.clone(),
+        },
+    ];
+    (record, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_only_the_retention_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let started = Instant::now();
+    let mut largest = 0;
+    for batch in 0..TOTAL / PRUNE_EVERY {
+        let first = batch * PRUNE_EVERY;
+        let writers: Vec<_> = (0..64u64)
+            .map(|lane| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut n = first + lane;
+                    while n < first + PRUNE_EVERY {
+                        let (record, keys) = decision(n);
+                        store.record(record, None, keys).await.unwrap();
+                        n += 64;
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let now_ms = 1_700_000_000_000 + (first + PRUNE_EVERY) * SPACING_MS;
+        let cutoff = now_ms - RETENTION_MS;
+        let report = store
+            .prune(PruneCutoffs {
+                decisions_ms: cutoff,
+                tickets_ms: cutoff,
+                rates_ms: now_ms - 86_400_000,
+            })
+            .unwrap();
+        let size = store.size_on_disk().unwrap();
+        largest = largest.max(size);
+        println!(
+            "after {:>6} decisions: pruned {:>5}, store {:.1} MiB",
+            first + PRUNE_EVERY,
+            report.decisions,
+            size as f64 / (1024.0 * 1024.0)
+        );
+    }
+    let live = store
+        .list_decisions(&DecisionQuery {
+            page_size: 1000,
+            ..DecisionQuery::default()
+        })
+        .unwrap();
+    let newest = live.decisions.first().unwrap();
+    assert_eq!(
+        newest.decided_at_ms,
+        1_700_000_000_000 + (TOTAL - 1) * SPACING_MS
+    );
+    let mut kept = 0;
+    let mut token = None;
+    loop {
+        let page = store
+            .list_decisions(&DecisionQuery {
+                page_size: 1000,
+                page_token: token,
+                ..DecisionQuery::default()
+            })
+            .unwrap();
+        kept += page.decisions.len();
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    println!(
+        "{TOTAL} decisions in {:.1} s; {kept} kept; largest store {:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        largest as f64 / (1024.0 * 1024.0),
+    );
+    assert_eq!(
+        kept,
+        (RETENTION_MS / SPACING_MS) as usize,
+        "exactly an hour of decisions is kept"
+    );
+    let by_ip = store
+        .list_decisions(&DecisionQuery {
+            ip: Some("198.51.100.7".to_owned()),
+            page_size: 1000,
+            ..DecisionQuery::default()
+        })
+        .unwrap();
+    assert_eq!(
+        by_ip.decisions.len(),
+        18,
+        "index entries of pruned decisions are gone too"
+    );
+}
