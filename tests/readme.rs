@@ -4,8 +4,10 @@
 
 mod common;
 
+use clientgate::proto::step_up_service_client::StepUpServiceClient;
 use clientgate::proto::{
-    Caller, CimdRegistration, DcrRegistration, EvaluateRequest, EvaluateResponse, evaluate_request,
+    Caller, CimdRegistration, DcrRegistration, EvaluateRequest, EvaluateResponse,
+    ResolveStepUpRequest, StepUpProof, evaluate_request,
 };
 use common::doc_server::{Behaviour, DocServer};
 use common::*;
@@ -90,6 +92,12 @@ fn call(request: &Value) -> EvaluateRequest {
                 .to_owned(),
             ..Caller::default()
         }),
+        step_up: request["step_up"]["ticket_id"]
+            .as_str()
+            .map(|ticket_id| StepUpProof {
+                ticket_id: ticket_id.to_owned(),
+                completed_challenges: Vec::new(),
+            }),
         ..EvaluateRequest::default()
     }
 }
@@ -164,17 +172,39 @@ async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
     let (cimd, dcr): (Vec<_>, Vec<_>) = evaluate_examples()
         .into_iter()
         .partition(|(request, _)| request["cimd"].is_object());
-    assert_eq!(dcr.len(), 4, "DCR: approve, two denies and a step-up");
+    assert_eq!(
+        dcr.len(),
+        5,
+        "DCR: approve, two denies, a step-up and its approval"
+    );
     assert_eq!(cimd.len(), 2, "CIMD: an approve and a step-up");
 
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(&starter_policies(), data.path(), &[]);
     let mut client = server.registration().await;
+    let mut step_ups = StepUpServiceClient::new(server.channel().await);
+    let mut last_ticket = String::new();
     for (request, shown) in &dcr {
-        assert_shown(
-            client.evaluate(call(request)).await.unwrap().into_inner(),
-            shown,
-        );
+        let mut call = call(request);
+        if let Some(proof) = call.step_up.as_mut() {
+            // The README's ticket id is from another run: approve this run's ticket, as the
+            // walk-through does, and present it.
+            step_ups
+                .resolve_step_up(ResolveStepUpRequest {
+                    ticket_id: last_ticket.clone(),
+                    approve: true,
+                    resolver: "alice@example.com".to_owned(),
+                    note: String::new(),
+                })
+                .await
+                .unwrap();
+            proof.ticket_id = last_ticket.clone();
+        }
+        let response = client.evaluate(call).await.unwrap().into_inner();
+        if let Some(step_up) = &response.step_up {
+            last_ticket = step_up.ticket_id.clone();
+        }
+        assert_shown(response, shown);
     }
 
     // The CIMD walk-through runs against the example document server's documents.
