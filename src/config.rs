@@ -256,6 +256,20 @@ impl Raw {
         }
     }
 
+    /// An integer within `range`, or an error naming the range.
+    fn integer_in(&self, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+        let value = self.integer()?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!(
+                "{value} is outside {}..={}",
+                range.start(),
+                range.end()
+            ))
+        }
+    }
+
     fn integers(&self) -> Result<Vec<u64>, String> {
         match self {
             Raw::Toml(toml::Value::Array(items)) => items
@@ -431,20 +445,12 @@ impl Config {
                     .map(|addr| self.server.listen = addr)
                     .map_err(|_| format!("`{text}` is not an address such as 127.0.0.1:50051"))
             }),
-            "server.max_metadata_bytes" => raw.integer().and_then(|bytes| match bytes {
-                1024..=4_194_304 => {
-                    self.server.max_metadata_bytes = bytes as usize;
-                    Ok(())
-                }
-                _ => Err(format!("{bytes} is outside 1024..=4194304")),
-            }),
-            "server.shutdown_grace_secs" => raw.integer().and_then(|secs| match secs {
-                0..=600 => {
-                    self.server.shutdown_grace = Duration::from_secs(secs);
-                    Ok(())
-                }
-                _ => Err(format!("{secs} is outside 0..=600")),
-            }),
+            "server.max_metadata_bytes" => raw
+                .integer_in(1024..=4_194_304)
+                .map(|bytes| self.server.max_metadata_bytes = bytes as usize),
+            "server.shutdown_grace_secs" => raw
+                .integer_in(0..=600)
+                .map(|secs| self.server.shutdown_grace = Duration::from_secs(secs)),
             "policy.dir" => raw.string().map(|dir| self.policy.dir = PathBuf::from(dir)),
             "store.dir" => raw.string().map(|dir| self.store.dir = PathBuf::from(dir)),
             "validation.profile" => raw.string().and_then(|text| {
@@ -452,15 +458,9 @@ impl Config {
                     .map(|profile| self.validation.profile = profile)
                     .ok_or_else(|| format!("`{text}` is not one of mcp, strict, interop"))
             }),
-            "step_up.ticket_ttl_secs" => raw.integer().and_then(|secs| match secs {
-                1..=2_592_000 => {
-                    self.step_up.ticket_ttl = Duration::from_secs(secs);
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "{secs} is outside 1..=2592000 (one second to 30 days)"
-                )),
-            }),
+            "step_up.ticket_ttl_secs" => raw
+                .integer_in(1..=2_592_000)
+                .map(|secs| self.step_up.ticket_ttl = Duration::from_secs(secs)),
             "step_up.attested_challenges" => {
                 raw.strings().and_then(|kinds| {
                     if kinds
@@ -475,41 +475,21 @@ impl Config {
                     }
                 })
             }
-            "cimd.connect_timeout_ms" => raw.integer().and_then(|ms| match ms {
-                100..=60_000 => {
-                    self.cimd.connect_timeout = Duration::from_millis(ms);
-                    Ok(())
-                }
-                _ => Err(format!("{ms} is outside 100..=60000")),
-            }),
-            "cimd.total_timeout_ms" => raw.integer().and_then(|ms| match ms {
-                100..=120_000 => {
-                    self.cimd.total_timeout = Duration::from_millis(ms);
-                    Ok(())
-                }
-                _ => Err(format!("{ms} is outside 100..=120000")),
-            }),
-            "cimd.max_document_bytes" => raw.integer().and_then(|bytes| match bytes {
-                512..=1_048_576 => {
-                    self.cimd.max_document_bytes = bytes as usize;
-                    Ok(())
-                }
-                _ => Err(format!("{bytes} is outside 512..=1048576")),
-            }),
-            "cimd.max_in_flight" => raw.integer().and_then(|count| match count {
-                1..=10_000 => {
-                    self.cimd.max_in_flight = count as usize;
-                    Ok(())
-                }
-                _ => Err(format!("{count} is outside 1..=10000")),
-            }),
-            "cimd.max_in_flight_per_host" => raw.integer().and_then(|count| match count {
-                1..=1000 => {
-                    self.cimd.max_in_flight_per_host = count as usize;
-                    Ok(())
-                }
-                _ => Err(format!("{count} is outside 1..=1000")),
-            }),
+            "cimd.connect_timeout_ms" => raw
+                .integer_in(100..=60_000)
+                .map(|ms| self.cimd.connect_timeout = Duration::from_millis(ms)),
+            "cimd.total_timeout_ms" => raw
+                .integer_in(100..=120_000)
+                .map(|ms| self.cimd.total_timeout = Duration::from_millis(ms)),
+            "cimd.max_document_bytes" => raw
+                .integer_in(512..=1_048_576)
+                .map(|bytes| self.cimd.max_document_bytes = bytes as usize),
+            "cimd.max_in_flight" => raw
+                .integer_in(1..=10_000)
+                .map(|count| self.cimd.max_in_flight = count as usize),
+            "cimd.max_in_flight_per_host" => raw
+                .integer_in(1..=1000)
+                .map(|count| self.cimd.max_in_flight_per_host = count as usize),
             "cimd.cache_min_secs" => raw
                 .integer()
                 .map(|secs| self.cimd.cache_min = Duration::from_secs(secs)),
@@ -568,34 +548,18 @@ impl Config {
                     }
                 })
             }
-            "software_statements.leeway_secs" => raw.integer().and_then(|secs| match secs {
-                0..=600 => {
-                    self.software_statements.leeway = Duration::from_secs(secs);
-                    Ok(())
-                }
-                _ => Err(format!("{secs} is outside 0..=600")),
-            }),
-            "retention.decisions_days" => raw.integer().and_then(|days| match days {
-                1..=3650 => {
-                    self.retention.decisions = Duration::from_secs(days * 86_400);
-                    Ok(())
-                }
-                _ => Err(format!("{days} is outside 1..=3650")),
-            }),
-            "retention.tickets_days" => raw.integer().and_then(|days| match days {
-                1..=3650 => {
-                    self.retention.tickets = Duration::from_secs(days * 86_400);
-                    Ok(())
-                }
-                _ => Err(format!("{days} is outside 1..=3650")),
-            }),
-            "retention.prune_every_secs" => raw.integer().and_then(|secs| match secs {
-                10..=86_400 => {
-                    self.retention.prune_every = Duration::from_secs(secs);
-                    Ok(())
-                }
-                _ => Err(format!("{secs} is outside 10..=86400")),
-            }),
+            "software_statements.leeway_secs" => raw
+                .integer_in(0..=600)
+                .map(|secs| self.software_statements.leeway = Duration::from_secs(secs)),
+            "retention.decisions_days" => raw
+                .integer_in(1..=3650)
+                .map(|days| self.retention.decisions = Duration::from_secs(days * 86_400)),
+            "retention.tickets_days" => raw
+                .integer_in(1..=3650)
+                .map(|days| self.retention.tickets = Duration::from_secs(days * 86_400)),
+            "retention.prune_every_secs" => raw
+                .integer_in(10..=86_400)
+                .map(|secs| self.retention.prune_every = Duration::from_secs(secs)),
             "log.level" => raw.string().map(|level| self.log.level = level),
             "log.format" => raw.string().and_then(|text| {
                 self.log.format = match text.as_str() {
