@@ -672,15 +672,23 @@ async fn a_slow_host_cannot_take_every_fetch_slot() {
     // Let the slow calls take their slots: two fetch, seven wait for the host
     // (holding no global slot, so one is left for everyone else).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let slow_seen: usize = (0..9)
-        .map(|n| {
-            setup
-                .docs
-                .seen("slow.example", &format!("/c{n}.json"))
-                .len()
-        })
-        .sum();
-    assert_eq!(slow_seen, 2, "two fetches in flight to the slow host");
+    let slow_seen = || -> usize {
+        (0..9)
+            .map(|n| {
+                setup
+                    .docs
+                    .seen("slow.example", &format!("/c{n}.json"))
+                    .len()
+            })
+            .sum()
+    };
+    for _ in 0..20 {
+        if slow_seen() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(slow_seen(), 2, "two fetches in flight to the slow host");
     let mut client = setup.server.registration().await;
     let other_host = evaluate(&mut client, cimd(&client_id, "")).await;
     assert_eq!(
