@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use clientgate::proto::registration_service_client::RegistrationServiceClient;
 use clientgate::proto::step_up_service_client::StepUpServiceClient;
 use clientgate::proto::{
     Decision, EvaluateRequest, EvaluateResponse, GetStepUpRequest, ListStepUpsRequest,
@@ -53,20 +54,50 @@ fn codes(response: &EvaluateResponse) -> Vec<&str> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_approved_ticket_completes_the_step_up_for_the_same_registration_only() {
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&starter_policies(), data.path(), &[]);
-    let mut client = server.registration().await;
-    let mut step_ups = StepUpServiceClient::new(server.channel().await);
+/// A server (with `extra_args`) holding the cross-domain registration for `admin_approval`:
+/// its clients and the ticket id.
+struct Held {
+    _data: tempfile::TempDir,
+    _server: Server,
+    client: RegistrationServiceClient<Channel>,
+    step_ups: StepUpServiceClient<Channel>,
+    ticket_id: String,
+    decision: EvaluateResponse,
+}
 
-    let held = client
+async fn held(extra_args: &[&str]) -> Held {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), data.path(), extra_args);
+    let mut client = server.registration().await;
+    let step_ups = StepUpServiceClient::new(server.channel().await);
+    let decision = client
         .evaluate(dcr(CROSS_DOMAIN_CLIENT, "203.0.113.7"))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(held.decision(), Decision::StepUp);
-    let ticket_id = held.step_up.unwrap().ticket_id;
+    assert_eq!(decision.decision(), Decision::StepUp);
+    let ticket_id = decision.step_up.clone().unwrap().ticket_id;
+    Held {
+        _data: data,
+        _server: server,
+        client,
+        step_ups,
+        ticket_id,
+        decision,
+    }
+}
+
+#[tokio::test]
+async fn an_approved_ticket_completes_the_step_up_for_the_same_registration_only() {
+    let Held {
+        mut client,
+        mut step_ups,
+        ticket_id,
+        decision: held,
+        _data,
+        _server,
+        ..
+    } = held(&[]).await;
 
     let pending = get(&mut step_ups, &ticket_id).await;
     assert_eq!(pending.state(), StepUpState::Pending);
@@ -151,17 +182,14 @@ async fn an_approved_ticket_completes_the_step_up_for_the_same_registration_only
 
 #[tokio::test]
 async fn a_denied_ticket_keeps_the_registration_out() {
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&starter_policies(), data.path(), &[]);
-    let mut client = server.registration().await;
-    let mut step_ups = StepUpServiceClient::new(server.channel().await);
-
-    let held = client
-        .evaluate(dcr(CROSS_DOMAIN_CLIENT, "203.0.113.7"))
-        .await
-        .unwrap()
-        .into_inner();
-    let ticket_id = held.step_up.unwrap().ticket_id;
+    let Held {
+        mut client,
+        mut step_ups,
+        ticket_id,
+        _data,
+        _server,
+        ..
+    } = held(&[]).await;
     let denied = step_ups
         .resolve_step_up(resolve(&ticket_id, false))
         .await
@@ -187,24 +215,17 @@ async fn a_denied_ticket_keeps_the_registration_out() {
 
 #[tokio::test]
 async fn an_expired_ticket_cannot_be_approved_or_redeemed() {
-    let data = tempfile::tempdir().unwrap();
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("clientgate.toml");
     std::fs::write(&config, "[step_up]\nticket_ttl_secs = 1\n").unwrap();
-    let server = Server::start(
-        &starter_policies(),
-        data.path(),
-        &["--config", &config.display().to_string()],
-    );
-    let mut client = server.registration().await;
-    let mut step_ups = StepUpServiceClient::new(server.channel().await);
-
-    let held = client
-        .evaluate(dcr(CROSS_DOMAIN_CLIENT, "203.0.113.7"))
-        .await
-        .unwrap()
-        .into_inner();
-    let ticket_id = held.step_up.unwrap().ticket_id;
+    let Held {
+        mut client,
+        mut step_ups,
+        ticket_id,
+        _data,
+        _server,
+        ..
+    } = held(&["--config", &config.display().to_string()]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     assert_eq!(
