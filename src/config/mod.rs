@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::registration::Profile;
 
+const MIB: u64 = 1024 * 1024;
+
 /// All of clientgate's settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -97,8 +99,11 @@ pub struct PolicyConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreConfig {
-    /// `store.dir`: the sled database directory.
+    /// `store.dir`: the data directory.
     pub dir: PathBuf,
+    /// `store.compact_above_mib`: the pruner compacts the store once it takes more than this
+    /// on disk (and more than twice its size after the last compaction).
+    pub compact_above_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +147,7 @@ impl Default for Config {
             },
             store: StoreConfig {
                 dir: PathBuf::from("data"),
+                compact_above_bytes: 256 * MIB,
             },
             validation: ValidationConfig {
                 profile: Profile::Mcp,
@@ -453,6 +459,9 @@ impl Config {
                 .map(|secs| self.server.shutdown_grace = Duration::from_secs(secs)),
             "policy.dir" => raw.string().map(|dir| self.policy.dir = PathBuf::from(dir)),
             "store.dir" => raw.string().map(|dir| self.store.dir = PathBuf::from(dir)),
+            "store.compact_above_mib" => raw
+                .integer_in(1..=1_048_576)
+                .map(|mib| self.store.compact_above_bytes = mib * MIB),
             "validation.profile" => raw.string().and_then(|text| {
                 Profile::parse(&text)
                     .map(|profile| self.validation.profile = profile)

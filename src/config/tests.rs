@@ -105,3 +105,23 @@ fn every_error_is_reported_with_its_key() {
             .contains("`lenient` is not one of mcp, strict, interop")
     );
 }
+
+#[test]
+fn the_compaction_threshold_is_read_in_mib_and_range_checked() {
+    let config = Config::load(
+        None,
+        env(&[("CLIENTGATE_STORE_COMPACT_ABOVE_MIB", "32")]),
+        &Overrides::default(),
+    )
+    .expect("valid threshold");
+    assert_eq!(config.store.compact_above_bytes, 32 * 1024 * 1024);
+    let errors = Config::load(
+        None,
+        env(&[("CLIENTGATE_STORE_COMPACT_ABOVE_MIB", "0")]),
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(errors.contains("store.compact_above_mib"), "{errors}");
+    assert!(errors.contains("outside 1..=1048576"), "{errors}");
+}

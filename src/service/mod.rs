@@ -29,7 +29,7 @@ use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
 use crate::proto::step_up_service_server::StepUpServiceServer;
 use crate::registration::software_statement::TrustedIssuers;
-use crate::store::{PruneCutoffs, SledStore, Store, StoreError, StoreStats};
+use crate::store::{CompactionPolicy, PruneCutoffs, SledStore, Store, StoreError, StoreStats};
 
 /// Room for the rest of an Evaluate message around its metadata.
 const MESSAGE_OVERHEAD_BYTES: usize = 16 * 1024;
@@ -67,7 +67,12 @@ pub async fn run(
         dir: config.policy.dir.display().to_string(),
         errors,
     })?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.dir)?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
+        &config.store.dir,
+        CompactionPolicy {
+            above_bytes: config.store.compact_above_bytes,
+        },
+    )?);
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -193,14 +198,26 @@ async fn prune_periodically(store: Arc<dyn Store>, config: Config) {
             tokio::task::spawn_blocking(move || store.prune(cutoffs)).await
         };
         match pruning {
-            Ok(Ok(report)) => info!(
-                decisions = report.decisions,
-                tickets = report.tickets,
-                rate_buckets = report.rate_buckets,
-                fingerprints = report.fingerprints,
-                size_on_disk = store.size_on_disk().unwrap_or(0),
-                "pruned"
-            ),
+            Ok(Ok(report)) => {
+                if let Some(compaction) = report.compaction {
+                    info!(
+                        before_bytes = compaction.before_bytes,
+                        after_bytes = compaction.after_bytes,
+                        replayed = compaction.replayed,
+                        writes_paused_ms = compaction.writes_paused.as_millis() as u64,
+                        took_ms = compaction.took.as_millis() as u64,
+                        "compacted the store"
+                    );
+                }
+                info!(
+                    decisions = report.decisions,
+                    tickets = report.tickets,
+                    rate_buckets = report.rate_buckets,
+                    fingerprints = report.fingerprints,
+                    size_on_disk = store.size_on_disk().unwrap_or(0),
+                    "pruned"
+                )
+            }
             Ok(Err(error)) => warn!(%error, "pruning failed"),
             Err(error) => warn!(%error, "the pruning task failed"),
         }

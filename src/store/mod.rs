@@ -4,6 +4,7 @@
 //! The store never decides anything; it records what the engine decided and answers
 //! queries about it. A write is acknowledged only once it is on disk.
 
+mod data_dir;
 mod group_commit;
 mod record;
 mod sled_store;
@@ -18,7 +19,7 @@ pub use record::{
     DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, RateDimension, RateKey,
     StepUpRef, StepUpTicket, TicketPage, TicketQuery, TicketState,
 };
-pub use sled_store::{FORMAT_VERSION, SledStore};
+pub use sled_store::{CompactionPolicy, FORMAT_VERSION, SledStore};
 
 /// A boxed future, so that [`Store`] can be used as a trait object.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -87,7 +88,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes what retention no longer keeps: decisions (with their index entries) and
     /// fingerprint records older than `cutoffs.decisions_ms`, resolved or expired tickets
-    /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`.
+    /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`. Then
+    /// gives the freed space back if the store has grown past its limit.
     fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError>;
 
     /// Bytes the store takes on disk.
@@ -135,6 +137,20 @@ pub struct PruneReport {
     pub tickets: u64,
     pub rate_buckets: u64,
     pub fingerprints: u64,
+    /// Set if the pass also compacted the store.
+    pub compaction: Option<Compaction>,
+}
+
+/// A compaction: the live data rewritten into a fresh database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    pub before_bytes: u64,
+    pub after_bytes: u64,
+    /// Writes made during the copy and replayed into it.
+    pub replayed: u64,
+    /// How long writes waited: the replay and the switch.
+    pub writes_paused: std::time::Duration,
+    pub took: std::time::Duration,
 }
 
 /// Why a ticket could not be resolved.

@@ -7,7 +7,7 @@ use super::*;
 use crate::policy::{Decision, Reason};
 use crate::signals::RegistrationType;
 
-fn record(ms: u64, tenant: &str, ip: &str, decision: Decision) -> DecisionRecord {
+pub(super) fn record(ms: u64, tenant: &str, ip: &str, decision: Decision) -> DecisionRecord {
     DecisionRecord {
         decision_id: ulid::Ulid::from_parts(ms, rand_part(ms)).to_string(),
         decided_at_ms: ms,
@@ -40,7 +40,7 @@ fn rand_part(ms: u64) -> u128 {
 }
 
 /// Drops a store and waits until sled has released the directory.
-async fn close(store: SledStore) {
+pub(super) async fn close(store: SledStore) {
     drop(store);
     tokio::time::sleep(Duration::from_millis(100)).await;
 }

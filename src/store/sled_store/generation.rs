@@ -1,4 +1,5 @@
-//! The embedded sled store: one directory, one process.
+//! One generation of the sled store: a complete sled database and the code that reads and
+//! writes its trees.
 //!
 //! Trees: `decisions` (ULID → JSON record) with the indexes `by_tenant`, `by_ip`,
 //! `by_client` and `by_fingerprint` (`<value> 0x00 <ULID>` → empty); `step_up_tickets`
@@ -8,22 +9,20 @@
 //! ticket are written in one transaction.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use ulid::Ulid;
 
-use super::group_commit::GroupCommit;
-use super::{
-    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport,
-    RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage,
-    TicketQuery, TicketState,
-};
 use crate::cimd::cache::CacheEntry;
 use crate::policy::Decision;
 use crate::step_up::{self, Resolution};
+use crate::store::group_commit::GroupCommit;
+use crate::store::{
+    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport,
+    RateKey, ResolveError, StepUpTicket, StoreError, TicketPage, TicketQuery, TicketState,
+};
 
 /// The layout version this build reads and writes.
 pub const FORMAT_VERSION: &str = "1";
@@ -33,8 +32,8 @@ const SCAN_LIMIT: usize = 10_000;
 const MAX_PAGE_SIZE: usize = 1000;
 const DEFAULT_PAGE_SIZE: usize = 50;
 
-pub struct SledStore {
-    db: sled::Db,
+pub(super) struct Generation {
+    pub(super) db: sled::Db,
     decisions: sled::Tree,
     by_tenant: sled::Tree,
     by_ip: sled::Tree,
@@ -44,27 +43,25 @@ pub struct SledStore {
     rates: sled::Tree,
     fingerprints: sled::Tree,
     cimd_cache: sled::Tree,
-    commit: GroupCommit,
-    recorded: AtomicU64,
+    pub(super) commit: GroupCommit,
 }
 
-impl SledStore {
-    /// Opens (or creates) the store in `dir`. Must run inside a tokio runtime, which hosts
-    /// the group-commit flusher.
-    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+impl Generation {
+    /// Opens (or creates) the generation in `dir`. Must run inside a tokio runtime, which
+    /// hosts the group-commit flusher.
+    pub(super) fn open(dir: &Path) -> Result<Generation, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|error| open_error(dir, error))?;
+        Generation::with_db(db, dir)
+    }
+
+    /// A generation over the open database `db` at `dir`.
+    pub(super) fn with_db(db: sled::Db, dir: &Path) -> Result<Generation, StoreError> {
         let path = dir.display().to_string();
-        let open_error = |error: sled::Error| StoreError::Open {
-            path: path.clone(),
-            message: match &error {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    "another process has it open (one clientgate per data directory)".to_owned()
-                }
-                other => other.to_string(),
-            },
-        };
-        let db = sled::Config::new().path(dir).open().map_err(open_error)?;
-        let tree = |name: &str| db.open_tree(name).map_err(open_error);
-        let store = SledStore {
+        let tree = |name: &str| db.open_tree(name).map_err(|error| open_error(dir, error));
+        let store = Generation {
             decisions: tree("decisions")?,
             by_tenant: tree("by_tenant")?,
             by_ip: tree("by_ip")?,
@@ -75,7 +72,6 @@ impl SledStore {
             fingerprints: tree("fingerprints")?,
             cimd_cache: tree("cimd_cache")?,
             commit: GroupCommit::start(db.clone()),
-            recorded: AtomicU64::new(0),
             db,
         };
         store.check_format(&path)?;
@@ -105,7 +101,7 @@ impl SledStore {
         }
     }
 
-    fn write(
+    pub(super) fn write(
         &self,
         decision: &DecisionRecord,
         ticket: Option<&StepUpTicket>,
@@ -225,6 +221,18 @@ impl SledStore {
     }
 }
 
+fn open_error(dir: &Path, error: sled::Error) -> StoreError {
+    StoreError::Open {
+        path: dir.display().to_string(),
+        message: match &error {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                "another process has it open (one clientgate per data directory)".to_owned()
+            }
+            other => other.to_string(),
+        },
+    }
+}
+
 /// Reads and decodes one JSON value; `name` names the key in a corruption error.
 fn read_json<T: serde::de::DeserializeOwned>(
     tree: &sled::Tree,
@@ -242,29 +250,20 @@ fn read_json<T: serde::de::DeserializeOwned>(
         })
 }
 
-impl Store for SledStore {
-    fn record(
+/// The store's operations on this generation's trees. Writes are not yet durable when
+/// they return: [`Generation::commit`] makes them so.
+impl Generation {
+    pub(super) fn get_decision(
         &self,
-        decision: DecisionRecord,
-        ticket: Option<StepUpTicket>,
-        rate_keys: Vec<RateKey>,
-    ) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.write(&decision, ticket.as_ref(), &rate_keys)?;
-            self.commit.durable().await?;
-            self.recorded.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })
-    }
-
-    fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        decision_id: &str,
+    ) -> Result<Option<DecisionRecord>, StoreError> {
         match Ulid::from_string(decision_id) {
             Ok(id) => self.read_decision(id),
             Err(_) => Ok(None),
         }
     }
 
-    fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+    pub(super) fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError> {
         let page_size = match query.page_size {
             0 => DEFAULT_PAGE_SIZE,
             size => size.min(MAX_PAGE_SIZE),
@@ -322,7 +321,7 @@ impl Store for SledStore {
         Ok(page)
     }
 
-    fn rate_counts(
+    pub(super) fn rate_counts(
         &self,
         keys: &[RateKey],
         windows: &[Duration],
@@ -365,17 +364,24 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError> {
+    pub(super) fn fingerprint_stats(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<FingerprintStats>, StoreError> {
         read_json(&self.fingerprints, fingerprint.as_bytes(), || {
             fingerprint.to_owned()
         })
     }
 
-    fn get_ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
+    pub(super) fn get_ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
         read_json(&self.tickets, ticket_id.as_bytes(), || ticket_id.to_owned())
     }
 
-    fn list_tickets(&self, query: &TicketQuery, now_ms: u64) -> Result<TicketPage, StoreError> {
+    pub(super) fn list_tickets(
+        &self,
+        query: &TicketQuery,
+        now_ms: u64,
+    ) -> Result<TicketPage, StoreError> {
         let page_size = match query.page_size {
             0 => DEFAULT_PAGE_SIZE,
             size => size.min(MAX_PAGE_SIZE),
@@ -413,48 +419,42 @@ impl Store for SledStore {
         Ok(page)
     }
 
-    fn resolve_ticket(
+    pub(super) fn resolve_ticket(
         &self,
         ticket_id: &str,
-        resolution: Resolution,
-    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
+        resolution: &Resolution,
+    ) -> Result<Result<StepUpTicket, ResolveError>, StoreError> {
         let ticket_id = ticket_id.to_owned();
-        Box::pin(async move {
-            let outcome = self.tickets.transaction(|tickets| {
-                let Some(bytes) = tickets.get(ticket_id.as_bytes())? else {
-                    return Ok(Err(ResolveError::NotFound(ticket_id.clone())));
-                };
-                let ticket: StepUpTicket = serde_json::from_slice(&bytes).map_err(|error| {
-                    ConflictableTransactionError::Abort(StoreError::Corrupt {
-                        key: ticket_id.clone(),
-                        message: error.to_string(),
-                    })
-                })?;
-                match step_up::resolve(ticket, &resolution) {
-                    Ok((ticket, changed)) => {
-                        if changed {
-                            let json = serde_json::to_vec(&ticket).map_err(|error| {
-                                ConflictableTransactionError::Abort(StoreError::Io(
-                                    error.to_string(),
-                                ))
-                            })?;
-                            tickets.insert(ticket_id.as_bytes(), json)?;
-                        }
-                        Ok(Ok(ticket))
-                    }
-                    Err(refusal) => Ok(Err(ResolveError::Refused(refusal))),
-                }
-            });
-            let outcome = outcome.map_err(|error| match error {
-                TransactionError::Abort(error) => error,
-                TransactionError::Storage(error) => StoreError::from(error),
+        let outcome = self.tickets.transaction(|tickets| {
+            let Some(bytes) = tickets.get(ticket_id.as_bytes())? else {
+                return Ok(Err(ResolveError::NotFound(ticket_id.clone())));
+            };
+            let ticket: StepUpTicket = serde_json::from_slice(&bytes).map_err(|error| {
+                ConflictableTransactionError::Abort(StoreError::Corrupt {
+                    key: ticket_id.clone(),
+                    message: error.to_string(),
+                })
             })?;
-            self.commit.durable().await?;
-            Ok(outcome)
+            match step_up::resolve(ticket, resolution) {
+                Ok((ticket, changed)) => {
+                    if changed {
+                        let json = serde_json::to_vec(&ticket).map_err(|error| {
+                            ConflictableTransactionError::Abort(StoreError::Io(error.to_string()))
+                        })?;
+                        tickets.insert(ticket_id.as_bytes(), json)?;
+                    }
+                    Ok(Ok(ticket))
+                }
+                Err(refusal) => Ok(Err(ResolveError::Refused(refusal))),
+            }
+        });
+        outcome.map_err(|error| match error {
+            TransactionError::Abort(error) => error,
+            TransactionError::Storage(error) => StoreError::from(error),
         })
     }
 
-    fn expire_tickets(&self, now_ms: u64) -> Result<usize, StoreError> {
+    pub(super) fn expire_tickets(&self, now_ms: u64) -> Result<usize, StoreError> {
         let mut expired = 0;
         for entry in self.tickets.iter() {
             let (key, value) = entry?;
@@ -480,7 +480,7 @@ impl Store for SledStore {
         Ok(expired)
     }
 
-    fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError> {
+    pub(super) fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError> {
         let mut report = PruneReport::default();
         let upper = Ulid::from_parts(cutoffs.decisions_ms, 0).to_bytes();
         let mut batch = Vec::new();
@@ -532,36 +532,28 @@ impl Store for SledStore {
         Ok(report)
     }
 
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
+    pub(super) fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
     }
 
-    fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError> {
+    pub(super) fn cached_document(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<CacheEntry>, StoreError> {
         read_json(&self.cimd_cache, client_id.as_bytes(), || {
             client_id.to_owned()
         })
     }
 
-    fn cache_document(&self, entry: &CacheEntry) -> Result<(), StoreError> {
+    pub(super) fn cache_document(&self, entry: &CacheEntry) -> Result<(), StoreError> {
         let json = serde_json::to_vec(entry).map_err(|error| StoreError::Io(error.to_string()))?;
         self.cimd_cache.insert(entry.client_id.as_bytes(), json)?;
         Ok(())
     }
 
-    fn evict_document(&self, client_id: &str) -> Result<(), StoreError> {
+    pub(super) fn evict_document(&self, client_id: &str) -> Result<(), StoreError> {
         self.cimd_cache.remove(client_id.as_bytes())?;
         Ok(())
-    }
-
-    fn flush(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move { self.commit.durable().await })
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            decisions_recorded: self.recorded.load(Ordering::Relaxed),
-            flushes: self.commit.flushes(),
-        }
     }
 }
 

@@ -1,0 +1,289 @@
+//! The embedded sled store: one data directory, one process.
+//!
+//! The data lives in the current [generation](super::data_dir) of the data directory.
+//! Every write holds a read lock on the live generation while it writes; compaction takes
+//! the write lock twice, briefly: to start watching the live generation's writes, and to
+//! replay the writes made during its copy and switch generations. So no write is lost to a
+//! generation after it was copied. Reads take the live generation as it is when they start.
+
+mod copy;
+mod generation;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use self::copy::OnlineCopy;
+use self::generation::Generation;
+use super::data_dir::{DataDir, GenerationPath};
+use super::{
+    Compaction, DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs,
+    PruneReport, RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture, StoreStats,
+    TicketPage, TicketQuery,
+};
+use crate::cimd::cache::CacheEntry;
+use crate::step_up::Resolution;
+
+pub use self::generation::FORMAT_VERSION;
+
+/// When pruning also compacts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionPolicy {
+    /// The store is compacted once it takes more than this on disk, and more than twice
+    /// what it took after its last compaction (so that a store whose live data is large
+    /// is not copied at every pass).
+    pub above_bytes: u64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> CompactionPolicy {
+        CompactionPolicy {
+            above_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+pub struct SledStore {
+    dir: DataDir,
+    live: RwLock<Live>,
+    policy: CompactionPolicy,
+    compacting: Mutex<()>,
+    recorded: AtomicU64,
+    /// Flushes done by earlier generations.
+    earlier_flushes: AtomicU64,
+}
+
+struct Live {
+    path: GenerationPath,
+    generation: Arc<Generation>,
+    /// Bytes on disk right after the last compaction (0 before the first).
+    compacted_size: u64,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir` with the default compaction policy.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, CompactionPolicy::default())
+    }
+
+    /// Opens (or creates) the store in `dir`. Must run inside a tokio runtime, which hosts
+    /// the group-commit flusher.
+    pub fn open_with(dir: &Path, policy: CompactionPolicy) -> Result<SledStore, StoreError> {
+        let data = DataDir::lock(dir)?;
+        let path = data.live()?;
+        let generation = Generation::open(&path.path)?;
+        for failure in data.remove_all_but(&path) {
+            tracing::warn!(%failure, "could not remove an old store generation");
+        }
+        Ok(SledStore {
+            dir: data,
+            live: RwLock::new(Live {
+                path,
+                generation: Arc::new(generation),
+                compacted_size: 0,
+            }),
+            policy,
+            compacting: Mutex::new(()),
+            recorded: AtomicU64::new(0),
+            earlier_flushes: AtomicU64::new(0),
+        })
+    }
+
+    /// The live generation, held so that compaction waits until the caller's writes are
+    /// done.
+    fn writing(&self) -> RwLockReadGuard<'_, Live> {
+        self.live
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live generation as it is now, for reading.
+    fn reading(&self) -> Arc<Generation> {
+        self.writing().generation.clone()
+    }
+
+    /// Rewrites the live data into a fresh generation if the store has grown past the
+    /// policy's limit.
+    fn compact_if_needed(&self) -> Result<Option<Compaction>, StoreError> {
+        let (size, compacted_size) = {
+            let live = self.writing();
+            (live.generation.size_on_disk()?, live.compacted_size)
+        };
+        if size <= self.policy.above_bytes || size <= compacted_size.saturating_mul(2) {
+            return Ok(None);
+        }
+        self.compact().map(Some)
+    }
+
+    /// Copies the live data into the next generation, switches to it and removes the old
+    /// one. Writes go on during the copy and wait only while the writes made meanwhile are
+    /// replayed into the copy; reads go on throughout.
+    pub fn compact(&self) -> Result<Compaction, StoreError> {
+        let _one_at_a_time = self
+            .compacting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let started = Instant::now();
+        let (old, old_path) = {
+            let live = self.writing();
+            (live.generation.clone(), live.path.clone())
+        };
+        let before_bytes = old.size_on_disk()?;
+        let next = self.dir.fresh_successor(&old_path)?;
+        let mut copy = {
+            let _no_writes = self.exclusive();
+            OnlineCopy::watch(&old.db, &next.path)?
+        };
+        copy.copy(&old.db)?;
+
+        let mut live = self.exclusive();
+        let paused = Instant::now();
+        let (db, replayed) = copy.catch_up()?;
+        let generation = Generation::with_db(db, &next.path)?;
+        self.dir.switch_to(&next)?;
+        let after_bytes = generation.size_on_disk()?;
+        self.earlier_flushes
+            .fetch_add(old.commit.flushes(), Ordering::Relaxed);
+        *live = Live {
+            path: next.clone(),
+            generation: Arc::new(generation),
+            compacted_size: after_bytes,
+        };
+        drop(live);
+        let writes_paused = paused.elapsed();
+
+        for failure in self.dir.remove_all_but(&next) {
+            tracing::warn!(%failure, "could not remove an old store generation");
+        }
+        Ok(Compaction {
+            before_bytes,
+            after_bytes,
+            replayed,
+            writes_paused,
+            took: started.elapsed(),
+        })
+    }
+
+    /// The live generation with no write in flight, and none starting until it is dropped.
+    fn exclusive(&self) -> RwLockWriteGuard<'_, Live> {
+        self.live
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The data directory this store uses.
+    pub fn dir(&self) -> &Path {
+        self.dir.root()
+    }
+}
+
+impl Store for SledStore {
+    fn record(
+        &self,
+        decision: DecisionRecord,
+        ticket: Option<StepUpTicket>,
+        rate_keys: Vec<RateKey>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let generation = {
+                let live = self.writing();
+                live.generation
+                    .write(&decision, ticket.as_ref(), &rate_keys)?;
+                live.generation.clone()
+            };
+            generation.commit.durable().await?;
+            self.recorded.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    fn rate_counts(
+        &self,
+        keys: &[RateKey],
+        windows: &[Duration],
+        now_ms: u64,
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
+        self.reading().rate_counts(keys, windows, now_ms)
+    }
+
+    fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError> {
+        self.reading().fingerprint_stats(fingerprint)
+    }
+
+    fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        self.reading().get_decision(decision_id)
+    }
+
+    fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+        self.reading().list_decisions(query)
+    }
+
+    fn get_ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
+        self.reading().get_ticket(ticket_id)
+    }
+
+    fn list_tickets(&self, query: &TicketQuery, now_ms: u64) -> Result<TicketPage, StoreError> {
+        self.reading().list_tickets(query, now_ms)
+    }
+
+    fn resolve_ticket(
+        &self,
+        ticket_id: &str,
+        resolution: Resolution,
+    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
+        let ticket_id = ticket_id.to_owned();
+        Box::pin(async move {
+            let (outcome, generation) = {
+                let live = self.writing();
+                let outcome = live.generation.resolve_ticket(&ticket_id, &resolution)?;
+                (outcome, live.generation.clone())
+            };
+            generation.commit.durable().await?;
+            Ok(outcome)
+        })
+    }
+
+    fn expire_tickets(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.writing().generation.expire_tickets(now_ms)
+    }
+
+    fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError> {
+        self.reading().cached_document(client_id)
+    }
+
+    fn cache_document(&self, entry: &CacheEntry) -> Result<(), StoreError> {
+        self.writing().generation.cache_document(entry)
+    }
+
+    fn evict_document(&self, client_id: &str) -> Result<(), StoreError> {
+        self.writing().generation.evict_document(client_id)
+    }
+
+    fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError> {
+        let mut report = self.writing().generation.prune(cutoffs)?;
+        report.compaction = self.compact_if_needed()?;
+        Ok(report)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.reading().size_on_disk()
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let generation = self.reading();
+            generation.commit.durable().await
+        })
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            decisions_recorded: self.recorded.load(Ordering::Relaxed),
+            flushes: self.earlier_flushes.load(Ordering::Relaxed) + self.reading().commit.flushes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

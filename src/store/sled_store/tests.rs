@@ -1,0 +1,229 @@
+//! Compaction: nothing recorded is lost, not even what is written during it, and the copy
+//! is what the next start opens.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::cimd::cache::CacheEntry;
+use crate::policy::Decision;
+use crate::store::tests::{close, record};
+use crate::store::{RateDimension, StepUpTicket, TicketState};
+
+fn ticket(decision: &DecisionRecord) -> StepUpTicket {
+    StepUpTicket {
+        ticket_id: format!("T{}", decision.decided_at_ms),
+        tenant: decision.tenant.clone(),
+        state: TicketState::Pending,
+        challenges: vec!["admin_approval".to_owned()],
+        fingerprint: decision.fingerprint.clone(),
+        decision_id: decision.decision_id.clone(),
+        created_at_ms: decision.decided_at_ms,
+        expires_at_ms: decision.decided_at_ms + 60_000,
+        resolved_at_ms: None,
+        resolver: String::new(),
+        note: String::new(),
+        client_id: None,
+        client_name: Some("C".to_owned()),
+    }
+}
+
+fn ip_key(ip: &str) -> Vec<RateKey> {
+    vec![RateKey {
+        dimension: RateDimension::Ip,
+        value: ip.to_owned(),
+    }]
+}
+
+fn cache_entry() -> CacheEntry {
+    CacheEntry {
+        client_id: "https://app.example.com/client.json".to_owned(),
+        body: b"{}".to_vec(),
+        document_sha256: "00".repeat(32),
+        content_type: Some("application/json".to_owned()),
+        fetched_at_ms: 1,
+        expires_at_ms: 2,
+        revalidate_always: false,
+        etag: Some("\"v1\"".to_owned()),
+        last_modified: None,
+    }
+}
+
+fn generations(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("gen-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_every_kind_of_record_and_the_copy_is_what_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let decision = record(60_000, "default", "203.0.113.7", Decision::Approve);
+    store
+        .record(
+            decision.clone(),
+            Some(ticket(&decision)),
+            ip_key("203.0.113.7"),
+        )
+        .await
+        .unwrap();
+    store.cache_document(&cache_entry()).unwrap();
+    let windows = [Duration::from_secs(3600)];
+    let counts = store
+        .rate_counts(&ip_key("203.0.113.7"), &windows, 60_000)
+        .unwrap();
+    assert_eq!(counts, vec![vec![1]]);
+
+    let compaction = tokio::task::block_in_place(|| store.compact()).unwrap();
+    assert!(compaction.after_bytes > 0);
+    assert_eq!(generations(dir.path()), ["gen-000002"]);
+
+    let check = |store: &SledStore| {
+        assert_eq!(
+            store.get_decision(&decision.decision_id).unwrap(),
+            Some(decision.clone())
+        );
+        assert_eq!(
+            store.get_ticket(&ticket(&decision).ticket_id).unwrap(),
+            Some(ticket(&decision))
+        );
+        assert_eq!(
+            store
+                .rate_counts(&ip_key("203.0.113.7"), &windows, 60_000)
+                .unwrap(),
+            counts
+        );
+        assert_eq!(
+            store
+                .fingerprint_stats(&decision.fingerprint)
+                .unwrap()
+                .map(|stats| stats.approved),
+            Some(1)
+        );
+        assert_eq!(
+            store.cached_document(&cache_entry().client_id).unwrap(),
+            Some(cache_entry())
+        );
+    };
+    check(&store);
+    close(store).await;
+    let reopened = SledStore::open(dir.path()).unwrap();
+    check(&reopened);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("CURRENT")).unwrap(),
+        "gen-000002\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_made_while_compacting_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    for ms in 1..=3_000u64 {
+        let decision = record(ms * 1_000, "default", "198.51.100.1", Decision::Deny);
+        store
+            .record(decision, None, ip_key("198.51.100.1"))
+            .await
+            .unwrap();
+    }
+    // Writers run before, during and after the compaction.
+    let writers: Vec<_> = (0..4u64)
+        .map(|lane| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for n in 0..400u64 {
+                    let ms = 10_000_000 + (n * 4 + lane) * 1_000;
+                    let decision = record(ms, "default", "198.51.100.2", Decision::Deny);
+                    written.push(decision.decision_id.clone());
+                    store
+                        .record(decision, None, ip_key("198.51.100.2"))
+                        .await
+                        .unwrap();
+                }
+                written
+            })
+        })
+        .collect();
+    let compaction = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.compact())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut written = Vec::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    assert!(
+        compaction.replayed > 0,
+        "the test should write during the copy; nothing was replayed"
+    );
+    let store = Arc::into_inner(store).unwrap();
+    close(store).await;
+    let reopened = SledStore::open(dir.path()).unwrap();
+    let missing: Vec<_> = written
+        .iter()
+        .filter(|id| reopened.get_decision(id).unwrap().is_none())
+        .collect();
+    assert_eq!(
+        missing,
+        Vec::<&String>::new(),
+        "decisions lost by compaction"
+    );
+    let counts = reopened
+        .rate_counts(
+            &ip_key("198.51.100.2"),
+            &[Duration::from_secs(86_400)],
+            10_000_000 + 1_600 * 1_000,
+        )
+        .unwrap();
+    assert_eq!(counts, vec![vec![1_600]], "no rate count was lost either");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_generations_opens_in_place_and_moves_at_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let decision = record(5_000, "default", "203.0.113.7", Decision::Approve);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format_version", FORMAT_VERSION)
+            .unwrap();
+        db.open_tree("decisions")
+            .unwrap()
+            .insert(
+                ulid::Ulid::from_string(&decision.decision_id)
+                    .unwrap()
+                    .to_bytes(),
+                serde_json::to_vec(&decision).unwrap(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.get_decision(&decision.decision_id).unwrap(),
+        Some(decision.clone())
+    );
+    tokio::task::block_in_place(|| store.compact()).unwrap();
+    assert_eq!(generations(dir.path()), ["gen-000001"]);
+    assert!(
+        !dir.path().join("db").exists(),
+        "the top-level sled files are gone"
+    );
+    close(store).await;
+    let reopened = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        reopened.get_decision(&decision.decision_id).unwrap(),
+        Some(decision)
+    );
+}
