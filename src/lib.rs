@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authoring;
 pub mod cimd;
 pub mod cli;
 pub mod config;

@@ -121,7 +121,7 @@ impl CimdSource {
             && entry.is_fresh(millis(now))
         {
             let validation =
-                self.validate(&entry.body, entry.content_type.as_deref(), client_id, rules);
+                validate_served(&entry.body, entry.content_type.as_deref(), client_id, rules);
             if validation.has_errors() {
                 let _ = self.store.evict_document(client_id);
                 return Resolution::Invalid { validation };
@@ -188,7 +188,7 @@ impl CimdSource {
         now: SystemTime,
         status: CacheStatus,
     ) -> Resolution {
-        let validation = self.validate(&body, content_type.as_deref(), client_id, rules);
+        let validation = validate_served(&body, content_type.as_deref(), client_id, rules);
         if validation.has_errors() {
             let _ = self.store.evict_document(client_id);
             return Resolution::Invalid { validation };
@@ -226,29 +226,51 @@ impl CimdSource {
             },
         }
     }
+}
 
-    /// The document rules plus the media type (rule 25, B20).
-    fn validate(
-        &self,
-        body: &[u8],
-        content_type: Option<&str>,
-        client_id: &str,
-        rules: &DocumentRules,
-    ) -> Validation {
-        let mut validation = validate_document(body, client_id, rules);
-        if !is_json_media_type(content_type)
-            && let Some(severity) = profile::severity(Code::BadMediaType, rules.profile)
-        {
-            validation.findings.push(Finding {
-                code: Code::BadMediaType,
-                severity,
-                field: String::new(),
-                message: format!(
-                    "the document is served as `{}`, not JSON",
-                    content_type.unwrap_or("(no content type)")
-                ),
-            });
-        }
-        validation
+/// The document rules plus the media type (rule 25, B20).
+pub fn validate_served(
+    body: &[u8],
+    content_type: Option<&str>,
+    client_id: &str,
+    rules: &DocumentRules,
+) -> Validation {
+    let mut validation = validate_document(body, client_id, rules);
+    if !is_json_media_type(content_type)
+        && let Some(severity) = profile::severity(Code::BadMediaType, rules.profile)
+    {
+        validation.findings.push(Finding {
+            code: Code::BadMediaType,
+            severity,
+            field: String::new(),
+            message: format!(
+                "the document is served as `{}`, not JSON",
+                content_type.unwrap_or("(no content type)")
+            ),
+        });
+    }
+    validation
+}
+
+/// A document supplied by hand (offline evaluation, policy tests) resolved as a fetch
+/// would be: valid or invalid by the same rules, never cached.
+pub fn resolve_supplied(
+    body: &[u8],
+    client_id: &str,
+    rules: &DocumentRules,
+    now_ms: u64,
+) -> Resolution {
+    let validation = validate_served(body, Some("application/json"), client_id, rules);
+    if validation.has_errors() {
+        return Resolution::Invalid { validation };
+    }
+    Resolution::Valid {
+        validation,
+        info: CimdInfo {
+            cache: CacheStatus::Miss,
+            fetched_at_ms: now_ms,
+            expires_at_ms: now_ms,
+            document_sha256: hex::encode(sha2::Sha256::digest(body)),
+        },
     }
 }

@@ -95,6 +95,26 @@ pub struct ServerConfig {
 pub struct PolicyConfig {
     /// `policy.dir`: schema, `*.cedar` files and `entities.json`.
     pub dir: PathBuf,
+    /// `policy.obligations`: the `@obligation` values your authorization server honours.
+    pub obligations: Vec<String>,
+    /// `policy.watch`: reload when the policy directory changes.
+    pub watch: bool,
+    /// `policy.reload_debounce_ms`: how long the directory must be quiet before a reload.
+    pub reload_debounce: Duration,
+    /// `policy.shadow_dir`: a candidate policy directory evaluated beside the live one.
+    pub shadow_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The challenges and obligations policies may name.
+    pub fn vocabulary(&self) -> crate::policy::Vocabulary {
+        let mut challenges = vec![crate::engine::ADMIN_APPROVAL.to_owned()];
+        challenges.extend(self.step_up.attested_challenges.iter().cloned());
+        crate::policy::Vocabulary {
+            challenges,
+            obligations: self.policy.obligations.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +164,13 @@ impl Default for Config {
             },
             policy: PolicyConfig {
                 dir: PathBuf::from("policies"),
+                obligations: crate::policy::DEFAULT_OBLIGATIONS
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect(),
+                watch: true,
+                reload_debounce: Duration::from_millis(300),
+                shadow_dir: None,
             },
             store: StoreConfig {
                 dir: PathBuf::from("data"),
@@ -206,6 +233,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub policies: Option<PathBuf>,
     pub data: Option<PathBuf>,
+    pub shadow_policies: Option<PathBuf>,
 }
 
 /// One bad setting: where it came from, its key, and what is wrong.
@@ -424,6 +452,13 @@ impl Config {
                 "store.dir",
                 overrides.data.as_ref().map(|p| p.display().to_string()),
             ),
+            (
+                "policy.shadow_dir",
+                overrides
+                    .shadow_policies
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
         ];
         for (key, value) in flags {
             if let Some(value) = value {
@@ -458,6 +493,16 @@ impl Config {
                 .integer_in(0..=600)
                 .map(|secs| self.server.shutdown_grace = Duration::from_secs(secs)),
             "policy.dir" => raw.string().map(|dir| self.policy.dir = PathBuf::from(dir)),
+            "policy.obligations" => raw
+                .strings()
+                .map(|obligations| self.policy.obligations = obligations),
+            "policy.watch" => raw.boolean().map(|watch| self.policy.watch = watch),
+            "policy.reload_debounce_ms" => raw
+                .integer_in(10..=60_000)
+                .map(|ms| self.policy.reload_debounce = Duration::from_millis(ms)),
+            "policy.shadow_dir" => raw.string().map(|dir| {
+                self.policy.shadow_dir = (!dir.is_empty()).then(|| PathBuf::from(dir));
+            }),
             "store.dir" => raw.string().map(|dir| self.store.dir = PathBuf::from(dir)),
             "store.compact_above_mib" => raw
                 .integer_in(1..=1_048_576)

@@ -17,7 +17,7 @@ use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
 use super::err::{LoadError, LoadErrors};
-use super::{PolicyBundle, PolicyInfo};
+use super::{PolicyBundle, PolicyInfo, Vocabulary};
 use crate::errors::OAuthErrorCode;
 
 const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -29,9 +29,23 @@ struct Source {
     text: String,
 }
 
-/// Loads and validates the policy directory `dir`.
+/// The annotations clientgate reads; any other is probably a typo.
+const ANNOTATIONS: [&str; 5] = ["id", "reason", "error", "obligation", "step_up"];
+
+/// Loads and validates the policy directory `dir` with the default vocabulary.
 pub fn load_policy_dir(dir: &Path) -> Result<PolicyBundle, LoadErrors> {
+    load_policy_dir_with(dir, &Vocabulary::default())
+}
+
+/// Loads and validates the policy directory `dir`: `@step_up` challenges and `@obligation`
+/// values must be in `vocabulary`. What is suspicious but works is a warning, kept in
+/// [`PolicyBundle::warnings`].
+pub fn load_policy_dir_with(
+    dir: &Path,
+    vocabulary: &Vocabulary,
+) -> Result<PolicyBundle, LoadErrors> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let schema_source = read_source(&dir.join(SCHEMA_FILE)).map_err(single)?;
     let schema = match Schema::from_cedarschema_str(&schema_source.text) {
         Ok((schema, _warnings)) => schema,
@@ -74,8 +88,11 @@ pub fn load_policy_dir(dir: &Path) -> Result<PolicyBundle, LoadErrors> {
                 ));
                 continue;
             }
-            match read_annotations(&policy, &id, &file_name, line, infos.len()) {
+            match read_annotations(&policy, &id, &file_name, line, infos.len())
+                .and_then(|info| check_vocabulary(info, vocabulary))
+            {
                 Ok(info) => {
+                    warnings.extend(annotation_warnings(&policy, &info, &source.path));
                     let renamed = policy.new_id(PolicyId::new(&id));
                     let target = match policy.effect() {
                         Effect::Permit => &mut permits,
@@ -102,6 +119,13 @@ pub fn load_policy_dir(dir: &Path) -> Result<PolicyBundle, LoadErrors> {
             continue;
         };
         errors.extend(diagnostic_errors(&policy_sources[index], error));
+    }
+    for warning in validation.validation_warnings() {
+        let Some(&index) = source_of.get(AsRef::<str>::as_ref(warning.policy_id())) else {
+            warnings.push(LoadError::plain(dir, warning.to_string()));
+            continue;
+        };
+        warnings.extend(diagnostic_errors(&policy_sources[index], warning));
     }
 
     let entities_path = dir.join(ENTITIES_FILE);
@@ -138,7 +162,68 @@ pub fn load_policy_dir(dir: &Path) -> Result<PolicyBundle, LoadErrors> {
         entities,
         default_tenant,
         undeclared_tenants: Default::default(),
+        warnings,
     })
+}
+
+/// Refuses `@step_up` challenges and `@obligation` values that nothing would act on: a
+/// misspelt obligation would be silently ignored by the authorization server.
+fn check_vocabulary(info: PolicyInfo, vocabulary: &Vocabulary) -> Result<PolicyInfo, String> {
+    if let Some(unknown) = info
+        .step_up
+        .iter()
+        .find(|challenge| !vocabulary.challenges.contains(challenge))
+    {
+        return Err(format!(
+            "policy `{}`: step-up challenge `{unknown}` is not one clientgate knows ({}); \
+             attested kinds are set by `step_up.attested_challenges`",
+            info.id,
+            vocabulary.challenges.join(", ")
+        ));
+    }
+    if let Some(unknown) = info
+        .obligations
+        .iter()
+        .find(|obligation| !vocabulary.obligations.contains(obligation))
+    {
+        return Err(format!(
+            "policy `{}`: obligation `{unknown}` is not one your authorization server honours \
+             ({}); add it to `policy.obligations` once it does",
+            info.id,
+            vocabulary.obligations.join(", ")
+        ));
+    }
+    Ok(info)
+}
+
+/// A forbid without `@reason` (its deny would say only its id) and annotations clientgate
+/// does not read (probably misspelt).
+fn annotation_warnings(policy: &Policy, info: &PolicyInfo, file: &Path) -> Vec<LoadError> {
+    let mut warnings = Vec::new();
+    if info.effect == Effect::Forbid && info.reason.is_none() {
+        warnings.push(LoadError::at_line(
+            file,
+            info.line,
+            format!(
+                "policy `{}` is a forbid without `@reason`: its denials will only name the policy",
+                info.id
+            ),
+        ));
+    }
+    for (key, _) in policy.annotations() {
+        if !ANNOTATIONS.contains(&key) {
+            warnings.push(LoadError::at_line(
+                file,
+                info.line,
+                format!(
+                    "policy `{}`: clientgate ignores `@{key}` (it reads {})",
+                    info.id,
+                    ANNOTATIONS.map(|name| format!("@{name}")).join(", ")
+                ),
+            ));
+        }
+    }
+    warnings
 }
 
 fn single(error: LoadError) -> LoadErrors {

@@ -19,7 +19,7 @@ use cedar_policy::{Effect, Entities, Entity, PolicySet, Schema};
 
 pub use decide::{Decision, PolicyOutcome, Reason};
 pub use err::{LoadError, LoadErrors};
-pub use load::load_policy_dir;
+pub use load::{load_policy_dir, load_policy_dir_with};
 
 use crate::errors::OAuthErrorCode;
 
@@ -57,6 +57,33 @@ pub struct PolicyBundle {
     default_tenant: serde_json::Value,
     /// Tenant entities built from the default tenant for names `entities.json` lacks.
     undeclared_tenants: RwLock<HashMap<String, Entity>>,
+    /// What loaded but looks wrong: forbids without `@reason`, unknown annotations,
+    /// policies Cedar's validator finds impossible.
+    pub warnings: Vec<LoadError>,
+}
+
+/// The `@step_up` challenges and `@obligation` values policies may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vocabulary {
+    /// `admin_approval` and the kinds the AS attests (`step_up.attested_challenges`).
+    pub challenges: Vec<String>,
+    /// What the authorization server honours (`policy.obligations`).
+    pub obligations: Vec<String>,
+}
+
+/// The obligations clientgate documents and the example authorization server honours.
+pub const DEFAULT_OBLIGATIONS: &[&str] = &["require_consent"];
+
+impl Default for Vocabulary {
+    fn default() -> Vocabulary {
+        Vocabulary {
+            challenges: vec![
+                crate::engine::ADMIN_APPROVAL.to_owned(),
+                "user_consent".to_owned(),
+            ],
+            obligations: DEFAULT_OBLIGATIONS.iter().map(|o| o.to_string()).collect(),
+        }
+    }
 }
 
 impl PolicyBundle {

@@ -1,6 +1,9 @@
 //! The `clientgate` command line. Parses arguments, loads the configuration, sets up logs
-//! and hands over to the server; exit statuses: 0 stopped cleanly, 1 failed, 2 bad usage or
+//! and hands over to the server or to a policy author's tool; exit statuses: 0 done (or
+//! stopped cleanly), 1 failed (invalid policies, failing tests), 2 bad usage or
 //! configuration.
+
+mod authoring;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +28,12 @@ pub struct Cli {
 enum Command {
     /// Serve the gRPC API (defaults: 127.0.0.1:50051, ./policies, ./data).
     Serve(ServeArgs),
+    /// Validate a policy directory: schema, policies, entities and annotations.
+    Check(authoring::CheckArgs),
+    /// Decide one registration offline, with no server and no store.
+    Eval(authoring::EvalArgs),
+    /// Run the policy test suites in <policies>/tests/*.toml.
+    Test(authoring::TestArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +50,10 @@ struct ServeArgs {
     /// The data directory of the decision store.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// A candidate policy directory evaluated beside the live one; disagreements are
+    /// recorded (AdminService.ListShadowDisagreements).
+    #[arg(long, value_name = "DIR")]
+    shadow_policies: Option<PathBuf>,
 }
 
 /// Runs the command line and returns the process exit status.
@@ -48,6 +61,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Check(args) => authoring::check(args),
+        Command::Eval(args) => authoring::eval(args),
+        Command::Test(args) => authoring::test(args),
     }
 }
 
@@ -56,6 +72,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         policies: args.policies,
         data: args.data,
+        shadow_policies: args.shadow_policies,
     };
     let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
         Ok(config) => config,
