@@ -160,6 +160,7 @@ async fn over_grpc(
         listen: Some("127.0.0.1:0".to_owned()),
         policies: Some(policies_dir.to_owned()),
         data: Some(data.path().to_owned()),
+        shadow_policies: None,
     };
     let config = Config::load(Some(config_file), Vec::new(), &overrides).expect("config");
     let (addr_sender, addr_receiver) = tokio::sync::oneshot::channel();

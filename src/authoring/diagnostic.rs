@@ -54,7 +54,10 @@ mod tests {
 
     #[test]
     fn a_problem_without_a_position_is_one_line() {
-        let problem = LoadError::plain(Path::new("p/entities.json"), "must declare the default tenant");
+        let problem = LoadError::plain(
+            Path::new("p/entities.json"),
+            "must declare the default tenant",
+        );
         assert_eq!(
             render(Severity::Warning, &problem, Some("[]")),
             "warning: p/entities.json: must declare the default tenant\n"

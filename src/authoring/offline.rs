@@ -53,6 +53,9 @@ pub struct Stubs {
     /// Challenges completed: attested kinds as the AS reports them, `admin_approval` (and
     /// any other kind) as an operator-approved ticket for this very registration.
     pub completed_challenges: Vec<String>,
+    /// A DCR software statement's issuer, as if its signature had been verified against
+    /// the configured keys.
+    pub software_statement_issuer: Option<String>,
 }
 
 /// A stub that names something the configuration does not have.
@@ -67,7 +70,11 @@ pub enum StubError {
 impl Stubs {
     /// Refuses dimension and window names that would silently count as zero.
     pub fn check(&self, settings: &EngineSettings) -> Result<(), StubError> {
-        let windows: Vec<String> = settings.rate_windows.iter().map(|w| window_name(*w)).collect();
+        let windows: Vec<String> = settings
+            .rate_windows
+            .iter()
+            .map(|w| window_name(*w))
+            .collect();
         for (dimension, counts) in &self.rates {
             if !RateDimension::ALL.iter().any(|d| d.as_str() == dimension) {
                 return Err(StubError::UnknownDimension(dimension.clone()));
@@ -108,15 +115,20 @@ pub fn decide_offline(
                 metadata_json: metadata_json.clone(),
                 initial_access_token: *initial_access_token,
             },
-            prepare_dcr(settings, metadata_json, *initial_access_token, now),
+            {
+                let mut prepared = prepare_dcr(settings, metadata_json, *initial_access_token, now);
+                if let Some(issuer) = &case.stubs.software_statement_issuer {
+                    prepared.software_statement_issuer = Some(issuer.clone());
+                }
+                prepared
+            },
         ),
         OfflineRegistration::Cimd {
             client_id,
             redirect_uri,
             document,
         } => {
-            let check =
-                check_client_id(client_id, settings.profile, settings.cimd_allow_loopback);
+            let check = check_client_id(client_id, settings.profile, settings.cimd_allow_loopback);
             let resolution = check.url.as_ref().map(|_| match document {
                 Ok(body) => {
                     resolve_supplied(body, client_id, &settings.document_rules(), millis(now))

@@ -10,7 +10,8 @@
 //! dcr = { client_name = "Flood", redirect_uris = ["https://app.example.com/cb"] }
 //! rates = { ip = { "1h" = 20 } }                      # optional stubs
 //! duplicates = 0
-//! completed_challenges = []
+//! completed_challenges = []                           # e.g. ["admin_approval"]
+//! software_statement_issuer = "https://issuer.example" # as if verified
 //! expect = { decision = "deny", reasons = ["deny_registration_floods_per_ip"], error = "invalid_client_metadata" }
 //! ```
 //!
@@ -62,6 +63,8 @@ pub struct Case {
     pub duplicates: u64,
     #[serde(default)]
     pub completed_challenges: Vec<String>,
+    /// Stubs a verified software statement from this issuer.
+    pub software_statement_issuer: Option<String>,
     pub expect: Expect,
 }
 
@@ -185,6 +188,7 @@ fn offline_case(
             duplicates: case.duplicates,
             duplicate_first_seen_ms: None,
             completed_challenges: case.completed_challenges.clone(),
+            software_statement_issuer: case.software_statement_issuer.clone(),
         },
         explain: false,
     })

@@ -86,12 +86,11 @@ fn load(args: &PolicyArgs, print_warnings: bool) -> Result<Loaded, ExitCode> {
         policies: args.policies.clone(),
         ..Overrides::default()
     };
-    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides).map_err(
-        |errors| {
+    let config =
+        Config::load(args.config.as_deref(), std::env::vars(), &overrides).map_err(|errors| {
             eprint!("clientgate: {errors}");
             ExitCode::from(2)
-        },
-    )?;
+        })?;
     let settings = crate::service::engine_settings(&config).map_err(|error| {
         eprintln!("clientgate: {error}");
         ExitCode::from(2)
@@ -273,7 +272,11 @@ fn as_text(evaluated: &Evaluated) -> String {
     for finding in &evaluated.findings {
         text.push_str(&format!(
             "finding: {} {} {}: {}\n",
-            if finding.is_error() { "error" } else { "warning" },
+            if finding.is_error() {
+                "error"
+            } else {
+                "warning"
+            },
             finding.code.as_str(),
             if finding.field.is_empty() {
                 "-"

@@ -24,7 +24,7 @@ use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
 use crate::cimd::source::CimdSource;
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
-use crate::policy::{LoadErrors, PolicyBundle, load_policy_dir};
+use crate::policy::{LoadErrors, PolicyBundle, load_policy_dir_with};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
 use crate::proto::step_up_service_server::StepUpServiceServer;
@@ -63,10 +63,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<StoreStats, ServeError> {
-    let policies = load_policy_dir(&config.policy.dir).map_err(|errors| ServeError::Policies {
-        dir: config.policy.dir.display().to_string(),
-        errors,
-    })?;
+    let policies =
+        load_policy_dir_with(&config.policy.dir, &config.vocabulary()).map_err(|errors| {
+            ServeError::Policies {
+                dir: config.policy.dir.display().to_string(),
+                errors,
+            }
+        })?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
         &config.store.dir,
         CompactionPolicy {

@@ -1,0 +1,272 @@
+//! The policy author's commands as a user runs them: exit statuses and output of
+//! `clientgate check`, `eval` and `test`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::starter_policies;
+
+fn clientgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the clientgate binary runs")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A copy of the starter policies (with their tests) that a test may break.
+fn starter_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&starter_policies(), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn path(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+#[test]
+fn check_passes_the_starter_pack() {
+    let output = clientgate(&["check", "--policies", path(&starter_policies())]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ok, 9 policies"), "{stdout}");
+    assert!(stdout.contains("0 warning(s)"), "{stdout}");
+}
+
+#[test]
+fn check_shows_a_syntax_error_with_its_line_and_a_caret() {
+    let dir = starter_copy();
+    std::fs::write(
+        dir.path().join("40-broken.cedar"),
+        "@id(\"broken\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen { principal.redirect_kinds.contains(\"https\") && };\n",
+    )
+    .unwrap();
+    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("40-broken.cedar:4:"), "{stderr}");
+    assert!(
+        stderr.contains("4 | when { principal.redirect_kinds.contains(\"https\") && };"),
+        "the offending line is shown:\n{stderr}"
+    );
+    assert!(stderr.contains("  |") && stderr.contains('^'), "{stderr}");
+    assert!(stderr.contains("nothing was loaded"), "{stderr}");
+}
+
+#[test]
+fn check_refuses_unknown_obligations_and_warns_of_reasonless_forbids() {
+    let dir = starter_copy();
+    std::fs::write(
+        dir.path().join("40-extra.cedar"),
+        "@id(\"quiet_forbid\")\nforbid (principal, action == Action::\"register_dcr\", resource)\nwhen { principal.redirect_kinds.contains(\"private_scheme\") };\n",
+    )
+    .unwrap();
+    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "a warning is not an error: {stderr}"
+    );
+    assert!(stdout.contains("1 warning(s)"), "{stdout}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("`quiet_forbid` is a forbid without `@reason`"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.path().join("40-extra.cedar"),
+        "@id(\"typo\")\n@reason(\"r\")\n@obligation(\"require_concent\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("40-extra.cedar:1: policy `typo`: obligation `require_concent` is not one"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn eval_decides_a_dcr_body_offline_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(
+        &body,
+        r#"{"client_name":"Borrowed","client_uri":"https://famous.example","redirect_uris":["https://elsewhere.example.net/cb"]}"#,
+    )
+    .unwrap();
+    let policies = starter_policies();
+    let output = clientgate(&[
+        "eval",
+        "--policies",
+        path(&policies),
+        "--dcr",
+        path(&body),
+        "--ip",
+        "203.0.113.7",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.starts_with("decision: STEP_UP\n"), "{stdout}");
+    assert!(
+        stdout.contains("reason: step_up_cross_domain_redirects: the redirect URIs are on another domain than client_uri"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("step-up challenges: admin_approval"),
+        "{stdout}"
+    );
+
+    let output = clientgate(&[
+        "eval",
+        "--policies",
+        path(&policies),
+        "--dcr",
+        path(&body),
+        "--explain",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(json["decision"], "STEP_UP");
+    assert_eq!(json["step_up_challenges"][0], "admin_approval");
+    assert_eq!(
+        json["explain"]["principal"]["attrs"]["client_uri_domain"], "famous.example",
+        "{json}"
+    );
+}
+
+#[test]
+fn eval_decides_a_cimd_client_from_a_supplied_document() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real-cimd/claude-code.2026-09-08.json");
+    let output = clientgate(&[
+        "eval",
+        "--policies",
+        path(&starter_policies()),
+        "--cimd",
+        "https://claude.ai/oauth/claude-code-client-metadata",
+        "--document",
+        path(&fixture),
+        "--redirect-uri",
+        "http://127.0.0.1:4711/callback",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.starts_with("decision: APPROVE\n"), "{stdout}");
+    assert!(stdout.contains("obligations: require_consent"), "{stdout}");
+
+    let output = clientgate(&[
+        "eval",
+        "--policies",
+        path(&starter_policies()),
+        "--cimd",
+        "https://evil.example/claude.json",
+        "--document",
+        path(&fixture),
+    ]);
+    let (stdout, _) = text(&output);
+    assert!(
+        stdout.starts_with("decision: DENY\n"),
+        "a document whose client_id differs from the URL is refused:\n{stdout}"
+    );
+    assert!(stdout.contains("client_id_mismatch"), "{stdout}");
+}
+
+#[test]
+fn eval_needs_a_registration() {
+    let output = clientgate(&["eval", "--policies", path(&starter_policies())]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn the_starter_suite_passes_and_exercises_every_policy() {
+    let output = clientgate(&["test", "--policies", path(&starter_policies())]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.ends_with("13 passed, 0 failed\n"), "{stdout}");
+
+    let suite = std::fs::read_to_string(starter_policies().join("tests/starter.toml")).unwrap();
+    for file in std::fs::read_dir(starter_policies()).unwrap() {
+        let file = file.unwrap().path();
+        if file.extension().is_none_or(|ext| ext != "cedar") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for id in text.split("@id(\"").skip(1) {
+            let id = &id[..id.find('"').unwrap()];
+            assert!(
+                suite.contains(&format!("reasons = [\"{id}\""))
+                    || suite.contains(&format!("\"{id}\"]"))
+                    || suite.contains(&format!("\"{id}\",")),
+                "no starter test case expects `{id}` among its reasons"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failing_case_prints_its_diff_exits_1_and_lands_in_junit() {
+    let dir = starter_copy();
+    let suite = dir.path().join("tests/starter.toml");
+    let original = std::fs::read_to_string(&suite).unwrap();
+    let broken = original.replace(
+        r#"rates = { ip = { "1h" = 19 } }"#,
+        r#"rates = { ip = { "1h" = 25 } }"#,
+    );
+    assert_ne!(
+        broken, original,
+        "the suite still has the case this test breaks"
+    );
+    std::fs::write(&suite, broken).unwrap();
+    let junit = dir.path().join("junit.xml");
+    let output = clientgate(&[
+        "test",
+        "--policies",
+        path(dir.path()),
+        "--junit",
+        path(&junit),
+    ]);
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL starter.toml › nineteen registrations from one IP address in an hour are not a flood\n    decision: expected approve, got deny (reasons: deny_registration_floods_per_ip)"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("12 passed, 1 failed\n"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testsuites name="clientgate policy tests" tests="13" failures="1">"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure message=\"decision: expected approve, got deny"),
+        "{xml}"
+    );
+}
