@@ -13,9 +13,9 @@ use clientgate::service::build_engine;
 use clientgate::signals::Caller;
 use clientgate::step_up::Resolution;
 use clientgate::store::{
-    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport,
-    RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage,
-    TicketQuery,
+    DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
+    PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture,
+    StoreStats, TicketPage, TicketQuery,
 };
 
 /// A store whose disk is gone.
@@ -70,6 +70,16 @@ impl Store for BrokenDisk {
     }
     fn prune(&self, _: PruneCutoffs) -> Result<PruneReport, StoreError> {
         Err(StoreError::Io("write failed".to_owned()))
+    }
+    fn record_disagreement(&self, _: &Disagreement) -> Result<(), StoreError> {
+        Err(StoreError::Io("write failed".to_owned()))
+    }
+    fn list_disagreements(
+        &self,
+        _: usize,
+        _: Option<ulid::Ulid>,
+    ) -> Result<DisagreementPage, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
     }
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(0)

@@ -6,6 +6,7 @@
 //! it is returned. A decision that could not be recorded is never returned.
 
 mod decide;
+mod shadow;
 
 #[cfg(test)]
 mod tests;
@@ -126,6 +127,8 @@ pub fn millis(time: SystemTime) -> u64 {
 /// The pipeline with its policies and store.
 pub struct Engine {
     policies: RwLock<Arc<PolicyBundle>>,
+    /// Candidate policies evaluated beside the live ones (shadow rollout).
+    shadow: RwLock<Option<Arc<PolicyBundle>>>,
     store: Arc<dyn Store>,
     cimd: CimdSource,
     settings: EngineSettings,
@@ -140,6 +143,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             policies: RwLock::new(Arc::new(policies)),
+            shadow: RwLock::new(None),
             store,
             cimd,
             settings,
@@ -151,6 +155,32 @@ impl Engine {
         match self.policies.read() {
             Ok(policies) => policies.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `policies` in force. Calls already running finish with the set they started
+    /// with; calls starting afterwards get the new one, never a mix.
+    pub fn replace_policies(&self, policies: PolicyBundle) {
+        let policies = Arc::new(policies);
+        match self.policies.write() {
+            Ok(mut live) => *live = policies,
+            Err(poisoned) => *poisoned.into_inner() = policies,
+        }
+    }
+
+    /// The candidate set evaluated in the shadow of the live one, if any.
+    pub fn shadow(&self) -> Option<Arc<PolicyBundle>> {
+        match self.shadow.read() {
+            Ok(shadow) => shadow.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace_shadow(&self, shadow: Option<PolicyBundle>) {
+        let shadow = shadow.map(Arc::new);
+        match self.shadow.write() {
+            Ok(mut current) => *current = shadow,
+            Err(poisoned) => *poisoned.into_inner() = shadow,
         }
     }
 
@@ -212,6 +242,10 @@ impl Engine {
                 .collect(),
             duplicates: self.store.fingerprint_stats(&prepared.fingerprint)?,
         };
+        let shadow = self
+            .shadow()
+            .filter(|_| !input.dry_run)
+            .map(|candidate| (candidate, prepared.clone(), observed.clone()));
         let mut evaluated = decide(&policies, &self.settings, &input, prepared, observed, now);
         if input.dry_run {
             return Ok(evaluated);
@@ -238,8 +272,52 @@ impl Engine {
             });
         let record = self.record_of(&input, &evaluated, &decision_id, now, started);
         self.store.record(record, ticket, rate_keys).await?;
+        if let Some((candidate, prepared, observed)) = shadow {
+            self.shadow_evaluate(
+                &input,
+                &evaluated,
+                &candidate,
+                prepared,
+                observed,
+                &decision_id,
+                now,
+            );
+        }
         evaluated.decision_id = Some(decision_id);
         Ok(evaluated)
+    }
+
+    /// Decides a recorded call again with the candidate policies and records any
+    /// disagreement. Never changes the answer; a failure to record is logged.
+    #[allow(clippy::too_many_arguments)]
+    fn shadow_evaluate(
+        &self,
+        input: &EvaluateInput,
+        live: &Evaluated,
+        candidate: &PolicyBundle,
+        prepared: Prepared,
+        observed: Observed,
+        decision_id: &str,
+        now: SystemTime,
+    ) {
+        let quiet = EvaluateInput {
+            explain: false,
+            ..input.clone()
+        };
+        let other = decide(candidate, &self.settings, &quiet, prepared, observed, now);
+        if let Some(disagreement) =
+            shadow::compare(live, &other, decision_id, millis(now), &input.tenant)
+        {
+            tracing::info!(
+                decision_id,
+                live = ?disagreement.live.decision,
+                candidate = ?disagreement.candidate.decision,
+                "shadow policies disagree"
+            );
+            if let Err(error) = self.store.record_disagreement(&disagreement) {
+                tracing::warn!(%error, decision_id, "could not record a shadow disagreement");
+            }
+        }
     }
 
     /// The ticket the call presents, as the store has it now.

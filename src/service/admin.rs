@@ -1,27 +1,34 @@
-//! `AdminService`: the decision log and the policy status.
+//! `AdminService`: the decision log, the policy status, reloads and shadow disagreements.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::reload::PolicyReloader;
 use crate::engine::Engine;
 use crate::errors::ServiceError;
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::{
     DecisionRecord, GetDecisionRequest, GetPolicyStatusRequest, ListDecisionsRequest,
-    ListDecisionsResponse, PolicyStatus,
+    ListDecisionsResponse, ListShadowDisagreementsRequest, ListShadowDisagreementsResponse,
+    PolicyStatus, ReloadPoliciesRequest, ReloadPoliciesResponse,
 };
 use crate::registration::Profile;
 
 pub struct AdminApi {
     engine: Arc<Engine>,
     profile: Profile,
+    reloader: Arc<PolicyReloader>,
 }
 
 impl AdminApi {
-    pub fn new(engine: Arc<Engine>, profile: Profile) -> AdminApi {
-        AdminApi { engine, profile }
+    pub fn new(engine: Arc<Engine>, profile: Profile, reloader: Arc<PolicyReloader>) -> AdminApi {
+        AdminApi {
+            engine,
+            profile,
+            reloader,
+        }
     }
 }
 
@@ -76,12 +83,88 @@ impl AdminService for AdminApi {
         _request: Request<GetPolicyStatusRequest>,
     ) -> Result<Response<PolicyStatus>, Status> {
         let policies = self.engine.policies();
+        let status = self.reloader.status();
         Ok(Response::new(PolicyStatus {
             version: policies.version.clone(),
             loaded_at: Some(convert::timestamp(policies.loaded_at)),
             policy_count: policies.policy_count() as u32,
-            last_error: String::new(),
+            last_error: status
+                .last_errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
             profile: self.profile.as_str().to_owned(),
+            last_error_at: status.last_error_at.map(convert::timestamp),
+            last_errors: status
+                .last_errors
+                .iter()
+                .map(convert::policy_problem)
+                .collect(),
+            shadow_version: self
+                .engine
+                .shadow()
+                .map(|shadow| shadow.version.clone())
+                .unwrap_or_default(),
+            shadow_dir: self
+                .reloader
+                .shadow_dir()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_default(),
+            warnings: policies
+                .warnings
+                .iter()
+                .map(convert::policy_problem)
+                .collect(),
+        }))
+    }
+
+    async fn reload_policies(
+        &self,
+        _request: Request<ReloadPoliciesRequest>,
+    ) -> Result<Response<ReloadPoliciesResponse>, Status> {
+        let report = self.reloader.reload("AdminService.ReloadPolicies").await;
+        Ok(Response::new(ReloadPoliciesResponse {
+            loaded: report.loaded,
+            version: report.version,
+            policy_count: report.policy_count as u32,
+            errors: report.errors.iter().map(convert::policy_problem).collect(),
+            shadow_version: report.shadow_version.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_shadow_disagreements(
+        &self,
+        request: Request<ListShadowDisagreementsRequest>,
+    ) -> Result<Response<ListShadowDisagreementsResponse>, Status> {
+        let request = request.into_inner();
+        let page_token = match request.page_token.as_str() {
+            "" => None,
+            token => Some(ulid::Ulid::from_string(token).map_err(|_| {
+                ServiceError::invalid(
+                    "page_token",
+                    format!("`{}` is not a page token", token.escape_default()),
+                )
+            })?),
+        };
+        if request.page_size < 0 {
+            return Err(ServiceError::invalid("page_size", "must not be negative").into());
+        }
+        let page = self
+            .engine
+            .store()
+            .list_disagreements(request.page_size as usize, page_token)
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(ListShadowDisagreementsResponse {
+            disagreements: page
+                .disagreements
+                .into_iter()
+                .map(convert::disagreement)
+                .collect(),
+            next_page_token: page
+                .next_page_token
+                .map(|token| token.to_string())
+                .unwrap_or_default(),
         }))
     }
 }

@@ -325,3 +325,34 @@ pub fn ticket_query(request: proto::ListStepUpsRequest) -> Result<TicketQuery, S
         page_token: (!request.page_token.is_empty()).then_some(request.page_token),
     })
 }
+
+pub fn policy_problem(problem: &crate::policy::LoadError) -> proto::PolicyProblem {
+    proto::PolicyProblem {
+        file: problem.file.display().to_string(),
+        line: problem.line as u32,
+        column: problem.column as u32,
+        message: problem.message.clone(),
+    }
+}
+
+pub fn disagreement(disagreement: crate::store::Disagreement) -> proto::ShadowDisagreement {
+    let live = disagreement.live;
+    let candidate = disagreement.candidate;
+    proto::ShadowDisagreement {
+        decision_id: disagreement.decision_id,
+        decided_at: Some(timestamp_ms(disagreement.decided_at_ms)),
+        tenant: disagreement.tenant,
+        client_id: disagreement.client_id.unwrap_or_default(),
+        client_name: disagreement.client_name.unwrap_or_default(),
+        live_decision: decision(live.decision) as i32,
+        candidate_decision: decision(candidate.decision) as i32,
+        live_policies: live.policies,
+        candidate_policies: candidate.policies,
+        live_obligations: live.obligations,
+        candidate_obligations: candidate.obligations,
+        live_challenges: live.challenges,
+        candidate_challenges: candidate.challenges,
+        live_version: live.version,
+        candidate_version: candidate.version,
+    }
+}

@@ -4,6 +4,7 @@
 mod admin;
 mod convert;
 mod registration;
+mod reload;
 mod step_up;
 
 use std::future::Future;
@@ -94,7 +95,36 @@ pub async fn run(
         data = %config.store.dir.display(),
         "clientgate listening"
     );
+    let shadow =
+        match &config.policy.shadow_dir {
+            Some(dir) => Some(load_policy_dir_with(dir, &config.vocabulary()).map_err(
+                |errors| ServeError::Policies {
+                    dir: dir.display().to_string(),
+                    errors,
+                },
+            )?),
+            None => None,
+        };
     let engine = Arc::new(build_engine(&config, policies, store.clone())?);
+    if let Some(shadow) = shadow {
+        info!(version = %shadow.version, dir = ?config.policy.shadow_dir, "shadow policies loaded");
+        engine.replace_shadow(Some(shadow));
+    }
+    let reloader = Arc::new(reload::PolicyReloader::new(
+        engine.clone(),
+        config.policy.dir.clone(),
+        config.policy.shadow_dir.clone(),
+        config.vocabulary(),
+    ));
+    let mut background = Vec::new();
+    if config.policy.watch {
+        background.push(tokio::spawn(reload::watch(
+            reloader.clone(),
+            config.policy.reload_debounce,
+        )));
+    }
+    #[cfg(unix)]
+    background.push(tokio::spawn(reload::reload_on_hangup(reloader.clone())));
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<RegistrationServiceServer<RegistrationApi>>()
@@ -115,7 +145,11 @@ pub async fn run(
         config.server.max_metadata_bytes,
     ))
     .max_decoding_message_size(max_message);
-    let admin = AdminServiceServer::new(AdminApi::new(engine.clone(), config.validation.profile));
+    let admin = AdminServiceServer::new(AdminApi::new(
+        engine.clone(),
+        config.validation.profile,
+        reloader,
+    ));
     let step_ups = StepUpServiceServer::new(StepUpApi::new(engine.clone()));
     let sweeper = tokio::spawn(expire_tickets_periodically(store.clone()));
     let pruner = tokio::spawn(prune_periodically(store.clone(), config.clone()));
@@ -156,6 +190,9 @@ pub async fn run(
     }
     sweeper.abort();
     pruner.abort();
+    for task in background {
+        task.abort();
+    }
     store.flush().await?;
     let stats = store.stats();
     info!(

@@ -16,8 +16,9 @@ use crate::step_up::{Resolution, ResolveRefusal};
 use std::pin::Pin;
 
 pub use record::{
-    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, RateDimension, RateKey,
-    StepUpRef, StepUpTicket, TicketPage, TicketQuery, TicketState,
+    DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
+    RateDimension, RateKey, ShadowOutcome, StepUpRef, StepUpTicket, TicketPage, TicketQuery,
+    TicketState,
 };
 pub use sled_store::{CompactionPolicy, FORMAT_VERSION, SledStore};
 
@@ -86,11 +87,24 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the cached document for `client_id` (it turned invalid).
     fn evict_document(&self, client_id: &str) -> Result<(), StoreError>;
 
-    /// Deletes what retention no longer keeps: decisions (with their index entries) and
+    /// Deletes what retention no longer keeps: decisions (with their index entries and
+    /// shadow disagreements) and
     /// fingerprint records older than `cutoffs.decisions_ms`, resolved or expired tickets
     /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`. Then
     /// gives the freed space back if the store has grown past its limit.
     fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError>;
+
+    /// Records a shadow disagreement. Not flushed at once: it is a diagnostic, written
+    /// after the decision it belongs to.
+    fn record_disagreement(&self, disagreement: &Disagreement) -> Result<(), StoreError>;
+
+    /// Disagreements newest first, `page_size` (0: a default) at a time, from below
+    /// `page_token`.
+    fn list_disagreements(
+        &self,
+        page_size: usize,
+        page_token: Option<ulid::Ulid>,
+    ) -> Result<DisagreementPage, StoreError>;
 
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;

@@ -108,6 +108,36 @@ pub struct DecisionQuery {
     pub page_token: Option<ulid::Ulid>,
 }
 
+/// A call on which the shadow (candidate) policies decided otherwise than the live ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disagreement {
+    pub decision_id: String,
+    pub decided_at_ms: u64,
+    pub tenant: String,
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    pub live: ShadowOutcome,
+    pub candidate: ShadowOutcome,
+}
+
+/// One side of a disagreement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowOutcome {
+    pub decision: Decision,
+    /// The deciding policies' ids.
+    pub policies: Vec<String>,
+    pub obligations: Vec<String>,
+    pub challenges: Vec<String>,
+    pub version: String,
+}
+
+/// One page of disagreements, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DisagreementPage {
+    pub disagreements: Vec<Disagreement>,
+    pub next_page_token: Option<ulid::Ulid>,
+}
+
 /// One page of decisions, newest first.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DecisionPage {

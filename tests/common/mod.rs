@@ -117,6 +117,17 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Sends SIGHUP (reload the policies).
+    pub fn hangup(&self) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn stop(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");

@@ -20,8 +20,9 @@ use crate::policy::Decision;
 use crate::step_up::{self, Resolution};
 use crate::store::group_commit::GroupCommit;
 use crate::store::{
-    DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport,
-    RateKey, ResolveError, StepUpTicket, StoreError, TicketPage, TicketQuery, TicketState,
+    DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
+    PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, StoreError, TicketPage,
+    TicketQuery, TicketState,
 };
 
 /// The layout version this build reads and writes.
@@ -43,6 +44,7 @@ pub(super) struct Generation {
     rates: sled::Tree,
     fingerprints: sled::Tree,
     cimd_cache: sled::Tree,
+    disagreements: sled::Tree,
     pub(super) commit: GroupCommit,
 }
 
@@ -71,6 +73,7 @@ impl Generation {
             rates: tree("rates")?,
             fingerprints: tree("fingerprints")?,
             cimd_cache: tree("cimd_cache")?,
+            disagreements: tree("shadow_disagreements")?,
             commit: GroupCommit::start(db.clone()),
             db,
         };
@@ -493,6 +496,11 @@ impl Generation {
             }
         }
         report.decisions += self.delete_decisions(&batch)?;
+        let mut stale = sled::Batch::default();
+        for entry in self.disagreements.range(..upper) {
+            stale.remove(entry?.0);
+        }
+        self.disagreements.apply_batch(stale)?;
 
         for entry in self.tickets.iter() {
             let (key, value) = entry?;
@@ -530,6 +538,48 @@ impl Generation {
         }
         self.db.flush()?;
         Ok(report)
+    }
+
+    pub(super) fn record_disagreement(
+        &self,
+        disagreement: &Disagreement,
+    ) -> Result<(), StoreError> {
+        let id = parse_id(&disagreement.decision_id)?;
+        let json =
+            serde_json::to_vec(disagreement).map_err(|error| StoreError::Io(error.to_string()))?;
+        self.disagreements.insert(id.to_bytes(), json)?;
+        Ok(())
+    }
+
+    pub(super) fn list_disagreements(
+        &self,
+        page_size: usize,
+        page_token: Option<Ulid>,
+    ) -> Result<DisagreementPage, StoreError> {
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let upper = page_token.unwrap_or(Ulid(u128::MAX)).to_bytes();
+        let mut page = DisagreementPage::default();
+        for entry in self.disagreements.range(..upper).rev() {
+            let (key, value) = entry?;
+            let id = id_of_index_key(&key);
+            if page.disagreements.len() == page_size {
+                page.next_page_token = page
+                    .disagreements
+                    .last()
+                    .and_then(|last| Ulid::from_string(&last.decision_id).ok());
+                break;
+            }
+            let disagreement: Disagreement =
+                serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                    key: id.to_string(),
+                    message: error.to_string(),
+                })?;
+            page.disagreements.push(disagreement);
+        }
+        Ok(page)
     }
 
     pub(super) fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -18,9 +18,9 @@ use self::copy::OnlineCopy;
 use self::generation::Generation;
 use super::data_dir::{DataDir, GenerationPath};
 use super::{
-    Compaction, DecisionPage, DecisionQuery, DecisionRecord, FingerprintStats, PruneCutoffs,
-    PruneReport, RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture, StoreStats,
-    TicketPage, TicketQuery,
+    Compaction, DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage,
+    FingerprintStats, PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, Store,
+    StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
 };
 use crate::cimd::cache::CacheEntry;
 use crate::step_up::Resolution;
@@ -264,6 +264,18 @@ impl Store for SledStore {
         let mut report = self.writing().generation.prune(cutoffs)?;
         report.compaction = self.compact_if_needed()?;
         Ok(report)
+    }
+
+    fn record_disagreement(&self, disagreement: &Disagreement) -> Result<(), StoreError> {
+        self.writing().generation.record_disagreement(disagreement)
+    }
+
+    fn list_disagreements(
+        &self,
+        page_size: usize,
+        page_token: Option<ulid::Ulid>,
+    ) -> Result<DisagreementPage, StoreError> {
+        self.reading().list_disagreements(page_size, page_token)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
