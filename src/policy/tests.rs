@@ -34,16 +34,24 @@ fn write_dir(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// The default vocabulary and the `audit` obligation these tests use.
+fn vocabulary() -> Vocabulary {
+    let mut vocabulary = Vocabulary::default();
+    vocabulary.obligations.push("audit".to_owned());
+    vocabulary
+}
+
 fn bundle(files: &[(&str, &str)]) -> PolicyBundle {
     let dir = tempfile::tempdir().unwrap();
     write_dir(dir.path(), files);
-    load_policy_dir(dir.path()).unwrap_or_else(|errors| panic!("policies should load:\n{errors}"))
+    load_policy_dir_with(dir.path(), &vocabulary())
+        .unwrap_or_else(|errors| panic!("policies should load:\n{errors}"))
 }
 
 fn load_errors(files: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     write_dir(dir.path(), files);
-    match load_policy_dir(dir.path()) {
+    match load_policy_dir_with(dir.path(), &vocabulary()) {
         Ok(_) => panic!("the policies should be refused"),
         Err(errors) => errors
             .0
@@ -384,5 +392,48 @@ fn duplicate_ids_and_misplaced_annotations_are_refused() {
             "d.cedar:1: policy `f`: `@error(\"access_denied\")` is not an OAuth error code"
         ),
         "{errors}"
+    );
+}
+
+#[test]
+fn unknown_challenges_and_obligations_are_refused_and_reasonless_forbids_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dir(
+        dir.path(),
+        &[(
+            "a.cedar",
+            "@id(\"f\")\n@step_up(\"mfa\")\nforbid (principal, action, resource);\n\
+             @id(\"p\")\n@reason(\"r\")\n@obligation(\"audit\")\npermit (principal, action, resource);\n",
+        )],
+    );
+    let errors = load_policy_dir(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        errors.contains("a.cedar:1: policy `f`: step-up challenge `mfa` is not one clientgate knows (admin_approval, user_consent)"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(
+            "a.cedar:4: policy `p`: obligation `audit` is not one your authorization server honours"
+        ),
+        "{errors}"
+    );
+
+    write_dir(
+        dir.path(),
+        &[(
+            "a.cedar",
+            "@id(\"f\")\n@step_up(\"admin_approval\")\n@reasn(\"typo\")\nforbid (principal, action, resource);\n",
+        )],
+    );
+    let loaded = load_policy_dir(dir.path()).expect("warnings do not refuse");
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].ends_with("a.cedar:1: policy `f` is a forbid without `@reason`: its denials will only name the policy"), "{warnings:?}");
+    assert!(
+        warnings[1].contains("clientgate ignores `@reasn`"),
+        "{warnings:?}"
     );
 }

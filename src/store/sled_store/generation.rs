@@ -5,6 +5,7 @@
 //! `by_client` and `by_fingerprint` (`<value> 0x00 <ULID>` → empty); `step_up_tickets`
 //! (ticket id → JSON); `rates` (`<dimension><value> 0x00 <minute>` → count);
 //! `fingerprints` (fingerprint → earlier approvals); `cimd_cache` (client_id → JSON);
+//! `shadow_disagreements` (decision ULID → JSON);
 //! `meta` (`format_version`). A decision and its index entries and
 //! ticket are written in one transaction.
 
