@@ -270,3 +270,22 @@ fn a_failing_case_prints_its_diff_exits_1_and_lands_in_junit() {
         "{xml}"
     );
 }
+
+#[test]
+fn check_refuses_rate_windows_the_schema_does_not_name() {
+    let output = Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["check", "--policies", path(&starter_policies())])
+        .env("CLIENTGATE_RATES_WINDOWS_SECS", "60,7200")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("schema.cedarschema: the decision context does not fit the schema"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(`rates.windows_secs`: 1m, 2h)"),
+        "{stderr}"
+    );
+}

@@ -243,12 +243,13 @@ async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
 }
 
 #[test]
-fn the_example_policy_loads_beside_the_starter_pack() {
-    let example = blocks()
+fn every_example_policy_loads_beside_the_starter_pack_without_warnings() {
+    let examples: Vec<String> = blocks()
         .into_iter()
-        .find(|(tag, _)| tag == "cedar")
+        .filter(|(tag, _)| tag == "cedar")
         .map(|(_, text)| text)
-        .expect("the README has a Cedar example");
+        .collect();
+    assert!(examples.len() >= 3, "the README has its Cedar examples");
     let policies = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(starter_policies()).unwrap() {
         let path = entry.unwrap().path();
@@ -256,8 +257,21 @@ fn the_example_policy_loads_beside_the_starter_pack() {
             std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
         }
     }
-    std::fs::write(policies.path().join("90-example.cedar"), example).unwrap();
+    for (n, example) in examples.iter().enumerate() {
+        std::fs::write(policies.path().join(format!("9{n}-example.cedar")), example).unwrap();
+    }
     let loaded = clientgate::policy::load_policy_dir(policies.path())
-        .unwrap_or_else(|errors| panic!("the README example does not load:\n{errors}"));
-    assert!(loaded.info("consent_outside_office").is_some());
+        .unwrap_or_else(|errors| panic!("a README example does not load:\n{errors}"));
+    for id in [
+        "consent_outside_office",
+        "deny_cimd_bursts_per_domain",
+        "approve_partner_software",
+    ] {
+        assert!(loaded.info(id).is_some(), "{id} is loaded");
+    }
+    assert!(
+        loaded.warnings.is_empty(),
+        "the examples are clean: {:?}",
+        loaded.warnings
+    );
 }

@@ -95,7 +95,9 @@ fn load(args: &PolicyArgs, print_warnings: bool) -> Result<Loaded, ExitCode> {
         eprintln!("clientgate: {error}");
         ExitCode::from(2)
     })?;
-    match load_policy_dir_with(&config.policy.dir, &config.vocabulary()) {
+    let loaded = load_policy_dir_with(&config.policy.dir, &config.vocabulary())
+        .and_then(|bundle| crate::service::fits_settings(bundle, &config.policy.dir, &settings));
+    match loaded {
         Ok(policies) => {
             if print_warnings {
                 print_problems(Severity::Warning, &policies.warnings);

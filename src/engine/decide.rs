@@ -387,6 +387,51 @@ pub fn decide(
     evaluated
 }
 
+/// Checks that decisions under `settings` build a context the policies' schema accepts:
+/// every rate dimension present, with the configured windows (`rates.windows_secs`), which
+/// the schema's `RateWindows` must name. Run when a policy set is loaded.
+pub fn check_context(policies: &PolicyBundle, settings: &EngineSettings) -> Result<(), String> {
+    let windows: Vec<(String, u64)> = settings
+        .rate_windows
+        .iter()
+        .map(|window| (window_name(*window), 0))
+        .collect();
+    let signals = derive_signals(
+        &Validation::default(),
+        RequestFacts {
+            tenant: "default".to_owned(),
+            registration_type: RegistrationType::Dcr,
+            client_id: None,
+            caller: crate::signals::Caller {
+                ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
+                ..Default::default()
+            },
+            initial_access_token: false,
+            completed_challenges: Vec::new(),
+            cimd_cache: Some("hit".to_owned()),
+            software_statement_issuer: None,
+            rates: RateDimension::ALL
+                .iter()
+                .map(|dimension| (dimension.as_str().to_owned(), windows.clone()))
+                .collect(),
+            duplicates: 0,
+            duplicate_first_seen: Some(std::time::UNIX_EPOCH),
+            now: std::time::UNIX_EPOCH,
+        },
+    );
+    policies.check_context_shape(&signals).map_err(|error| {
+        format!(
+            "the decision context does not fit the schema ({error}); the rate windows \
+             configured (`rates.windows_secs`: {}) must be the members of the schema's `RateWindows`",
+            windows
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
 /// A window's name in the Cedar context: `1m`, `1h`, `24h`, `90s`…
 pub fn window_name(window: std::time::Duration) -> String {
     let secs = window.as_secs();

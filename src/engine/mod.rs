@@ -15,7 +15,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use decide::{
-    CimdLookup, Observed, Prepared, decide, decide_dcr, prepare_cimd, prepare_dcr, window_name,
+    CimdLookup, Observed, Prepared, check_context, decide, decide_dcr, prepare_cimd, prepare_dcr,
+    window_name,
 };
 
 use crate::cimd::client_id::check_client_id;

@@ -67,6 +67,32 @@ impl PolicyBundle {
         })
     }
 
+    /// Checks that the context built from `signals` has the type the schema gives the
+    /// actions' context. Deciding does not check it (for speed), so a context that does not
+    /// fit (rate windows the schema does not name) would fail every decision closed.
+    pub fn check_context_shape(&self, signals: &Signals) -> Result<(), String> {
+        let inputs = self.cedar_inputs(signals, "probe")?;
+        for action in ["register_dcr", "register_cimd"] {
+            Request::new(
+                inputs.principal.uid(),
+                uid("Action", action),
+                inputs.resource.clone(),
+                inputs.context.clone(),
+                Some(&self.schema),
+            )
+            .map_err(|error| {
+                let mut message = error.to_string();
+                let mut cause = std::error::Error::source(&error);
+                while let Some(inner) = cause {
+                    message.push_str(&format!(": {inner}"));
+                    cause = inner.source();
+                }
+                message
+            })?;
+        }
+        Ok(())
+    }
+
     /// A tenant that `entities.json` does not declare takes the attributes and parents of
     /// `Tenant::"default"`.
     fn undeclared_tenant(&self, tenant: &str) -> Result<Entity, String> {

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 pub use admin::AdminApi;
 pub use registration::RegistrationApi;
+pub use reload::fits_settings;
 pub use step_up::StepUpApi;
 
 use crate::cimd::cache::CacheBounds;
@@ -64,13 +65,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<StoreStats, ServeError> {
-    let policies =
-        load_policy_dir_with(&config.policy.dir, &config.vocabulary()).map_err(|errors| {
-            ServeError::Policies {
-                dir: config.policy.dir.display().to_string(),
+    let settings = engine_settings(&config)?;
+    let load = |dir: &std::path::Path| {
+        load_policy_dir_with(dir, &config.vocabulary())
+            .and_then(|bundle| reload::fits_settings(bundle, dir, &settings))
+            .map_err(|errors| ServeError::Policies {
+                dir: dir.display().to_string(),
                 errors,
-            }
-        })?;
+            })
+    };
+    let policies = load(&config.policy.dir)?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
         &config.store.dir,
         CompactionPolicy {
@@ -95,16 +99,10 @@ pub async fn run(
         data = %config.store.dir.display(),
         "clientgate listening"
     );
-    let shadow =
-        match &config.policy.shadow_dir {
-            Some(dir) => Some(load_policy_dir_with(dir, &config.vocabulary()).map_err(
-                |errors| ServeError::Policies {
-                    dir: dir.display().to_string(),
-                    errors,
-                },
-            )?),
-            None => None,
-        };
+    let shadow = match &config.policy.shadow_dir {
+        Some(dir) => Some(load(dir)?),
+        None => None,
+    };
     let engine = Arc::new(build_engine(&config, policies, store.clone())?);
     if let Some(shadow) = shadow {
         info!(version = %shadow.version, dir = ?config.policy.shadow_dir, "shadow policies loaded");

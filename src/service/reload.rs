@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::engine::Engine;
-use crate::policy::{LoadError, LoadErrors, Vocabulary, load_policy_dir_with};
+use crate::engine::{Engine, EngineSettings, check_context};
+use crate::policy::{LoadError, LoadErrors, PolicyBundle, Vocabulary, load_policy_dir_with};
 
 /// What the last refused load said, for `GetPolicyStatus`.
 #[derive(Clone, Debug, Default)]
@@ -78,9 +78,14 @@ impl PolicyReloader {
             let dir = self.dir.clone();
             let shadow_dir = self.shadow_dir.clone();
             let vocabulary = self.vocabulary.clone();
+            let engine = self.engine.clone();
             let loading = tokio::task::spawn_blocking(move || {
-                let live = load_policy_dir_with(&dir, &vocabulary);
-                let shadow = shadow_dir.map(|dir| load_policy_dir_with(&dir, &vocabulary));
+                let load = |dir: &Path| {
+                    load_policy_dir_with(dir, &vocabulary)
+                        .and_then(|bundle| fits_settings(bundle, dir, engine.settings()))
+                };
+                let live = load(&dir);
+                let shadow = shadow_dir.map(|dir| load(&dir));
                 (live, shadow)
             })
             .await;
@@ -159,6 +164,22 @@ impl PolicyReloader {
         std::iter::once(self.dir.clone())
             .chain(self.shadow_dir.clone())
             .collect()
+    }
+}
+
+/// Refuses a set whose schema does not fit the context decisions build (see
+/// [`check_context`]).
+pub fn fits_settings(
+    bundle: PolicyBundle,
+    dir: &Path,
+    settings: &EngineSettings,
+) -> Result<PolicyBundle, LoadErrors> {
+    match check_context(&bundle, settings) {
+        Ok(()) => Ok(bundle),
+        Err(message) => Err(LoadErrors(vec![LoadError::plain(
+            &dir.join("schema.cedarschema"),
+            message,
+        )])),
     }
 }
 
