@@ -6,8 +6,13 @@
 //! it (`[cimd]` `allow_loopback`, `ca_file`, `resolve`: development only).
 //!
 //! ```sh
-//! cargo run --example cimd_doc_server -- [DIR]
+//! cargo run --example cimd_doc_server -- [DIR [OUT_DIR]]
 //! ```
+//!
+//! The configuration goes to `OUT_DIR/clientgate.toml` (default: a directory under the
+//! system's temporary directory). A document with an `x-served-at` member is served at that
+//! URL instead of its `client_id`: a test fixture for a document that claims another
+//! client_id than the URL it is served from.
 
 #[allow(dead_code)]
 #[path = "../tests/common/doc_server.rs"]
@@ -38,7 +43,12 @@ async fn main() {
         let body = std::fs::read(&path).expect("a readable document");
         let Some(client_id) = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
-            .and_then(|json| json["client_id"].as_str().map(str::to_owned))
+            .and_then(|json| {
+                json["x-served-at"]
+                    .as_str()
+                    .or(json["client_id"].as_str())
+                    .map(str::to_owned)
+            })
         else {
             continue;
         };
@@ -51,7 +61,10 @@ async fn main() {
         docs.route(host, &format!("/{path}"), Behaviour::json(body));
         served.push(client_id);
     }
-    let out = std::env::temp_dir().join("clientgate-cimd-dev");
+    let out = std::env::args()
+        .nth(2)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("clientgate-cimd-dev"));
     std::fs::create_dir_all(&out).expect("a config directory");
     let config = docs.write_config(&out, true, "");
     served.sort();
