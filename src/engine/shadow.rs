@@ -52,3 +52,70 @@ fn sorted(items: &[String]) -> Vec<&String> {
     items.sort();
     items
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Decision, Reason};
+    use crate::signals::RegistrationType;
+    use crate::store::StepUpRef;
+
+    fn evaluated(decision: Decision, policy: &str, obligations: &[&str]) -> Evaluated {
+        Evaluated {
+            decision_id: None,
+            decision,
+            reasons: vec![Reason {
+                policy_id: policy.to_owned(),
+                message: String::new(),
+            }],
+            findings: Vec::new(),
+            error: None,
+            step_up: None,
+            obligations: obligations.iter().map(|o| o.to_string()).collect(),
+            client_metadata_json: "{}".to_owned(),
+            policy_version: policy.to_owned(),
+            fingerprint: String::new(),
+            explain_json: None,
+            registration_type: RegistrationType::Dcr,
+            client_id: None,
+            client_name: Some("C".to_owned()),
+            software_id: None,
+            cimd: None,
+            new_ticket: false,
+            duplicate_of: None,
+        }
+    }
+
+    #[test]
+    fn other_deciding_policies_with_the_same_outcome_are_no_disagreement() {
+        let live = evaluated(Decision::Approve, "a", &["require_consent"]);
+        let candidate = evaluated(Decision::Approve, "b", &["require_consent"]);
+        assert_eq!(compare(&live, &candidate, "01", 1, "default"), None);
+    }
+
+    #[test]
+    fn a_different_decision_obligation_or_challenge_is_recorded_with_both_sides() {
+        let live = evaluated(Decision::Approve, "a", &[]);
+        let denied = compare(&live, &evaluated(Decision::Deny, "b", &[]), "01", 1, "t")
+            .expect("approve vs deny");
+        assert_eq!(denied.live.policies, ["a"]);
+        assert_eq!(denied.candidate.policies, ["b"]);
+        assert_eq!(denied.candidate.version, "b");
+        assert_eq!(denied.tenant, "t");
+
+        let consent = evaluated(Decision::Approve, "a", &["require_consent"]);
+        assert!(compare(&live, &consent, "01", 1, "t").is_some());
+
+        let mut stepped = evaluated(Decision::StepUp, "a", &[]);
+        stepped.step_up = Some(StepUpRef {
+            ticket_id: "T".to_owned(),
+            challenges: vec!["admin_approval".to_owned()],
+            expires_at_ms: 0,
+        });
+        let mut other = stepped.clone();
+        other.step_up.as_mut().unwrap().challenges = vec!["user_consent".to_owned()];
+        let differs = compare(&stepped, &other, "01", 1, "t").expect("other challenges");
+        assert_eq!(differs.live.challenges, ["admin_approval"]);
+        assert_eq!(differs.candidate.challenges, ["user_consent"]);
+    }
+}

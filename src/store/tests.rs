@@ -298,3 +298,51 @@ async fn approvals_are_counted_per_fingerprint_from_the_first() {
     assert_eq!(stats.first_decision_id, first.decision_id);
     assert_eq!(stats.first_seen_ms, 1_000);
 }
+
+fn disagreement(ms: u64) -> Disagreement {
+    let side = |decision| ShadowOutcome {
+        decision,
+        policies: vec!["p".to_owned()],
+        obligations: Vec::new(),
+        challenges: Vec::new(),
+        version: "v".to_owned(),
+    };
+    Disagreement {
+        decision_id: ulid::Ulid::from_parts(ms, rand_part(ms)).to_string(),
+        decided_at_ms: ms,
+        tenant: "default".to_owned(),
+        client_id: None,
+        client_name: Some("C".to_owned()),
+        live: side(Decision::Approve),
+        candidate: side(Decision::Deny),
+    }
+}
+
+#[tokio::test]
+async fn shadow_disagreements_are_listed_newest_first_in_pages_and_pruned_with_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    for ms in [1_000, 2_000, 3_000] {
+        store.record_disagreement(&disagreement(ms)).unwrap();
+    }
+    let first = store.list_disagreements(2, None).unwrap();
+    let times: Vec<u64> = first
+        .disagreements
+        .iter()
+        .map(|d| d.decided_at_ms)
+        .collect();
+    assert_eq!(times, [3_000, 2_000]);
+    let rest = store.list_disagreements(2, first.next_page_token).unwrap();
+    assert_eq!(rest.disagreements, [disagreement(1_000)]);
+    assert_eq!(rest.next_page_token, None);
+
+    store
+        .prune(PruneCutoffs {
+            decisions_ms: 2_500,
+            tickets_ms: 0,
+            rates_ms: 0,
+        })
+        .unwrap();
+    let kept = store.list_disagreements(0, None).unwrap();
+    assert_eq!(kept.disagreements, [disagreement(3_000)]);
+}
