@@ -289,3 +289,41 @@ fn check_refuses_rate_windows_the_schema_does_not_name() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eval_fetches_a_cimd_document_with_the_guarded_fetcher() {
+    use common::doc_server::{Behaviour, DocServer};
+    let docs = DocServer::start().await;
+    let document = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/real-cimd/claude-code.2026-09-08.json"),
+    )
+    .unwrap();
+    docs.route(
+        "claude.ai",
+        "/oauth/claude-code-client-metadata",
+        Behaviour::json(document),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = docs.write_config(dir.path(), true, "");
+    let policies = starter_policies();
+    let output = tokio::task::spawn_blocking(move || {
+        clientgate(&[
+            "eval",
+            "--policies",
+            path(&policies),
+            "--config",
+            config.to_str().unwrap(),
+            "--cimd",
+            "https://claude.ai/oauth/claude-code-client-metadata",
+            "--json",
+        ])
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["decision"], "APPROVE", "{json}");
+    assert_eq!(json["client_metadata"]["client_name"], "Claude Code");
+}
