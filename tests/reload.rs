@@ -307,4 +307,16 @@ async fn shadow_disagreements_are_recorded_and_listed() {
     assert_eq!(disagreement.live_version, shown.version);
     assert_eq!(disagreement.candidate_version, shown.shadow_version);
     assert_eq!(disagreement.client_name, "Example");
+
+    let bad_token = server
+        .admin()
+        .await
+        .list_shadow_disagreements(ListShadowDisagreementsRequest {
+            page_token: "nope".to_owned(),
+            ..ListShadowDisagreementsRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_token.code(), tonic::Code::InvalidArgument);
+    assert!(bad_token.message().contains("page_token"), "{bad_token:?}");
 }

@@ -138,18 +138,7 @@ impl AdminService for AdminApi {
         request: Request<ListShadowDisagreementsRequest>,
     ) -> Result<Response<ListShadowDisagreementsResponse>, Status> {
         let request = request.into_inner();
-        let page_token = match request.page_token.as_str() {
-            "" => None,
-            token => Some(ulid::Ulid::from_string(token).map_err(|_| {
-                ServiceError::invalid(
-                    "page_token",
-                    format!("`{}` is not a page token", token.escape_default()),
-                )
-            })?),
-        };
-        if request.page_size < 0 {
-            return Err(ServiceError::invalid("page_size", "must not be negative").into());
-        }
+        let page_token = convert::page_token(&request.page_token, "ListShadowDisagreements")?;
         let page = self
             .engine
             .store()

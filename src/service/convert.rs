@@ -205,6 +205,17 @@ fn millis_of(timestamp: &Timestamp, field: &'static str) -> Result<u64, ServiceE
     Ok(crate::engine::millis(time))
 }
 
+/// A page token of a list ordered by ULID: empty for the first page, else one that `list`
+/// returned.
+pub fn page_token(token: &str, list: &str) -> Result<Option<ulid::Ulid>, ServiceError> {
+    match token {
+        "" => Ok(None),
+        token => ulid::Ulid::from_string(token).map(Some).map_err(|_| {
+            ServiceError::invalid("page_token", format!("not a token from a {list} response"))
+        }),
+    }
+}
+
 pub fn decision_query(request: proto::ListDecisionsRequest) -> Result<DecisionQuery, ServiceError> {
     let decision = match proto::Decision::try_from(request.decision) {
         Ok(proto::Decision::Unspecified) => None,
@@ -226,12 +237,7 @@ pub fn decision_query(request: proto::ListDecisionsRequest) -> Result<DecisionQu
                 .to_string(),
         ),
     };
-    let page_token = match request.page_token.as_str() {
-        "" => None,
-        token => Some(ulid::Ulid::from_string(token).map_err(|_| {
-            ServiceError::invalid("page_token", "not a token from a ListDecisions response")
-        })?),
-    };
+    let page_token = page_token(&request.page_token, "ListDecisions")?;
     let non_empty = |text: String| (!text.is_empty()).then_some(text);
     Ok(DecisionQuery {
         tenant: tenant_name(&request.tenant, "tenant")?,
