@@ -327,3 +327,40 @@ async fn eval_fetches_a_cimd_document_with_the_guarded_fetcher() {
     assert_eq!(json["decision"], "APPROVE", "{json}");
     assert_eq!(json["client_metadata"]["client_name"], "Claude Code");
 }
+
+#[test]
+fn bench_times_the_suites_registrations_and_prints_figures() {
+    let output = clientgate(&[
+        "bench",
+        "--policies",
+        path(&starter_policies()),
+        "--decisions",
+        "300",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    let expected_end = format!(
+        "13 registrations from {}, 300 decisions",
+        starter_policies().join("tests").display()
+    );
+    assert!(
+        first.starts_with("9 policies (version ") && first.ends_with(&expected_end),
+        "{stdout}"
+    );
+    let figures = stdout.lines().nth(1).unwrap_or_default();
+    let number = |label: &str| -> u64 {
+        let rest = &figures[figures
+            .find(label)
+            .unwrap_or_else(|| panic!("{label} in {figures}"))
+            + label.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(number("p50 ") <= number("p99 "), "{figures}");
+    assert!(number("p99 ") <= number("max "), "{figures}");
+    assert!(figures.contains("decisions/s on one thread"), "{figures}");
+}

@@ -2,6 +2,7 @@
 //! with their source line (`clientgate check`), deciding one registration offline
 //! (`clientgate eval`), and policy test suites (`clientgate test`).
 
+pub mod bench;
 pub mod diagnostic;
 pub mod offline;
 pub mod suite;

@@ -141,7 +141,8 @@ pub fn run_suite(
         .collect()
 }
 
-fn offline_case(
+/// The registration, caller and stubs of `case`, as the offline pipeline takes them.
+pub fn offline_case(
     case: &Case,
     read_file: &dyn Fn(&Path) -> Result<Vec<u8>, String>,
 ) -> Result<OfflineCase, String> {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use crate::authoring::diagnostic::{Severity, render};
 use crate::authoring::offline::{OfflineCase, OfflineRegistration, Stubs, decide_offline};
-use crate::authoring::suite::{CaseResult, junit_xml, parse_suite, run_suite};
+use crate::authoring::suite::{CaseResult, Suite, junit_xml, offline_case, parse_suite, run_suite};
 use crate::cimd::fetch::{Fetched, Fetcher, Validators};
 use crate::config::{Config, Overrides};
 use crate::engine::{EngineSettings, Evaluated};
@@ -332,43 +332,17 @@ pub fn test(args: TestArgs) -> ExitCode {
         Err(status) => return status,
     };
     let tests_dir = loaded.config.policy.dir.join("tests");
-    let mut files: Vec<PathBuf> = fs::read_dir(&tests_dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
+    let (suites, broken) = read_suites(&tests_dir);
     let now = SystemTime::now();
     let mut results: Vec<CaseResult> = Vec::new();
-    let mut broken = 0;
-    for file in &files {
-        let name = file
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let suite = match fs::read_to_string(file)
-            .map_err(|error| error.to_string())
-            .and_then(|text| parse_suite(&text))
-        {
-            Ok(suite) => suite,
-            Err(error) => {
-                eprintln!("error: {}: {error}", file.display());
-                broken += 1;
-                continue;
-            }
-        };
-        let base = file.parent().unwrap_or(Path::new(".")).to_owned();
-        let read = move |path: &Path| {
+    for (name, suite, base) in &suites {
+        let read = |path: &Path| {
             fs::read(base.join(path))
                 .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
         };
         results.extend(run_suite(
-            &name,
-            &suite,
+            name,
+            suite,
             &loaded.policies,
             &loaded.settings,
             &read,
@@ -401,5 +375,134 @@ pub fn test(args: TestArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The suites in `dir` (name, parsed suite, directory for relative files), sorted by name,
+/// and how many files could not be read or parsed (each reported on standard error).
+fn read_suites(dir: &Path) -> (Vec<(String, Suite, PathBuf)>, usize) {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut suites = Vec::new();
+    let mut broken = 0;
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match fs::read_to_string(&file)
+            .map_err(|error| error.to_string())
+            .and_then(|text| parse_suite(&text))
+        {
+            Ok(suite) => {
+                let base = file.parent().unwrap_or(Path::new(".")).to_owned();
+                suites.push((name, suite, base));
+            }
+            Err(error) => {
+                eprintln!("error: {}: {error}", file.display());
+                broken += 1;
+            }
+        }
+    }
+    (suites, broken)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// How many decisions to time.
+    #[arg(long, default_value_t = 20_000)]
+    decisions: usize,
+}
+
+/// Registrations decided when the policy directory has no test suites.
+const SAMPLE_REGISTRATIONS: &[&str] = &[
+    r#"{"client_name":"Web","client_uri":"https://app.example.com","redirect_uris":["https://app.example.com/callback"]}"#,
+    r#"{"client_name":"CLI","redirect_uris":["http://127.0.0.1/callback"],"token_endpoint_auth_method":"none"}"#,
+    r#"{"client_name":"Elsewhere","client_uri":"https://famous.example","redirect_uris":["https://other.example.net/cb"]}"#,
+];
+
+pub fn bench(args: BenchArgs) -> ExitCode {
+    let loaded = match load(&args.policy, false) {
+        Ok(loaded) => loaded,
+        Err(status) => return status,
+    };
+    let tests_dir = loaded.config.policy.dir.join("tests");
+    let (suites, _) = read_suites(&tests_dir);
+    let mut cases = Vec::new();
+    for (_, suite, base) in &suites {
+        let read = |path: &Path| {
+            fs::read(base.join(path))
+                .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
+        };
+        cases.extend(
+            suite
+                .cases
+                .iter()
+                .filter_map(|case| offline_case(case, &read).ok()),
+        );
+    }
+    let source = if cases.is_empty() {
+        cases = SAMPLE_REGISTRATIONS
+            .iter()
+            .map(|metadata_json| OfflineCase {
+                tenant: "default".to_owned(),
+                caller: Caller {
+                    ip: Some(IpAddr::from([203, 0, 113, 7])),
+                    ..Caller::default()
+                },
+                registration: OfflineRegistration::Dcr {
+                    metadata_json: metadata_json.to_string(),
+                    initial_access_token: false,
+                },
+                stubs: Stubs::default(),
+                explain: false,
+            })
+            .collect();
+        "built-in samples".to_owned()
+    } else {
+        tests_dir.display().to_string()
+    };
+    match crate::authoring::bench::run(&loaded.policies, &loaded.settings, &cases, args.decisions) {
+        Ok(report) => {
+            println!(
+                "{} policies (version {}), {} registrations from {source}, {} decisions",
+                loaded.policies.policy_count(),
+                loaded.policies.version,
+                report.cases,
+                report.decisions,
+            );
+            println!(
+                "{:.0} decisions/s on one thread; mean {} µs, p50 {} µs, p99 {} µs, max {} µs",
+                report.per_second(),
+                report.mean().as_micros(),
+                report.p50.as_micros(),
+                report.p99.as_micros(),
+                report.max.as_micros(),
+            );
+            println!(
+                "(validation, signals and Cedar only: a served Evaluate adds the gRPC call and the \
+                 durable write, see `cargo bench`)"
+            );
+            if cfg!(debug_assertions) {
+                println!(
+                    "note: this is a debug build, roughly 15 times slower; use `cargo run --release -- bench`"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("clientgate: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -34,6 +34,8 @@ enum Command {
     Eval(authoring::EvalArgs),
     /// Run the policy test suites in <policies>/tests/*.toml.
     Test(authoring::TestArgs),
+    /// Measure what one decision costs with these policies (no store, no network).
+    Bench(authoring::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => authoring::check(args),
         Command::Eval(args) => authoring::eval(args),
         Command::Test(args) => authoring::test(args),
+        Command::Bench(args) => authoring::bench(args),
     }
 }
 
