@@ -3,7 +3,9 @@
 //! 1. the pure pipeline (validate → signals → Cedar → outcome), single-threaded;
 //! 2. `Evaluate` over gRPC on loopback against the real server, recording every decision
 //!    durably, with concurrent callers (group commit), for DCR bodies and for a CIMD client
-//!    whose document is cached (served once by a local HTTPS document server).
+//!    whose document is cached (served once by a local HTTPS document server);
+//! 3. the same DCR calls with a shadow (candidate) policy set that disagrees on some of
+//!    them, so each call is decided twice and disagreements are written.
 //!
 //! Run with `cargo bench --bench evaluate`. Figures, not pass/fail: it asserts nothing
 //! about speed.
@@ -50,13 +52,34 @@ fn main() {
         let config_dir = tempfile::tempdir().expect("temp dir");
         let config_file = docs.write_config(config_dir.path(), true, "");
         for concurrency in [1, 16, 64] {
-            over_grpc(&policies_dir, &config_file, Kind::Dcr, concurrency, 4000).await;
+            over_grpc(
+                &policies_dir,
+                &config_file,
+                Kind::Dcr,
+                concurrency,
+                4000,
+                None,
+            )
+            .await;
             over_grpc(
                 &policies_dir,
                 &config_file,
                 Kind::CachedCimd,
                 concurrency,
                 4000,
+                None,
+            )
+            .await;
+        }
+        let candidate = candidate_policies(&policies_dir);
+        for concurrency in [1, 16] {
+            over_grpc(
+                &policies_dir,
+                &config_file,
+                Kind::Dcr,
+                concurrency,
+                4000,
+                Some(candidate.path()),
             )
             .await;
         }
@@ -148,19 +171,38 @@ fn decide(
     ));
 }
 
+/// The starter policies plus a forbid on `example.com` redirect domains: a candidate set
+/// that disagrees with the live one on some of the benchmark's registrations.
+fn candidate_policies(policies_dir: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(policies_dir).expect("policies") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    std::fs::write(
+        dir.path().join("40-candidate.cedar"),
+        "@id(\"retire_example_com\")\n@reason(\"example.com clients are retired\")\nforbid (principal, action in Action::\"register\", resource)\nwhen { principal.redirect_domains.contains(\"example.com\") };\n",
+    )
+    .expect("candidate policy");
+    dir
+}
+
 async fn over_grpc(
     policies_dir: &Path,
     config_file: &Path,
     kind: Kind,
     concurrency: usize,
     total: usize,
+    shadow: Option<&Path>,
 ) {
     let data = tempfile::tempdir().expect("temp dir");
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".to_owned()),
         policies: Some(policies_dir.to_owned()),
         data: Some(data.path().to_owned()),
-        shadow_policies: None,
+        shadow_policies: shadow.map(Path::to_owned),
     };
     let config = Config::load(Some(config_file), Vec::new(), &overrides).expect("config");
     let (addr_sender, addr_receiver) = tokio::sync::oneshot::channel();
@@ -212,8 +254,13 @@ async fn over_grpc(
     let _ = stop_sender.send(());
     let stats = server.await.unwrap().expect("clean stop");
     let size = dir_size(data.path());
+    let label = if shadow.is_some() {
+        format!("{kind:?} with shadow policies")
+    } else {
+        format!("{kind:?}")
+    };
     println!(
-        "{kind:?} Evaluate over gRPC, recorded durably, {concurrency:>2} concurrent callers: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms; {done} decisions in {} flushes ({:.1} per flush), store {:.1} MiB",
+        "{label} Evaluate over gRPC, recorded durably, {concurrency:>2} concurrent callers: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms; {done} decisions in {} flushes ({:.1} per flush), store {:.1} MiB",
         done as f64 / elapsed.as_secs_f64(),
         percentile(0.50).as_secs_f64() * 1e3,
         percentile(0.99).as_secs_f64() * 1e3,
