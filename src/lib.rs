@@ -17,10 +17,17 @@
 //! - [`policy`]: loading the Cedar policy directory, building entities and context, and
 //!   the outcome rules (approve, deny, step up, fail closed).
 //! - [`engine`]: the pipeline; the one place that calls the store for a decision.
-//! - [`store`]: the durable decision log and step-up tickets (sled, group commit).
+//! - [`cimd`]: Client ID Metadata Documents: the client_id rules, the SSRF-guarded fetcher,
+//!   document validation, the cache.
+//! - [`store`]: the durable decision log, step-up tickets, rate counters, the CIMD cache
+//!   and shadow disagreements (sled, group commit, compaction into fresh generations).
 //! - [`errors`]: the one mapping of outcomes and failures to OAuth error codes and gRPC
 //!   statuses.
-//! - [`service`]: the gRPC edge (Evaluate, AdminService, health, reflection).
+//! - [`step_up`]: the step-up ticket state machine.
+//! - [`service`]: the gRPC edge (Evaluate, AdminService, StepUpService, health,
+//!   reflection) and the background tasks (ticket expiry, retention, policy reload).
+//! - [`authoring`]: the policy author's tools (`check`, `eval`, `test`, `bench`) as pure
+//!   functions.
 //! - [`config`] and [`cli`]: settings and the command line.
 //! - [`proto`]: the generated `clientgate.v1` types.
 
