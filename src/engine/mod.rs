@@ -1,9 +1,10 @@
 //! The decision pipeline: request → validate → signals → decide → record → response.
 //!
-//! [`decide_dcr`] and [`decide_cimd`] are the pure part (functions of their inputs and the
-//! clock they are given); [`Engine::evaluate`] adds the side effects: resolving a CIMD
-//! document through the cache and the fetcher, and recording the decision durably before
-//! it is returned. A decision that could not be recorded is never returned.
+//! [`prepare_dcr`], [`prepare_cimd`] and [`decide`] are the pure part (functions of their
+//! inputs and the clock they are given); [`Engine::evaluate`] adds the side effects:
+//! resolving a CIMD document through the cache and the fetcher, observing the store, and
+//! recording the decision durably before it is returned. A decision that could not be
+//! recorded is never returned.
 
 mod decide;
 mod shadow;
