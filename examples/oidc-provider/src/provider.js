@@ -103,7 +103,12 @@ function decideRegistrations(clientgate, log) {
   };
 }
 
-/** Authorization requests of a client registered on a STEP_UP wait for its ticket. */
+/**
+ * Authorization requests of a client registered on a STEP_UP wait for its ticket.
+ * oidc-provider serves the authorization endpoint on GET only (`enableHttpPostMethods` is
+ * off, and the tests check that POST is not served); turn POST on and this hold must read
+ * the form too.
+ */
 function holdPendingClients(provider, clientgate) {
   return async (ctx, next) => {
     if (ctx.path !== '/auth' || typeof ctx.query.client_id !== 'string') return next();

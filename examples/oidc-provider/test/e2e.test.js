@@ -116,6 +116,14 @@ test('a DCR client that is stepped up waits for approval, then completes the sam
   const waiting = await browse(client.authorizationUrl, client.redirectUrl);
   assert.equal(waiting.status, 403);
   assert.match(waiting.html, /id="waiting"/u);
+  // No way around the hold: the authorization endpoint does not take POST.
+  const posted = await fetch(new URL('/auth', stack.issuer), {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: client.authorizationUrl.searchParams.toString(),
+  });
+  assert.equal(posted.status, 404);
 
   await resolve(pendingTicket('Borrowed Name'), true);
   const approved = await browse(client.authorizationUrl, client.redirectUrl);
