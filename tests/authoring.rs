@@ -364,3 +364,27 @@ fn bench_times_the_suites_registrations_and_prints_figures() {
     assert!(number("p99 ") <= number("max "), "{figures}");
     assert!(figures.contains("decisions/s on one thread"), "{figures}");
 }
+
+#[test]
+fn check_warns_of_a_policy_that_can_never_apply() {
+    let dir = starter_copy();
+    std::fs::write(
+        dir.path().join("40-never.cedar"),
+        "@id(\"never\")\n@reason(\"r\")\nforbid (principal, action == Action::\"register_dcr\", resource == Client::\"x\");\n",
+    )
+    .unwrap();
+    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "a warning is not an error: {stderr}"
+    );
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains(
+                "40-never.cedar:1:1: for policy `never`, unable to find an applicable action"
+            ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("ok, 10 policies"), "{stdout}");
+}
