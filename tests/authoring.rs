@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::starter_policies;
+use common::{starter_copy, starter_policies};
 
 fn clientgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_clientgate"))
@@ -23,24 +23,10 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
-/// A copy of the starter policies (with their tests) that a test may break.
-fn starter_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&starter_policies(), dir.path());
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+/// `clientgate check` on `dir` once `name` holds `policy`.
+fn check_with(dir: &tempfile::TempDir, name: &str, policy: &str) -> Output {
+    std::fs::write(dir.path().join(name), policy).unwrap();
+    clientgate(&["check", "--policies", path(dir.path())])
 }
 
 fn path(dir: &Path) -> &str {
@@ -59,12 +45,11 @@ fn check_passes_the_starter_pack() {
 #[test]
 fn check_shows_a_syntax_error_with_its_line_and_a_caret() {
     let dir = starter_copy();
-    std::fs::write(
-        dir.path().join("40-broken.cedar"),
+    let output = check_with(
+        &dir,
+        "40-broken.cedar",
         "@id(\"broken\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen { principal.redirect_kinds.contains(\"https\") && };\n",
-    )
-    .unwrap();
-    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    );
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("40-broken.cedar:4:"), "{stderr}");
@@ -79,12 +64,11 @@ fn check_shows_a_syntax_error_with_its_line_and_a_caret() {
 #[test]
 fn check_refuses_unknown_obligations_and_warns_of_reasonless_forbids() {
     let dir = starter_copy();
-    std::fs::write(
-        dir.path().join("40-extra.cedar"),
+    let output = check_with(
+        &dir,
+        "40-extra.cedar",
         "@id(\"quiet_forbid\")\nforbid (principal, action == Action::\"register_dcr\", resource)\nwhen { principal.redirect_kinds.contains(\"private_scheme\") };\n",
-    )
-    .unwrap();
-    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    );
     let (stdout, stderr) = text(&output);
     assert!(
         output.status.success(),
@@ -97,12 +81,11 @@ fn check_refuses_unknown_obligations_and_warns_of_reasonless_forbids() {
         "{stderr}"
     );
 
-    std::fs::write(
-        dir.path().join("40-extra.cedar"),
+    let output = check_with(
+        &dir,
+        "40-extra.cedar",
         "@id(\"typo\")\n@reason(\"r\")\n@obligation(\"require_concent\")\npermit (principal, action, resource);\n",
-    )
-    .unwrap();
-    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    );
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -368,12 +351,11 @@ fn bench_times_the_suites_registrations_and_prints_figures() {
 #[test]
 fn check_warns_of_a_policy_that_can_never_apply() {
     let dir = starter_copy();
-    std::fs::write(
-        dir.path().join("40-never.cedar"),
+    let output = check_with(
+        &dir,
+        "40-never.cedar",
         "@id(\"never\")\n@reason(\"r\")\nforbid (principal, action == Action::\"register_dcr\", resource == Client::\"x\");\n",
-    )
-    .unwrap();
-    let output = clientgate(&["check", "--policies", path(dir.path())]);
+    );
     let (stdout, stderr) = text(&output);
     assert!(
         output.status.success(),

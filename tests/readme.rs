@@ -250,13 +250,7 @@ fn every_example_policy_loads_beside_the_starter_pack_without_warnings() {
         .map(|(_, text)| text)
         .collect();
     assert!(examples.len() >= 3, "the README has its Cedar examples");
-    let policies = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(starter_policies()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let policies = starter_copy();
     for (n, example) in examples.iter().enumerate() {
         std::fs::write(policies.path().join(format!("9{n}-example.cedar")), example).unwrap();
     }

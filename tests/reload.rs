@@ -26,17 +26,6 @@ when { principal.redirect_domains.contains("example.com") };
 
 const BROKEN: &str = "@id(\"broken\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen { principal.no_such_attribute };\n";
 
-fn starter_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(starter_policies()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.path().is_file() {
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-    }
-    dir
-}
-
 /// Writes `name` in `dir` in one step (write aside, then rename), as a deploy would.
 fn put(dir: &Path, name: &str, text: &str) {
     let aside = dir.join(format!(".{name}.partial"));

@@ -319,13 +319,7 @@ async fn decisions_recorded_before_a_restart_are_listed_after_it() {
 #[tokio::test]
 async fn completed_challenges_only_count_when_the_as_may_attest_them() {
     let data = tempfile::tempdir().unwrap();
-    let policies = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(starter_policies()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let policies = starter_copy();
     std::fs::write(
         policies.path().join("40-consent.cedar"),
         "@id(\"consent_for_loopback\")\n@step_up(\"user_consent\")\nforbid (principal, action, resource)\nwhen { principal.redirect_kinds.contains(\"loopback\") };\n",
