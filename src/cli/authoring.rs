@@ -335,17 +335,13 @@ pub fn test(args: TestArgs) -> ExitCode {
     let (suites, broken) = read_suites(&tests_dir);
     let now = SystemTime::now();
     let mut results: Vec<CaseResult> = Vec::new();
-    for (name, suite, base) in &suites {
-        let read = |path: &Path| {
-            fs::read(base.join(path))
-                .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
-        };
+    for file in &suites {
         results.extend(run_suite(
-            name,
-            suite,
+            &file.name,
+            &file.suite,
             &loaded.policies,
             &loaded.settings,
-            &read,
+            &|path| file.read(path),
             now,
         ));
     }
@@ -378,9 +374,24 @@ pub fn test(args: TestArgs) -> ExitCode {
     }
 }
 
-/// The suites in `dir` (name, parsed suite, directory for relative files), sorted by name,
-/// and how many files could not be read or parsed (each reported on standard error).
-fn read_suites(dir: &Path) -> (Vec<(String, Suite, PathBuf)>, usize) {
+/// One parsed suite file.
+struct SuiteFile {
+    name: String,
+    suite: Suite,
+    /// Where the files it names (`document_file`) are.
+    base: PathBuf,
+}
+
+impl SuiteFile {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+        fs::read(self.base.join(path))
+            .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
+    }
+}
+
+/// The suites in `dir`, sorted by name, and how many files could not be read or parsed
+/// (each reported on standard error).
+fn read_suites(dir: &Path) -> (Vec<SuiteFile>, usize) {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -404,7 +415,7 @@ fn read_suites(dir: &Path) -> (Vec<(String, Suite, PathBuf)>, usize) {
         {
             Ok(suite) => {
                 let base = file.parent().unwrap_or(Path::new(".")).to_owned();
-                suites.push((name, suite, base));
+                suites.push(SuiteFile { name, suite, base });
             }
             Err(error) => {
                 eprintln!("error: {}: {error}", file.display());
@@ -439,16 +450,12 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     let tests_dir = loaded.config.policy.dir.join("tests");
     let (suites, _) = read_suites(&tests_dir);
     let mut cases = Vec::new();
-    for (_, suite, base) in &suites {
-        let read = |path: &Path| {
-            fs::read(base.join(path))
-                .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
-        };
+    for file in &suites {
         cases.extend(
-            suite
+            file.suite
                 .cases
                 .iter()
-                .filter_map(|case| offline_case(case, &read).ok()),
+                .filter_map(|case| offline_case(case, &|path| file.read(path)).ok()),
         );
     }
     let source = if cases.is_empty() {
