@@ -125,7 +125,7 @@ fn pure_pipeline(policies_dir: &Path) {
                 metadata_json: body.to_string(),
                 initial_access_token: false,
             },
-            caller: clientgate::signals::Caller {
+            caller: clientgate::vocab::Caller {
                 ip: Some("203.0.113.7".parse().unwrap()),
                 ..Default::default()
             },

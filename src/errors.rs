@@ -3,8 +3,8 @@
 //! gRPC statuses.
 
 use crate::registration::{Code, Finding};
-use crate::signals::RegistrationType;
 use crate::store::{ResolveError, StoreError};
+use crate::vocab::RegistrationType;
 
 /// An OAuth error code clientgate puts on a DENY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

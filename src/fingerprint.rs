@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::registration::ClientMetadata;
-use crate::signals::RegistrationType;
+use crate::vocab::RegistrationType;
 
 /// Hex SHA-256 (first 16 bytes) of the fingerprinted members, each length-prefixed so that
 /// no two different registrations can produce the same input.

@@ -47,3 +47,4 @@ pub mod service;
 pub mod signals;
 pub mod step_up;
 pub mod store;
+pub mod vocab;

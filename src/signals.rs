@@ -11,31 +11,7 @@ use serde::Serialize;
 
 use crate::registration::uri::{RedirectKind, registrable_domain};
 use crate::registration::{Severity, Validation};
-
-/// How the client is registering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistrationType {
-    Dcr,
-    Cimd,
-}
-
-impl RegistrationType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistrationType::Dcr => "dcr",
-            RegistrationType::Cimd => "cimd",
-        }
-    }
-}
-
-/// Who called the authorization server, as the AS reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Caller {
-    pub ip: Option<IpAddr>,
-    pub user_agent: String,
-    pub user_authenticated: bool,
-}
+use crate::vocab::{Caller, RegistrationType};
 
 /// A URI reduced to what policies compare.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use clientgate::engine::{EvaluateInput, Registration, decide_dcr};
-use clientgate::policy::{Decision, load_policy_dir};
-use clientgate::signals::Caller;
+use clientgate::policy::load_policy_dir;
+use clientgate::vocab::Caller;
+use clientgate::vocab::Decision;
 
 /// File, decision, obligations.
 const EXPECTED: &[(&str, Decision, &[&str])] = &[

@@ -12,13 +12,13 @@ use std::time::Instant;
 use clientgate::proto::ListDecisionsRequest;
 use common::{Server, dcr, starter_policies};
 
-use clientgate::policy::{Decision, Reason};
 use clientgate::registration::{Code, Finding, Severity};
-use clientgate::signals::RegistrationType;
 use clientgate::store::{
     CompactionPolicy, DecisionQuery, DecisionRecord, PruneCutoffs, RateDimension, RateKey,
     SledStore, Store,
 };
+use clientgate::vocab::RegistrationType;
+use clientgate::vocab::{Decision, Reason};
 
 const TOTAL: u64 = 100_000;
 /// Simulated time between two decisions.

@@ -8,15 +8,16 @@ use std::time::Duration;
 use clientgate::cimd::cache::CacheEntry;
 use clientgate::config::Config;
 use clientgate::engine::{EvaluateInput, Registration};
-use clientgate::policy::{Decision, load_policy_dir};
+use clientgate::policy::load_policy_dir;
 use clientgate::service::build_engine;
-use clientgate::signals::Caller;
 use clientgate::step_up::Resolution;
 use clientgate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
     PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture,
     StoreStats, TicketPage, TicketQuery,
 };
+use clientgate::vocab::Caller;
+use clientgate::vocab::Decision;
 
 /// A store whose disk is gone.
 struct BrokenDisk;

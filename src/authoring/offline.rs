@@ -10,11 +10,12 @@ use crate::cimd::fetch::FetchFailure;
 use crate::cimd::source::{Resolution, resolve_supplied};
 use crate::engine::{
     ADMIN_APPROVAL, CimdLookup, EngineSettings, EvaluateInput, Evaluated, Observed,
-    PresentedTicket, Registration, decide, millis, prepare_cimd, prepare_dcr, window_name,
+    PresentedTicket, Registration, decide, prepare_cimd, prepare_dcr, window_name,
 };
 use crate::policy::PolicyBundle;
-use crate::signals::Caller;
 use crate::store::{FingerprintStats, RateDimension, StepUpTicket, TicketState};
+use crate::vocab::Caller;
+use crate::vocab::millis;
 
 /// One registration to decide offline.
 #[derive(Clone, Debug)]

@@ -27,8 +27,9 @@ use serde::Deserialize;
 
 use super::offline::{OfflineCase, OfflineRegistration, Stubs, decide_offline};
 use crate::engine::{EngineSettings, Evaluated};
-use crate::policy::{Decision, PolicyBundle};
-use crate::signals::Caller;
+use crate::policy::PolicyBundle;
+use crate::vocab::Caller;
+use crate::vocab::Decision;
 
 /// A parsed suite file.
 #[derive(Debug, Deserialize)]

@@ -15,11 +15,11 @@ use super::document::{DocumentRules, validate_document};
 use super::fetch::{
     FetchFailure, Fetched, Fetcher, ResponseHeaders, Validators, is_json_media_type,
 };
-use crate::engine::millis;
 use crate::registration::dcr::Validation;
 use crate::registration::findings::Finding;
 use crate::registration::{Code, profile};
 use crate::store::Store;
+use crate::vocab::millis;
 
 /// Where the document of a decision came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

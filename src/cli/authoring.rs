@@ -15,7 +15,7 @@ use crate::cimd::fetch::{Fetched, Fetcher, Validators};
 use crate::config::{Config, Overrides};
 use crate::engine::{EngineSettings, Evaluated};
 use crate::policy::{LoadError, PolicyBundle, load_policy_dir_with};
-use crate::signals::Caller;
+use crate::vocab::Caller;
 
 /// Where the policies and the configuration come from.
 #[derive(Debug, clap::Args)]
@@ -242,9 +242,9 @@ fn fetch(
 
 fn decision_name(evaluated: &Evaluated) -> &'static str {
     match evaluated.decision {
-        crate::policy::Decision::Approve => "APPROVE",
-        crate::policy::Decision::Deny => "DENY",
-        crate::policy::Decision::StepUp => "STEP_UP",
+        crate::vocab::Decision::Approve => "APPROVE",
+        crate::vocab::Decision::Deny => "DENY",
+        crate::vocab::Decision::StepUp => "STEP_UP",
     }
 }
 

@@ -8,14 +8,16 @@ use crate::cimd::redirect_match::match_redirect_uri;
 use crate::cimd::source::{CimdInfo, Resolution};
 use crate::errors;
 use crate::fingerprint::fingerprint;
-use crate::policy::{Decision, PolicyBundle, PolicyOutcome};
+use crate::policy::{PolicyBundle, PolicyOutcome};
 use crate::registration::software_statement::{StatementCheck, verify};
 use crate::registration::uri::registrable_domain;
 use crate::registration::{Code, Finding, Severity, Validation, validate_dcr};
-use crate::signals::{RegistrationType, RequestFacts, derive_signals};
+use crate::signals::{RequestFacts, derive_signals};
 use crate::store::{
     FingerprintStats, RateDimension, RateKey, StepUpRef, StepUpTicket, TicketState,
 };
+use crate::vocab::Decision;
+use crate::vocab::RegistrationType;
 
 /// A registration validated and identified, ready for its observations and a decision.
 #[derive(Clone, Debug)]
@@ -402,7 +404,7 @@ pub fn check_context(policies: &PolicyBundle, settings: &EngineSettings) -> Resu
             tenant: "default".to_owned(),
             registration_type: RegistrationType::Dcr,
             client_id: None,
-            caller: crate::signals::Caller {
+            caller: crate::vocab::Caller {
                 ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
                 ..Default::default()
             },
@@ -459,7 +461,7 @@ fn apply_outcome(
             evaluated.step_up = Some(StepUpRef {
                 ticket_id: ulid::Ulid::from_datetime(now).to_string(),
                 challenges: outcome.challenges,
-                expires_at_ms: super::millis(now + settings.step_up_ttl),
+                expires_at_ms: crate::vocab::millis(now + settings.step_up_ttl),
             });
         }
         Decision::Deny => {

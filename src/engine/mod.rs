@@ -13,7 +13,7 @@ mod shadow;
 mod tests;
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use decide::{
     CimdLookup, Observed, Prepared, check_context, decide, decide_dcr, prepare_cimd, prepare_dcr,
@@ -24,11 +24,12 @@ use crate::cimd::client_id::check_client_id;
 use crate::cimd::document::DocumentRules;
 use crate::cimd::source::{CimdInfo, CimdSource};
 use crate::errors::{OAuthErrorCode, ServiceError};
-use crate::policy::{Decision, PolicyBundle, Reason};
+use crate::policy::PolicyBundle;
 use crate::registration::software_statement::TrustedIssuers;
 use crate::registration::{Finding, Profile};
-use crate::signals::{Caller, RegistrationType};
 use crate::store::{DecisionRecord, StepUpRef, StepUpTicket, Store, TicketState};
+use crate::vocab::{Caller, RegistrationType, millis};
+use crate::vocab::{Decision, Reason};
 
 /// The step-up challenge that only an operator can complete.
 pub const ADMIN_APPROVAL: &str = "admin_approval";
@@ -119,11 +120,6 @@ pub struct Evaluated {
     pub new_ticket: bool,
     /// The first approved decision with the same fingerprint, when there is one.
     pub duplicate_of: Option<String>,
-}
-
-pub fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// The pipeline with its policies and store.

@@ -56,9 +56,9 @@ fn sorted(items: &[String]) -> Vec<&String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Decision, Reason};
-    use crate::signals::RegistrationType;
     use crate::store::StepUpRef;
+    use crate::vocab::RegistrationType;
+    use crate::vocab::{Decision, Reason};
 
     fn evaluated(decision: Decision, policy: &str, obligations: &[&str]) -> Evaluated {
         Evaluated {

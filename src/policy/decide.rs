@@ -9,31 +9,16 @@
 //! 6. a policy that errors fails closed: deny, with the error as a finding.
 
 use cedar_policy::{Authorizer, PolicyId, Response};
-use serde::{Deserialize, Serialize};
 
 use super::PolicyBundle;
 use super::entities::CedarInputs;
 use crate::errors::OAuthErrorCode;
 use crate::registration::{Code, Finding, Severity};
 use crate::signals::Signals;
+use crate::vocab::{Decision, Reason};
 
 /// The reason id of a deny that no policy asked for.
 pub const DEFAULT_DENY: &str = "default_deny";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Approve,
-    Deny,
-    StepUp,
-}
-
-/// Why: a policy id and its `@reason`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reason {
-    pub policy_id: String,
-    pub message: String,
-}
 
 /// What the policies decided.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,7 +9,8 @@ use cedar_policy::{
 };
 
 use super::PolicyBundle;
-use crate::signals::{RegistrationType, Signals, rfc3339};
+use crate::signals::{Signals, rfc3339};
+use crate::vocab::RegistrationType;
 
 /// Undeclared tenants whose entities are kept; beyond this they are rebuilt per request.
 const UNDECLARED_TENANT_CACHE: usize = 10_000;

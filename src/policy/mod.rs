@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use cedar_policy::{Effect, Entities, Entity, PolicySet, Schema};
 
-pub use decide::{Decision, PolicyOutcome, Reason};
+pub use decide::PolicyOutcome;
 pub use err::{LoadError, LoadErrors};
 pub use load::{load_policy_dir, load_policy_dir_with};
 

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 use super::*;
 use crate::errors::OAuthErrorCode;
 use crate::registration::{Profile, validate_dcr};
-use crate::signals::{Caller, RegistrationType, RequestFacts, Signals, derive_signals};
+use crate::signals::{RequestFacts, Signals, derive_signals};
+use crate::vocab::{Caller, Decision, RegistrationType};
 
 const SCHEMA: &str = include_str!("../../policies/schema.cedarschema");
 const ENTITIES: &str = include_str!("../../policies/entities.json");

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::errors::{OAuthErrorCode, error_for_findings};
-use crate::signals::RegistrationType;
+use crate::vocab::RegistrationType;
 
 /// What a profile should make of a registration.
 enum Expect {

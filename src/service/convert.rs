@@ -8,13 +8,13 @@ use prost_types::Timestamp;
 
 use crate::engine::{EvaluateInput, Evaluated, Registration};
 use crate::errors::ServiceError;
-use crate::policy::{Decision, Reason};
 use crate::proto;
 use crate::registration::{Finding, Severity};
-use crate::signals::Caller;
 use crate::store::{
     DecisionQuery, DecisionRecord, StepUpRef, StepUpTicket, TicketQuery, TicketState,
 };
+use crate::vocab::Caller;
+use crate::vocab::{Decision, Reason};
 
 const DEFAULT_TENANT: &str = "default";
 const MAX_TENANT_LEN: usize = 64;
@@ -194,7 +194,7 @@ pub fn timestamp_ms(ms: u64) -> Timestamp {
 }
 
 pub fn timestamp(time: SystemTime) -> Timestamp {
-    timestamp_ms(crate::engine::millis(time))
+    timestamp_ms(crate::vocab::millis(time))
 }
 
 fn millis_of(timestamp: &Timestamp, field: &'static str) -> Result<u64, ServiceError> {
@@ -202,7 +202,7 @@ fn millis_of(timestamp: &Timestamp, field: &'static str) -> Result<u64, ServiceE
         return Err(ServiceError::invalid(field, "must be a time after 1970"));
     }
     let time = UNIX_EPOCH + Duration::new(timestamp.seconds as u64, timestamp.nanos as u32);
-    Ok(crate::engine::millis(time))
+    Ok(crate::vocab::millis(time))
 }
 
 /// A page token of a list ordered by ULID: empty for the first page, else one that `list`

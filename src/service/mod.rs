@@ -207,7 +207,7 @@ async fn expire_tickets_periodically(store: Arc<dyn Store>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
         every.tick().await;
-        let now = crate::engine::millis(std::time::SystemTime::now());
+        let now = crate::vocab::millis(std::time::SystemTime::now());
         match store.expire_tickets(now) {
             Ok(0) => {}
             Ok(expired) => info!(expired, "step-up tickets expired"),
@@ -265,9 +265,8 @@ async fn prune_periodically(store: Arc<dyn Store>, config: Config) {
 /// What retention keeps at `now`: decisions and tickets for their configured ages, rate
 /// buckets for the longest window.
 pub fn prune_cutoffs(config: &Config, now: std::time::SystemTime) -> PruneCutoffs {
-    let before = |age: std::time::Duration| {
-        crate::engine::millis(now).saturating_sub(age.as_millis() as u64)
-    };
+    let before =
+        |age: std::time::Duration| crate::vocab::millis(now).saturating_sub(age.as_millis() as u64);
     let longest_window = config
         .rates
         .windows

@@ -7,13 +7,14 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::convert;
-use crate::engine::{Engine, millis};
+use crate::engine::Engine;
 use crate::errors::ServiceError;
 use crate::proto::step_up_service_server::StepUpService;
 use crate::proto::{
     GetStepUpRequest, ListStepUpsRequest, ListStepUpsResponse, ResolveStepUpRequest, StepUp,
 };
 use crate::step_up::{self, Resolution};
+use crate::vocab::millis;
 
 pub struct StepUpApi {
     engine: Arc<Engine>,

@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::errors::OAuthErrorCode;
-use crate::policy::{Decision, Reason};
 use crate::registration::Finding;
-use crate::signals::RegistrationType;
+use crate::vocab::RegistrationType;
+use crate::vocab::{Decision, Reason};
 
 /// One decision, as the decision log keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

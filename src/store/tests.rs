@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::policy::{Decision, Reason};
-use crate::signals::RegistrationType;
+use crate::vocab::RegistrationType;
+use crate::vocab::{Decision, Reason};
 
 pub(super) fn record(ms: u64, tenant: &str, ip: &str, decision: Decision) -> DecisionRecord {
     DecisionRecord {

@@ -17,7 +17,6 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use ulid::Ulid;
 
 use crate::cimd::cache::CacheEntry;
-use crate::policy::Decision;
 use crate::step_up::{self, Resolution};
 use crate::store::group_commit::GroupCommit;
 use crate::store::{
@@ -25,6 +24,7 @@ use crate::store::{
     PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, StoreError, TicketPage,
     TicketQuery, TicketState,
 };
+use crate::vocab::Decision;
 
 /// The layout version this build reads and writes.
 pub const FORMAT_VERSION: &str = "1";

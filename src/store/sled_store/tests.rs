@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::*;
 use crate::cimd::cache::CacheEntry;
-use crate::policy::Decision;
 use crate::store::tests::{close, record};
 use crate::store::{RateDimension, StepUpTicket, TicketState};
+use crate::vocab::Decision;
 
 fn ticket(decision: &DecisionRecord) -> StepUpTicket {
     StepUpTicket {
