@@ -10,11 +10,12 @@ use clientgate::config::Config;
 use clientgate::engine::{EvaluateInput, Registration};
 use clientgate::policy::load_policy_dir;
 use clientgate::service::build_engine;
-use clientgate::step_up::Resolution;
+use clientgate::step_up::OperatorResolution;
+use clientgate::step_up::StepUpTicket;
 use clientgate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
-    PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, Store, StoreError, StoreFuture,
-    StoreStats, TicketPage, TicketQuery,
+    PruneCutoffs, PruneReport, RateKey, ResolveError, Store, StoreError, StoreFuture, StoreStats,
+    TicketPage, TicketQuery,
 };
 use clientgate::vocab::Caller;
 use clientgate::vocab::Decision;
@@ -62,7 +63,7 @@ impl Store for BrokenDisk {
     fn resolve_ticket(
         &self,
         _: &str,
-        _: Resolution,
+        _: OperatorResolution,
     ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
         Box::pin(async { Err(StoreError::Io("write failed".to_owned())) })
     }

@@ -3,17 +3,18 @@
 //! ticket) are stubbed by the caller; everything else is the service's own pipeline.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::cimd::client_id::check_client_id;
 use crate::cimd::fetch::FetchFailure;
-use crate::cimd::source::{Resolution, resolve_supplied};
+use crate::cimd::source::{DocumentResolution, resolve_supplied};
 use crate::engine::{
-    ADMIN_APPROVAL, CimdLookup, EngineSettings, EvaluateInput, Evaluated, Observed,
-    PresentedTicket, Registration, decide, prepare_cimd, prepare_dcr, window_name,
+    CimdLookup, EngineSettings, EvaluateInput, Evaluated, Observed, Registration, Stamp, decide,
+    prepare_cimd, prepare_dcr, window_name,
 };
 use crate::policy::PolicyBundle;
-use crate::store::{FingerprintStats, RateDimension, StepUpTicket, TicketState};
+use crate::step_up::{self, NewTicket, OperatorResolution, PresentedTicket};
+use crate::store::{FingerprintStats, RateDimension};
 use crate::vocab::Caller;
 use crate::vocab::millis;
 
@@ -105,7 +106,7 @@ pub fn decide_offline(
         .iter()
         .cloned()
         .partition(|challenge| {
-            challenge != ADMIN_APPROVAL && settings.attested_challenges.contains(challenge)
+            step_up::redeem::is_attestable(challenge, &settings.attested_challenges)
         });
     let (registration, prepared) = match &case.registration {
         OfflineRegistration::Dcr {
@@ -134,7 +135,7 @@ pub fn decide_offline(
                 Ok(body) => {
                     resolve_supplied(body, client_id, &settings.document_rules(), millis(now))
                 }
-                Err(failure) => Resolution::Failed(failure.clone()),
+                Err(failure) => DocumentResolution::Failed(failure.clone()),
             });
             (
                 Registration::Cimd {
@@ -161,7 +162,7 @@ pub fn decide_offline(
     };
     let rates = prepared
         .rate_keys(&input)
-        .iter()
+        .into_iter()
         .map(|key| {
             let stubbed = case.stubs.rates.get(key.dimension.as_str());
             let counts = settings
@@ -174,7 +175,7 @@ pub fn decide_offline(
                         .unwrap_or(0)
                 })
                 .collect();
-            (key.dimension, counts)
+            (key, counts)
         })
         .collect();
     let duplicates = (case.stubs.duplicates > 0).then(|| FingerprintStats {
@@ -185,27 +186,40 @@ pub fn decide_offline(
             .unwrap_or_else(|| millis(now).saturating_sub(86_400_000)),
         first_decision_id: "(stubbed)".to_owned(),
     });
+    let stamp = Stamp::offline(now);
+    // An operator-approved ticket for this very registration: opened and resolved by the
+    // step-up state machine itself.
     let ticket = (!by_operator.is_empty()).then(|| {
-        PresentedTicket::Found(Box::new(StepUpTicket {
-            ticket_id: "(stubbed)".to_owned(),
-            tenant: case.tenant.clone(),
-            state: TicketState::Approved,
-            challenges: by_operator,
-            fingerprint: prepared.fingerprint.clone(),
-            decision_id: String::new(),
-            created_at_ms: millis(now),
-            expires_at_ms: millis(now),
-            resolved_at_ms: Some(millis(now)),
+        let (_, opened) = step_up::hold(
+            None,
+            NewTicket {
+                ticket_id: stamp.ticket_id.clone(),
+                decision_id: stamp.decision_id.clone(),
+                tenant: case.tenant.clone(),
+                fingerprint: prepared.fingerprint.clone(),
+                challenges: by_operator,
+                now_ms: millis(now),
+                // Approved the instant it opens, so it must not expire at that instant.
+                ttl: settings.step_up_ttl.max(Duration::from_millis(1)),
+                client_id: prepared.client_id.clone(),
+                client_name: None,
+            },
+        );
+        let approval = OperatorResolution {
+            approve: true,
             resolver: "(stubbed)".to_owned(),
             note: String::new(),
-            client_id: prepared.client_id.clone(),
-            client_name: None,
-        }))
+            now_ms: millis(now),
+        };
+        let opened = opened.expect("holding without a pending ticket opens one");
+        let (approved, _) = step_up::resolve(opened, &approval)
+            .expect("a ticket opened now with a positive ttl is pending now");
+        PresentedTicket::Found(Box::new(approved))
     });
     let observed = Observed {
         ticket,
         rates,
         duplicates,
     };
-    Ok(decide(policies, settings, &input, prepared, observed, now))
+    Ok(decide(policies, settings, &input, &prepared, &observed, &stamp).answer)
 }

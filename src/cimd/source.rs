@@ -52,7 +52,7 @@ pub struct CimdInfo {
 
 /// The outcome of resolving a client_id to its document.
 #[derive(Clone, Debug)]
-pub enum Resolution {
+pub enum DocumentResolution {
     Valid {
         validation: Validation,
         info: CimdInfo,
@@ -63,7 +63,7 @@ pub enum Resolution {
     Failed(FetchFailure),
 }
 
-type Flight = Arc<OnceCell<Resolution>>;
+type Flight = Arc<OnceCell<DocumentResolution>>;
 
 /// Resolves client_ids through the cache and the fetcher.
 pub struct CimdSource {
@@ -85,7 +85,7 @@ impl CimdSource {
 
     /// The document of `url` under `rules`. Concurrent calls for one URL share one
     /// resolution, and so at most one fetch.
-    pub async fn resolve(&self, url: &Url, rules: &DocumentRules) -> Resolution {
+    pub async fn resolve(&self, url: &Url, rules: &DocumentRules) -> DocumentResolution {
         let key = url.as_str().to_owned();
         let flight = {
             let mut in_flight = self.lock_in_flight();
@@ -112,7 +112,7 @@ impl CimdSource {
         }
     }
 
-    async fn resolve_alone(&self, url: &Url, rules: &DocumentRules) -> Resolution {
+    async fn resolve_alone(&self, url: &Url, rules: &DocumentRules) -> DocumentResolution {
         let client_id = url.as_str();
         let now = SystemTime::now();
         // A cache that cannot be read is a cache miss, not a failure.
@@ -124,9 +124,9 @@ impl CimdSource {
                 validate_served(&entry.body, entry.content_type.as_deref(), client_id, rules);
             if validation.has_errors() {
                 let _ = self.store.evict_document(client_id);
-                return Resolution::Invalid { validation };
+                return DocumentResolution::Invalid { validation };
             }
-            return Resolution::Valid {
+            return DocumentResolution::Valid {
                 validation,
                 info: CimdInfo {
                     cache: CacheStatus::Hit,
@@ -144,7 +144,7 @@ impl CimdSource {
             })
             .unwrap_or_default();
         match self.fetcher.fetch(url, &validators).await {
-            Err(failure) => Resolution::Failed(failure),
+            Err(failure) => DocumentResolution::Failed(failure),
             Ok(Fetched::NotModified { headers }) => match cached {
                 Some(entry) => self.store_valid(
                     entry.body,
@@ -155,7 +155,7 @@ impl CimdSource {
                     now,
                     CacheStatus::Revalidated,
                 ),
-                None => Resolution::Failed(FetchFailure {
+                None => DocumentResolution::Failed(FetchFailure {
                     code: Code::Unexpected304,
                     message: format!("`{client_id}` answered 304 with nothing cached"),
                 }),
@@ -187,11 +187,11 @@ impl CimdSource {
         rules: &DocumentRules,
         now: SystemTime,
         status: CacheStatus,
-    ) -> Resolution {
+    ) -> DocumentResolution {
         let validation = validate_served(&body, content_type.as_deref(), client_id, rules);
         if validation.has_errors() {
             let _ = self.store.evict_document(client_id);
-            return Resolution::Invalid { validation };
+            return DocumentResolution::Invalid { validation };
         }
         let fetched_at_ms = millis(now);
         let document_sha256 = hex::encode(Sha256::digest(&body));
@@ -216,7 +216,7 @@ impl CimdSource {
         } else {
             let _ = self.store.evict_document(client_id);
         }
-        Resolution::Valid {
+        DocumentResolution::Valid {
             validation,
             info: CimdInfo {
                 cache: status,
@@ -259,12 +259,12 @@ pub fn resolve_supplied(
     client_id: &str,
     rules: &DocumentRules,
     now_ms: u64,
-) -> Resolution {
+) -> DocumentResolution {
     let validation = validate_served(body, Some("application/json"), client_id, rules);
     if validation.has_errors() {
-        return Resolution::Invalid { validation };
+        return DocumentResolution::Invalid { validation };
     }
-    Resolution::Valid {
+    DocumentResolution::Valid {
         validation,
         info: CimdInfo {
             cache: CacheStatus::Miss,

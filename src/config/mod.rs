@@ -108,7 +108,7 @@ pub struct PolicyConfig {
 impl Config {
     /// The challenges and obligations policies may name.
     pub fn vocabulary(&self) -> crate::policy::Vocabulary {
-        let mut challenges = vec![crate::engine::ADMIN_APPROVAL.to_owned()];
+        let mut challenges = vec![crate::step_up::ADMIN_APPROVAL.to_owned()];
         challenges.extend(self.step_up.attested_challenges.iter().cloned());
         crate::policy::Vocabulary {
             challenges,
@@ -519,7 +519,7 @@ impl Config {
                 raw.strings().and_then(|kinds| {
                     if kinds
                         .iter()
-                        .any(|kind| kind == crate::engine::ADMIN_APPROVAL)
+                        .any(|kind| kind == crate::step_up::ADMIN_APPROVAL)
                     {
                         Err("`admin_approval` is completed by an operator, never attested by the AS"
                         .to_owned())

@@ -1,178 +1,62 @@
-//! The pure part of the pipeline: a validated registration and the clock in, a decision
-//! out. No I/O: CIMD documents arrive already resolved.
+//! The pure part of the pipeline: a prepared registration, what the store observed, the
+//! clock and the ids the edge minted in; the answer and what recording it writes out. No
+//! I/O, no clock, no randomness: CIMD documents arrive already resolved, ids arrive minted.
 
 use std::time::SystemTime;
 
-use super::{ADMIN_APPROVAL, EngineSettings, EvaluateInput, Evaluated, PresentedTicket};
-use crate::cimd::redirect_match::match_redirect_uri;
-use crate::cimd::source::{CimdInfo, Resolution};
+use super::prepare::{Prepared, prepare_dcr};
+use super::{EngineSettings, EvaluateInput, Evaluated};
 use crate::errors;
-use crate::fingerprint::fingerprint;
 use crate::policy::{PolicyBundle, PolicyOutcome};
-use crate::registration::software_statement::{StatementCheck, verify};
-use crate::registration::uri::registrable_domain;
-use crate::registration::{Code, Finding, Severity, Validation, validate_dcr};
+use crate::registration::{Finding, Validation};
 use crate::signals::{RequestFacts, derive_signals};
-use crate::store::{
-    FingerprintStats, RateDimension, RateKey, StepUpRef, StepUpTicket, TicketState,
-};
-use crate::vocab::Decision;
-use crate::vocab::RegistrationType;
+use crate::step_up::{self, NewTicket, PresentedTicket, StepUpTicket};
+use crate::store::{FingerprintStats, RateDimension, RateKey};
+use crate::vocab::{Caller, Decision, RegistrationType, from_millis, millis};
 
-/// A registration validated and identified, ready for its observations and a decision.
-#[derive(Clone, Debug)]
-pub struct Prepared {
-    pub validation: Validation,
-    pub registration_type: RegistrationType,
-    /// The CIMD client_id; `None` for DCR.
-    pub client_id: Option<String>,
-    pub initial_access_token: bool,
-    pub cimd: Option<CimdInfo>,
-    pub fingerprint: String,
-    /// The issuer of a verified software statement.
-    pub software_statement_issuer: Option<String>,
-}
-
-impl Prepared {
-    fn new(
-        validation: Validation,
-        registration_type: RegistrationType,
-        client_id: Option<String>,
-        initial_access_token: bool,
-        cimd: Option<CimdInfo>,
-    ) -> Prepared {
-        let fingerprint = fingerprint(
-            registration_type,
-            client_id.as_deref(),
-            &validation.metadata,
-        );
-        Prepared {
-            validation,
-            registration_type,
-            client_id,
-            initial_access_token,
-            cimd,
-            fingerprint,
-            software_statement_issuer: None,
-        }
-    }
-
-    /// The rate counters this registration reads and, when recorded, adds to: the caller's
-    /// IP, the registrable domain of the client_id (CIMD) or `client_uri` (DCR), the tenant,
-    /// and the fingerprint.
-    pub fn rate_keys(&self, input: &EvaluateInput) -> Vec<RateKey> {
-        let domain = match &self.client_id {
-            Some(client_id) => host_domain(client_id),
-            None => self
-                .validation
-                .metadata
-                .client_uri
-                .as_deref()
-                .and_then(host_domain),
-        };
-        [
-            (RateDimension::Ip, input.caller.ip.map(|ip| ip.to_string())),
-            (RateDimension::Domain, domain),
-            (RateDimension::Tenant, Some(input.tenant.clone())),
-            (RateDimension::Fingerprint, Some(self.fingerprint.clone())),
-        ]
-        .into_iter()
-        .filter_map(|(dimension, value)| {
-            Some(RateKey {
-                dimension,
-                value: value?,
-            })
-        })
-        .collect()
-    }
-}
-
-fn host_domain(uri: &str) -> Option<String> {
-    let url = url::Url::parse(uri).ok()?;
-    registrable_domain(url.host_str()?)
-}
-
-/// What the store knows that bears on a decision: the ticket presented, the rate counts,
-/// and earlier approvals of the same registration.
+/// What the store knows that bears on a decision: the ticket presented, the counts of
+/// every rate counter the registration reads (one count per configured window), and
+/// earlier approvals of the same registration.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub ticket: Option<PresentedTicket>,
-    /// For each dimension, the count in each configured window.
-    pub rates: Vec<(RateDimension, Vec<u64>)>,
+    pub rates: Vec<(RateKey, Vec<u64>)>,
     pub duplicates: Option<FingerprintStats>,
 }
 
-/// Validates a DCR registration (the body `metadata_json`), verifying its software
-/// statement: a trusted statement's claims override the plain members (rule 82, E14).
-pub fn prepare_dcr(
-    settings: &EngineSettings,
-    metadata_json: &str,
-    initial_access_token: bool,
-    now: SystemTime,
-) -> Prepared {
-    let mut validation = validate_dcr(metadata_json, settings.profile);
-    let statement = validation.metadata.software_statement.clone().filter(|_| {
-        !validation
-            .findings
-            .iter()
-            .any(|f| f.field == "software_statement")
-    });
-    let mut issuer = None;
-    if let Some(statement) = statement {
-        let now_secs = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let (code, message) = match verify(&statement, &settings.trusted_issuers, now_secs) {
-            StatementCheck::Verified {
-                issuer: verified,
-                claims,
-            } => {
-                validation = validate_dcr(&overlay(metadata_json, claims), settings.profile);
-                issuer = Some(verified);
-                (None, String::new())
-            }
-            StatementCheck::Untrusted(message) => {
-                (Some(Code::SoftwareStatementUnapproved), message)
-            }
-            StatementCheck::Invalid(message) => (Some(Code::SoftwareStatementInvalid), message),
-        };
-        if let Some(code) = code {
-            validation.findings.push(Finding {
-                code,
-                severity: Severity::Error,
-                field: "software_statement".to_owned(),
-                message,
-            });
-        }
-    }
-    let mut prepared = Prepared::new(
-        validation,
-        RegistrationType::Dcr,
-        None,
-        initial_access_token,
-        None,
-    );
-    prepared.software_statement_issuer = issuer;
-    prepared
+/// The clock and the ids a decision is made with, minted by the edge (the engine mints
+/// fresh ULIDs; offline decisions use placeholders) so that deciding stays pure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub now: SystemTime,
+    /// The id the decision is recorded under.
+    pub decision_id: String,
+    /// The id a ticket opened by this decision takes.
+    pub ticket_id: String,
 }
 
-/// The request body with the statement's claims laid over it; JWT bookkeeping claims are
-/// not client metadata and are left out.
-fn overlay(metadata_json: &str, claims: serde_json::Map<String, serde_json::Value>) -> String {
-    const NOT_METADATA: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
-    let mut object = match serde_json::from_str::<serde_json::Value>(metadata_json) {
-        Ok(serde_json::Value::Object(object)) => object,
-        _ => serde_json::Map::new(),
-    };
-    for (name, value) in claims {
-        if !NOT_METADATA.contains(&name.as_str()) {
-            object.insert(name, value);
-        }
-    }
-    serde_json::Value::Object(object).to_string()
+/// What deciding one registration gives: the answer, and the draft of what recording it
+/// writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided {
+    pub answer: Evaluated,
+    pub draft: DecisionDraft,
 }
 
-/// Decides one DCR registration without recording it, with nothing observed but `ticket`.
+/// What the decision record holds beyond the answer, and the ticket the decision opens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionDraft {
+    pub registration_type: RegistrationType,
+    /// The CIMD client_id; `None` for DCR.
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    pub software_id: Option<String>,
+    /// A STEP_UP that does not keep a presented pending ticket opens this one.
+    pub opens: Option<StepUpTicket>,
+}
+
+/// Decides one DCR registration without recording it, with nothing observed but `ticket`:
+/// every rate counter at zero, no earlier approvals.
 pub fn decide_dcr(
     policies: &PolicyBundle,
     settings: &EngineSettings,
@@ -183,121 +67,60 @@ pub fn decide_dcr(
     now: SystemTime,
 ) -> Evaluated {
     let prepared = prepare_dcr(settings, metadata_json, initial_access_token, now);
+    let zeros = vec![0; settings.rate_windows.len()];
     let observed = Observed {
         ticket,
-        ..Observed::default()
+        rates: prepared
+            .rate_keys(input)
+            .into_iter()
+            .map(|key| (key, zeros.clone()))
+            .collect(),
+        duplicates: None,
     };
-    decide(policies, settings, input, prepared, observed, now)
-}
-
-/// What the edges found out about a CIMD client before deciding.
-#[derive(Clone, Debug)]
-pub struct CimdLookup {
-    pub client_id: String,
-    /// The authorization request's redirect_uri; empty when there is none.
-    pub redirect_uri: String,
-    /// Findings of the client_id URL checks.
-    pub client_id_findings: Vec<Finding>,
-    /// The resolved document; `None` when the URL checks refused the client_id, so nothing
-    /// was fetched.
-    pub resolution: Option<Resolution>,
-}
-
-/// Turns a CIMD lookup into a prepared registration: the document's validation, or the
-/// findings of why there is no usable document, and the redirect_uri match (D1–D14).
-pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
-    let CimdLookup {
-        client_id,
-        redirect_uri,
-        client_id_findings,
-        resolution,
-    } = lookup;
-    let refused = |findings: Vec<Finding>| {
-        let validation = Validation {
-            findings,
-            ..Validation::default()
-        };
-        Prepared::new(
-            validation,
-            RegistrationType::Cimd,
-            Some(client_id.clone()),
-            false,
-            None,
-        )
-    };
-    let (mut validation, info) = match resolution {
-        None => return refused(client_id_findings),
-        Some(Resolution::Failed(failure)) => {
-            let mut findings = client_id_findings;
-            findings.push(Finding {
-                code: failure.code,
-                severity: Severity::Error,
-                field: "client_id".to_owned(),
-                message: failure.message,
-            });
-            return refused(findings);
-        }
-        Some(Resolution::Invalid { mut validation }) => {
-            validation.findings.splice(0..0, client_id_findings);
-            return Prepared::new(
-                validation,
-                RegistrationType::Cimd,
-                Some(client_id),
-                false,
-                None,
-            );
-        }
-        Some(Resolution::Valid { validation, info }) => (validation, info),
-    };
-    validation.findings.splice(0..0, client_id_findings);
-    if !redirect_uri.is_empty()
-        && let Err(refusal) = match_redirect_uri(&validation.metadata.redirect_uris, &redirect_uri)
-    {
-        validation.findings.push(Finding {
-            code: refusal.code,
-            severity: Severity::Error,
-            field: "redirect_uri".to_owned(),
-            message: refusal.message,
-        });
-    }
-    Prepared::new(
-        validation,
-        RegistrationType::Cimd,
-        Some(client_id),
-        false,
-        Some(info),
+    decide(
+        policies,
+        settings,
+        input,
+        &prepared,
+        &observed,
+        &Stamp::offline(now),
     )
+    .answer
 }
 
-/// Outcome rule 1, then the policies.
+impl Stamp {
+    /// Placeholder ids for a decision that is never recorded.
+    pub fn offline(now: SystemTime) -> Stamp {
+        Stamp {
+            now,
+            decision_id: "(offline)".to_owned(),
+            ticket_id: "(offline)".to_owned(),
+        }
+    }
+}
+
+/// Outcome rule 1 (spec errors deny before any policy runs), then the policies.
 pub fn decide(
     policies: &PolicyBundle,
     settings: &EngineSettings,
     input: &EvaluateInput,
-    prepared: Prepared,
-    observed: Observed,
-    now: SystemTime,
-) -> Evaluated {
-    let keys = prepared.rate_keys(input);
-    let Prepared {
-        validation,
-        registration_type,
-        client_id,
-        initial_access_token,
-        cimd,
-        fingerprint: print,
-        software_statement_issuer,
-    } = prepared;
-    let mut findings = validation.findings.clone();
-    let mut completed = accepted_challenges(input, settings, &mut findings);
-    let pending_ticket = redeem_ticket(
+    prepared: &Prepared,
+    observed: &Observed,
+    stamp: &Stamp,
+) -> Decided {
+    let metadata = &prepared.validation.metadata;
+    let mut findings = prepared.validation.findings.clone();
+    let (mut completed, warnings) =
+        step_up::accept_attested(&input.completed_challenges, &settings.attested_challenges);
+    findings.extend(warnings);
+    let redemption = step_up::redeem(
         observed.ticket.as_ref(),
         &input.tenant,
-        &print,
-        &mut completed,
-        &mut findings,
+        &prepared.fingerprint,
     );
-    let mut evaluated = Evaluated {
+    completed.extend(redemption.completed);
+    findings.extend(redemption.refusal);
+    let mut answer = Evaluated {
         decision_id: None,
         decision: Decision::Deny,
         reasons: Vec::new(),
@@ -305,88 +128,125 @@ pub fn decide(
         error: None,
         step_up: None,
         obligations: Vec::new(),
-        client_metadata_json: validation.metadata.to_json(),
+        client_metadata_json: metadata.to_json(),
         policy_version: policies.version.clone(),
-        fingerprint: print.clone(),
+        fingerprint: prepared.fingerprint.clone(),
         explain_json: None,
-        registration_type,
-        client_id: client_id.clone(),
-        client_name: validation.metadata.client_name.clone(),
-        software_id: validation.metadata.software_id.clone(),
-        cimd: cimd.clone(),
-        new_ticket: false,
+        cimd: prepared.cimd.clone(),
         duplicate_of: observed
             .duplicates
             .as_ref()
             .map(|stats| stats.first_decision_id.clone()),
     };
+    let mut draft = DecisionDraft {
+        registration_type: prepared.registration_type,
+        client_id: prepared.client_id.clone(),
+        client_name: metadata.client_name.clone(),
+        software_id: metadata.software_id.clone(),
+        opens: None,
+    };
     if findings.iter().any(Finding::is_error) {
-        let code = errors::error_for_findings(&findings, registration_type);
-        evaluated.error = Some((code, describe_findings(&findings)));
-        evaluated.findings = findings;
+        let code = errors::error_for_findings(&findings, prepared.registration_type);
+        answer.error = Some((code, describe_findings(&findings)));
+        answer.findings = findings;
         if input.explain {
-            evaluated.explain_json = Some(
+            answer.explain_json = Some(
                 r#"{"policies_ran":false,"why":"spec errors deny before any policy runs"}"#
                     .to_owned(),
             );
         }
-        return evaluated;
+        return Decided { answer, draft };
     }
-    // Every dimension the registration has a key for appears, counted or not.
-    let zeros = vec![0; settings.rate_windows.len()];
-    let rates = keys
+    let rates = observed
+        .rates
         .iter()
-        .map(|key| {
-            let counts = observed
-                .rates
-                .iter()
-                .find(|(dimension, _)| *dimension == key.dimension)
-                .map_or(&zeros, |(_, counts)| counts);
-            (key.dimension, counts)
-        })
-        .map(|(dimension, counts)| {
+        .map(|(key, counts)| {
             let windows = settings
                 .rate_windows
                 .iter()
                 .map(|window| window_name(*window))
                 .zip(counts.iter().copied())
                 .collect();
-            (dimension.as_str().to_owned(), windows)
+            (key.dimension.as_str().to_owned(), windows)
         })
         .collect();
     let signals = derive_signals(
-        &validation,
+        &prepared.validation,
         RequestFacts {
             tenant: input.tenant.clone(),
-            registration_type,
-            client_id,
+            registration_type: prepared.registration_type,
+            client_id: prepared.client_id.clone(),
             caller: input.caller.clone(),
-            initial_access_token,
+            initial_access_token: prepared.initial_access_token,
             completed_challenges: completed,
-            cimd_cache: cimd.map(|info| info.cache.as_str().to_owned()),
-            software_statement_issuer,
+            cimd_cache: prepared
+                .cimd
+                .as_ref()
+                .map(|info| info.cache.as_str().to_owned()),
+            software_statement_issuer: prepared.software_statement_issuer.clone(),
             rates,
             duplicates: observed
                 .duplicates
                 .as_ref()
                 .map_or(0, |stats| stats.approved),
-            duplicate_first_seen: observed.duplicates.as_ref().map(|stats| {
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(stats.first_seen_ms)
-            }),
-            now,
+            duplicate_first_seen: observed
+                .duplicates
+                .as_ref()
+                .map(|stats| from_millis(stats.first_seen_ms)),
+            now: stamp.now,
         },
     );
-    let outcome = policies.decide(&signals, &print, input.explain);
-    apply_outcome(&mut evaluated, outcome, settings, now);
-    if let (Some(step_up), Some(ticket)) = (evaluated.step_up.as_mut(), pending_ticket) {
-        // Still pending: keep pointing at the ticket the operator is reviewing.
-        step_up.ticket_id = ticket.ticket_id;
-        step_up.expires_at_ms = ticket.expires_at_ms;
-        evaluated.new_ticket = false;
+    let outcome = policies.decide(&signals, &prepared.fingerprint, input.explain);
+    let challenges = outcome.challenges.clone();
+    apply_outcome(&mut answer, outcome, prepared.registration_type);
+    if answer.decision == Decision::StepUp {
+        let (reference, opens) = step_up::hold(
+            redemption.pending.as_ref(),
+            NewTicket {
+                ticket_id: stamp.ticket_id.clone(),
+                decision_id: stamp.decision_id.clone(),
+                tenant: input.tenant.clone(),
+                fingerprint: prepared.fingerprint.clone(),
+                challenges,
+                now_ms: millis(stamp.now),
+                ttl: settings.step_up_ttl,
+                client_id: draft.client_id.clone(),
+                client_name: draft.client_name.clone(),
+            },
+        );
+        answer.step_up = Some(reference);
+        draft.opens = opens;
     }
-    findings.extend(std::mem::take(&mut evaluated.findings));
-    evaluated.findings = findings;
-    evaluated
+    findings.extend(std::mem::take(&mut answer.findings));
+    answer.findings = findings;
+    Decided { answer, draft }
+}
+
+fn apply_outcome(
+    answer: &mut Evaluated,
+    outcome: PolicyOutcome,
+    registration_type: RegistrationType,
+) {
+    answer.decision = outcome.decision;
+    answer.explain_json = outcome.explain.map(|json| json.to_string());
+    match outcome.decision {
+        Decision::Approve => answer.obligations = outcome.obligations,
+        Decision::StepUp => {}
+        Decision::Deny => {
+            let code = outcome
+                .error
+                .unwrap_or_else(|| errors::error_for_policy_deny(registration_type));
+            let description = outcome
+                .reasons
+                .iter()
+                .map(|reason| reason.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            answer.error = Some((code, description));
+        }
+    }
+    answer.reasons = outcome.reasons;
+    answer.findings = outcome.findings;
 }
 
 /// Checks that decisions under `settings` build a context the policies' schema accepts:
@@ -404,7 +264,7 @@ pub fn check_context(policies: &PolicyBundle, settings: &EngineSettings) -> Resu
             tenant: "default".to_owned(),
             registration_type: RegistrationType::Dcr,
             client_id: None,
-            caller: crate::vocab::Caller {
+            caller: Caller {
                 ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
                 ..Default::default()
             },
@@ -444,134 +304,6 @@ pub fn window_name(window: std::time::Duration) -> String {
     } else {
         format!("{secs}s")
     }
-}
-
-fn apply_outcome(
-    evaluated: &mut Evaluated,
-    outcome: PolicyOutcome,
-    settings: &EngineSettings,
-    now: SystemTime,
-) {
-    evaluated.decision = outcome.decision;
-    evaluated.explain_json = outcome.explain.map(|json| json.to_string());
-    match outcome.decision {
-        Decision::Approve => evaluated.obligations = outcome.obligations,
-        Decision::StepUp => {
-            evaluated.new_ticket = true;
-            evaluated.step_up = Some(StepUpRef {
-                ticket_id: ulid::Ulid::from_datetime(now).to_string(),
-                challenges: outcome.challenges,
-                expires_at_ms: crate::vocab::millis(now + settings.step_up_ttl),
-            });
-        }
-        Decision::Deny => {
-            let code = outcome
-                .error
-                .unwrap_or_else(|| errors::error_for_policy_deny(evaluated.registration_type));
-            let description = outcome
-                .reasons
-                .iter()
-                .map(|reason| reason.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
-            evaluated.error = Some((code, description));
-        }
-    }
-    evaluated.reasons = outcome.reasons;
-    evaluated.findings = outcome.findings;
-}
-
-/// Challenges the AS says were completed, kept only when the configuration lets the AS
-/// attest them; `admin_approval` never is.
-/// What a presented step-up ticket contributes: its challenges when approved for this very
-/// registration; a finding that denies when it is unknown, bound to another registration,
-/// denied or expired; the ticket to keep using while it is pending.
-fn redeem_ticket(
-    ticket: Option<&PresentedTicket>,
-    tenant: &str,
-    fingerprint: &str,
-    completed: &mut Vec<String>,
-    findings: &mut Vec<Finding>,
-) -> Option<StepUpTicket> {
-    let deny = |code: Code, message: String| Finding {
-        code,
-        severity: Severity::Error,
-        field: "step_up.ticket_id".to_owned(),
-        message,
-    };
-    match ticket? {
-        PresentedTicket::Unknown(ticket_id) => {
-            findings.push(deny(
-                Code::StepUpTicketUnknown,
-                format!("there is no step-up ticket `{ticket_id}`"),
-            ));
-            None
-        }
-        PresentedTicket::Found(ticket)
-            if ticket.fingerprint != fingerprint || ticket.tenant != tenant =>
-        {
-            findings.push(deny(
-                Code::StepUpTicketMismatch,
-                format!(
-                    "step-up ticket `{}` was issued for another registration; it cannot approve this one",
-                    ticket.ticket_id
-                ),
-            ));
-            None
-        }
-        PresentedTicket::Found(ticket) => match ticket.state {
-            TicketState::Approved => {
-                completed.extend(ticket.challenges.iter().cloned());
-                None
-            }
-            TicketState::Pending => Some((**ticket).clone()),
-            TicketState::Denied => {
-                let note = if ticket.note.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", ticket.note)
-                };
-                findings.push(deny(
-                    Code::StepUpDenied,
-                    format!("an operator denied this registration{note}"),
-                ));
-                None
-            }
-            TicketState::Expired => {
-                findings.push(deny(
-                    Code::StepUpTicketExpired,
-                    format!(
-                        "step-up ticket `{}` expired before it was approved",
-                        ticket.ticket_id
-                    ),
-                ));
-                None
-            }
-        },
-    }
-}
-
-fn accepted_challenges(
-    input: &EvaluateInput,
-    settings: &EngineSettings,
-    findings: &mut Vec<Finding>,
-) -> Vec<String> {
-    let mut accepted = Vec::new();
-    for challenge in &input.completed_challenges {
-        if challenge != ADMIN_APPROVAL && settings.attested_challenges.contains(challenge) {
-            accepted.push(challenge.clone());
-        } else {
-            findings.push(Finding {
-                code: Code::ChallengeNotAttestable,
-                severity: Severity::Warning,
-                field: "step_up.completed_challenges".to_owned(),
-                message: format!(
-                    "challenge `{challenge}` cannot be attested by the authorization server; ignored"
-                ),
-            });
-        }
-    }
-    accepted
 }
 
 /// The error description of a spec deny: the first error, and how many more there are.

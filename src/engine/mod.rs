@@ -1,12 +1,13 @@
 //! The decision pipeline: request → validate → signals → decide → record → response.
 //!
-//! [`prepare_dcr`], [`prepare_cimd`] and [`decide`] are the pure part (functions of their
-//! inputs and the clock they are given); [`Engine::evaluate`] adds the side effects:
-//! resolving a CIMD document through the cache and the fetcher, observing the store, and
-//! recording the decision durably before it is returned. A decision that could not be
-//! recorded is never returned.
+//! [`prepare_dcr`], [`prepare_cimd`] (in `prepare.rs`) and [`decide`] (in `decide.rs`) are
+//! the pure part: functions of their inputs, the clock and the ids they are given.
+//! [`Engine::evaluate`] adds the side effects: minting ids, resolving a CIMD document
+//! through the cache and the fetcher, observing the store, and recording the decision
+//! durably before it is returned. A decision that could not be recorded is never returned.
 
 mod decide;
+mod prepare;
 mod shadow;
 
 #[cfg(test)]
@@ -16,9 +17,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use decide::{
-    CimdLookup, Observed, Prepared, check_context, decide, decide_dcr, prepare_cimd, prepare_dcr,
-    window_name,
+    Decided, DecisionDraft, Observed, Stamp, check_context, decide, decide_dcr, window_name,
 };
+pub use prepare::{CimdLookup, Prepared, prepare_cimd, prepare_dcr};
 
 use crate::cimd::client_id::check_client_id;
 use crate::cimd::document::DocumentRules;
@@ -27,12 +28,11 @@ use crate::errors::{OAuthErrorCode, ServiceError};
 use crate::policy::PolicyBundle;
 use crate::registration::software_statement::TrustedIssuers;
 use crate::registration::{Finding, Profile};
-use crate::store::{DecisionRecord, StepUpRef, StepUpTicket, Store, TicketState};
-use crate::vocab::{Caller, RegistrationType, millis};
+use crate::step_up::StepUpRef;
+use crate::step_up::{self, PresentedTicket};
+use crate::store::{DecisionRecord, Store};
+use crate::vocab::{Caller, from_millis, millis};
 use crate::vocab::{Decision, Reason};
-
-/// The step-up challenge that only an operator can complete.
-pub const ADMIN_APPROVAL: &str = "admin_approval";
 
 /// How a client is registering, as the authorization server reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,14 +57,6 @@ pub struct EvaluateInput {
     pub completed_challenges: Vec<String>,
     pub dry_run: bool,
     pub explain: bool,
-}
-
-/// The step-up ticket a call presented, as the store has it (a pending ticket past its
-/// expiry already reads as expired).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PresentedTicket {
-    Unknown(String),
-    Found(Box<StepUpTicket>),
 }
 
 /// Settings the pipeline reads; they come from the configuration.
@@ -94,7 +86,7 @@ impl EngineSettings {
     }
 }
 
-/// The outcome of one Evaluate call.
+/// The answer to one Evaluate call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluated {
     /// `None` for a dry run, which records nothing.
@@ -109,15 +101,8 @@ pub struct Evaluated {
     pub policy_version: String,
     pub fingerprint: String,
     pub explain_json: Option<String>,
-    pub registration_type: RegistrationType,
-    /// The CIMD client_id; `None` for DCR.
-    pub client_id: Option<String>,
-    pub client_name: Option<String>,
-    pub software_id: Option<String>,
     /// Where the CIMD document came from; `None` for DCR and when nothing was fetched.
     pub cimd: Option<CimdInfo>,
-    /// A STEP_UP that opened a new ticket (not one that keeps a presented pending ticket).
-    pub new_ticket: bool,
     /// The first approved decision with the same fingerprint, when there is one.
     pub duplicate_of: Option<String>,
 }
@@ -194,10 +179,45 @@ impl Engine {
     /// never a decision.
     pub async fn evaluate(&self, input: EvaluateInput) -> Result<Evaluated, ServiceError> {
         let started = Instant::now();
-        let now = SystemTime::now();
+        let stamp = mint(SystemTime::now());
         let policies = self.policies();
-        let ticket = self.presented_ticket(&input.step_up_ticket, now)?;
-        let prepared = match &input.registration {
+        let ticket = self.presented_ticket(&input.step_up_ticket, stamp.now)?;
+        let prepared = self.prepare(&input, stamp.now).await;
+        let keys = prepared.rate_keys(&input);
+        let counts =
+            self.store
+                .rate_counts(&keys, &self.settings.rate_windows, millis(stamp.now))?;
+        let observed = Observed {
+            ticket,
+            rates: keys.into_iter().zip(counts).collect(),
+            duplicates: self.store.fingerprint_stats(&prepared.fingerprint)?,
+        };
+        let Decided { mut answer, draft } = decide(
+            &policies,
+            &self.settings,
+            &input,
+            &prepared,
+            &observed,
+            &stamp,
+        );
+        if input.dry_run {
+            return Ok(answer);
+        }
+        let opens = draft.opens.clone();
+        let record = record_of(&input, &answer, draft, &stamp, started);
+        let rate_keys = observed.rates.iter().map(|(key, _)| key.clone()).collect();
+        self.store.record(record.clone(), opens, rate_keys).await?;
+        if let Some(candidate) = self.shadow() {
+            self.shadow_evaluate(&input, &answer, &candidate, &prepared, &observed, &record);
+        }
+        answer.decision_id = Some(record.decision_id);
+        Ok(answer)
+    }
+
+    /// Validates the registration; for CIMD, resolves the document first (cache or one
+    /// shared fetch) unless the client_id's URL checks refuse it.
+    async fn prepare(&self, input: &EvaluateInput, now: SystemTime) -> Prepared {
+        match &input.registration {
             Registration::Dcr {
                 metadata_json,
                 initial_access_token,
@@ -226,94 +246,46 @@ impl Engine {
                     resolution,
                 })
             }
-        };
-        let rate_keys = prepared.rate_keys(&input);
-        let counts =
-            self.store
-                .rate_counts(&rate_keys, &self.settings.rate_windows, millis(now))?;
-        let observed = Observed {
-            ticket,
-            rates: rate_keys
-                .iter()
-                .map(|key| key.dimension)
-                .zip(counts)
-                .collect(),
-            duplicates: self.store.fingerprint_stats(&prepared.fingerprint)?,
-        };
-        let shadow = self
-            .shadow()
-            .filter(|_| !input.dry_run)
-            .map(|candidate| (candidate, prepared.clone(), observed.clone()));
-        let mut evaluated = decide(&policies, &self.settings, &input, prepared, observed, now);
-        if input.dry_run {
-            return Ok(evaluated);
         }
-        let decision_id = ulid::Ulid::from_datetime(now).to_string();
-        let ticket = evaluated
-            .step_up
-            .as_ref()
-            .filter(|_| evaluated.new_ticket)
-            .map(|step_up| StepUpTicket {
-                ticket_id: step_up.ticket_id.clone(),
-                tenant: input.tenant.clone(),
-                state: TicketState::Pending,
-                challenges: step_up.challenges.clone(),
-                fingerprint: evaluated.fingerprint.clone(),
-                decision_id: decision_id.clone(),
-                created_at_ms: millis(now),
-                expires_at_ms: step_up.expires_at_ms,
-                resolved_at_ms: None,
-                resolver: String::new(),
-                note: String::new(),
-                client_id: evaluated.client_id.clone(),
-                client_name: evaluated.client_name.clone(),
-            });
-        let record = self.record_of(&input, &evaluated, &decision_id, now, started);
-        self.store.record(record, ticket, rate_keys).await?;
-        if let Some((candidate, prepared, observed)) = shadow {
-            self.shadow_evaluate(
-                &input,
-                &evaluated,
-                &candidate,
-                prepared,
-                observed,
-                &decision_id,
-                now,
-            );
-        }
-        evaluated.decision_id = Some(decision_id);
-        Ok(evaluated)
     }
 
     /// Decides a recorded call again with the candidate policies and records any
     /// disagreement. Never changes the answer; a failure to record is logged.
-    #[allow(clippy::too_many_arguments)]
     fn shadow_evaluate(
         &self,
         input: &EvaluateInput,
         live: &Evaluated,
         candidate: &PolicyBundle,
-        prepared: Prepared,
-        observed: Observed,
-        decision_id: &str,
-        now: SystemTime,
+        prepared: &Prepared,
+        observed: &Observed,
+        record: &DecisionRecord,
     ) {
         let quiet = EvaluateInput {
             explain: false,
             ..input.clone()
         };
-        let other = decide(candidate, &self.settings, &quiet, prepared, observed, now);
-        if let Some(disagreement) =
-            shadow::compare(live, &other, decision_id, millis(now), &input.tenant)
-        {
+        let stamp = Stamp {
+            now: from_millis(record.decided_at_ms),
+            decision_id: record.decision_id.clone(),
+            ticket_id: String::new(),
+        };
+        let other = decide(
+            candidate,
+            &self.settings,
+            &quiet,
+            prepared,
+            observed,
+            &stamp,
+        );
+        if let Some(disagreement) = shadow::compare(live, &other.answer, record) {
             tracing::info!(
-                decision_id,
+                decision_id = %record.decision_id,
                 live = ?disagreement.live.decision,
                 candidate = ?disagreement.candidate.decision,
                 "shadow policies disagree"
             );
             if let Err(error) = self.store.record_disagreement(&disagreement) {
-                tracing::warn!(%error, decision_id, "could not record a shadow disagreement");
+                tracing::warn!(%error, decision_id = %record.decision_id, "could not record a shadow disagreement");
             }
         }
     }
@@ -330,41 +302,50 @@ impl Engine {
         Ok(Some(match self.store.get_ticket(ticket_id)? {
             None => PresentedTicket::Unknown(ticket_id.to_owned()),
             Some(mut ticket) => {
-                ticket.state = crate::step_up::effective_state(&ticket, millis(now));
+                ticket.state = step_up::effective_state(&ticket, millis(now));
                 PresentedTicket::Found(Box::new(ticket))
             }
         }))
     }
+}
 
-    fn record_of(
-        &self,
-        input: &EvaluateInput,
-        evaluated: &Evaluated,
-        decision_id: &str,
-        now: SystemTime,
-        started: Instant,
-    ) -> DecisionRecord {
-        DecisionRecord {
-            decision_id: decision_id.to_owned(),
-            decided_at_ms: millis(now),
-            tenant: input.tenant.clone(),
-            registration_type: evaluated.registration_type,
-            client_id: evaluated.client_id.clone(),
-            client_name: evaluated.client_name.clone(),
-            software_id: evaluated.software_id.clone(),
-            fingerprint: evaluated.fingerprint.clone(),
-            ip: input.caller.ip.map(|ip| ip.to_string()),
-            user_agent: input.caller.user_agent.clone(),
-            decision: evaluated.decision,
-            reasons: evaluated.reasons.clone(),
-            findings: evaluated.findings.clone(),
-            error: evaluated.error.as_ref().map(|(code, _)| *code),
-            error_description: evaluated.error.as_ref().map(|(_, text)| text.clone()),
-            obligations: evaluated.obligations.clone(),
-            step_up: evaluated.step_up.clone(),
-            policy_version: evaluated.policy_version.clone(),
-            latency_micros: started.elapsed().as_micros() as u64,
-            client_metadata_json: evaluated.client_metadata_json.clone(),
-        }
+/// Fresh ids for a decision at `now`: ULIDs, which sort by time.
+fn mint(now: SystemTime) -> Stamp {
+    Stamp {
+        now,
+        decision_id: ulid::Ulid::from_datetime(now).to_string(),
+        ticket_id: ulid::Ulid::from_datetime(now).to_string(),
+    }
+}
+
+/// The decision record of an answer: the answer, the draft and the call it answers.
+fn record_of(
+    input: &EvaluateInput,
+    answer: &Evaluated,
+    draft: DecisionDraft,
+    stamp: &Stamp,
+    started: Instant,
+) -> DecisionRecord {
+    DecisionRecord {
+        decision_id: stamp.decision_id.clone(),
+        decided_at_ms: millis(stamp.now),
+        tenant: input.tenant.clone(),
+        registration_type: draft.registration_type,
+        client_id: draft.client_id,
+        client_name: draft.client_name,
+        software_id: draft.software_id,
+        fingerprint: answer.fingerprint.clone(),
+        ip: input.caller.ip.map(|ip| ip.to_string()),
+        user_agent: input.caller.user_agent.clone(),
+        decision: answer.decision,
+        reasons: answer.reasons.clone(),
+        findings: answer.findings.clone(),
+        error: answer.error.as_ref().map(|(code, _)| *code),
+        error_description: answer.error.as_ref().map(|(_, text)| text.clone()),
+        obligations: answer.obligations.clone(),
+        step_up: answer.step_up.clone(),
+        policy_version: answer.policy_version.clone(),
+        latency_micros: started.elapsed().as_micros() as u64,
+        client_metadata_json: answer.client_metadata_json.clone(),
     }
 }

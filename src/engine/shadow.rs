@@ -1,17 +1,15 @@
 //! Shadow rollout: comparing what the live and the candidate policies decided.
 
 use super::Evaluated;
-use crate::store::{Disagreement, ShadowOutcome};
+use crate::store::{DecisionRecord, Disagreement, ShadowOutcome};
 
-/// The disagreement between the live and the candidate outcome of one recorded call, if
+/// The disagreement between the live and the candidate outcome of the call `recorded`, if
 /// they differ in decision, obligations or step-up challenges. Deciding policies alone
 /// differing is not a disagreement: the registration is treated the same.
 pub fn compare(
     live: &Evaluated,
     candidate: &Evaluated,
-    decision_id: &str,
-    decided_at_ms: u64,
-    tenant: &str,
+    recorded: &DecisionRecord,
 ) -> Option<Disagreement> {
     let live = outcome(live);
     let candidate_outcome = outcome(candidate);
@@ -19,11 +17,11 @@ pub fn compare(
         && sorted(&live.obligations) == sorted(&candidate_outcome.obligations)
         && sorted(&live.challenges) == sorted(&candidate_outcome.challenges);
     (!same).then(|| Disagreement {
-        decision_id: decision_id.to_owned(),
-        decided_at_ms,
-        tenant: tenant.to_owned(),
-        client_id: candidate.client_id.clone(),
-        client_name: candidate.client_name.clone(),
+        decision_id: recorded.decision_id.clone(),
+        decided_at_ms: recorded.decided_at_ms,
+        tenant: recorded.tenant.clone(),
+        client_id: recorded.client_id.clone(),
+        client_name: recorded.client_name.clone(),
         live,
         candidate: candidate_outcome,
     })
@@ -56,7 +54,7 @@ fn sorted(items: &[String]) -> Vec<&String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StepUpRef;
+    use crate::step_up::StepUpRef;
     use crate::vocab::RegistrationType;
     use crate::vocab::{Decision, Reason};
 
@@ -76,13 +74,33 @@ mod tests {
             policy_version: policy.to_owned(),
             fingerprint: String::new(),
             explain_json: None,
+            cimd: None,
+            duplicate_of: None,
+        }
+    }
+
+    fn recorded(tenant: &str) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: "01".to_owned(),
+            decided_at_ms: 1,
+            tenant: tenant.to_owned(),
             registration_type: RegistrationType::Dcr,
             client_id: None,
             client_name: Some("C".to_owned()),
             software_id: None,
-            cimd: None,
-            new_ticket: false,
-            duplicate_of: None,
+            fingerprint: String::new(),
+            ip: None,
+            user_agent: String::new(),
+            decision: Decision::Approve,
+            reasons: Vec::new(),
+            findings: Vec::new(),
+            error: None,
+            error_description: None,
+            obligations: Vec::new(),
+            step_up: None,
+            policy_version: String::new(),
+            latency_micros: 0,
+            client_metadata_json: "{}".to_owned(),
         }
     }
 
@@ -90,21 +108,22 @@ mod tests {
     fn other_deciding_policies_with_the_same_outcome_are_no_disagreement() {
         let live = evaluated(Decision::Approve, "a", &["require_consent"]);
         let candidate = evaluated(Decision::Approve, "b", &["require_consent"]);
-        assert_eq!(compare(&live, &candidate, "01", 1, "default"), None);
+        assert_eq!(compare(&live, &candidate, &recorded("default")), None);
     }
 
     #[test]
     fn a_different_decision_obligation_or_challenge_is_recorded_with_both_sides() {
         let live = evaluated(Decision::Approve, "a", &[]);
-        let denied = compare(&live, &evaluated(Decision::Deny, "b", &[]), "01", 1, "t")
+        let denied = compare(&live, &evaluated(Decision::Deny, "b", &[]), &recorded("t"))
             .expect("approve vs deny");
         assert_eq!(denied.live.policies, ["a"]);
         assert_eq!(denied.candidate.policies, ["b"]);
         assert_eq!(denied.candidate.version, "b");
         assert_eq!(denied.tenant, "t");
+        assert_eq!(denied.client_name.as_deref(), Some("C"));
 
         let consent = evaluated(Decision::Approve, "a", &["require_consent"]);
-        assert!(compare(&live, &consent, "01", 1, "t").is_some());
+        assert!(compare(&live, &consent, &recorded("t")).is_some());
 
         let mut stepped = evaluated(Decision::StepUp, "a", &[]);
         stepped.step_up = Some(StepUpRef {
@@ -114,7 +133,7 @@ mod tests {
         });
         let mut other = stepped.clone();
         other.step_up.as_mut().unwrap().challenges = vec!["user_consent".to_owned()];
-        let differs = compare(&stepped, &other, "01", 1, "t").expect("other challenges");
+        let differs = compare(&stepped, &other, &recorded("t")).expect("other challenges");
         assert_eq!(differs.live.challenges, ["admin_approval"]);
         assert_eq!(differs.candidate.challenges, ["user_consent"]);
     }

@@ -3,6 +3,7 @@ use std::path::Path;
 
 use super::*;
 use crate::policy::load_policy_dir;
+use crate::step_up::{ADMIN_APPROVAL, TicketState};
 use crate::store::SledStore;
 
 fn input(metadata_json: &str) -> EvaluateInput {

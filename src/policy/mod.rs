@@ -78,7 +78,7 @@ impl Default for Vocabulary {
     fn default() -> Vocabulary {
         Vocabulary {
             challenges: vec![
-                crate::engine::ADMIN_APPROVAL.to_owned(),
+                crate::step_up::ADMIN_APPROVAL.to_owned(),
                 "user_consent".to_owned(),
             ],
             obligations: DEFAULT_OBLIGATIONS.iter().map(|o| o.to_string()).collect(),

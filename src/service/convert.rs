@@ -10,9 +10,8 @@ use crate::engine::{EvaluateInput, Evaluated, Registration};
 use crate::errors::ServiceError;
 use crate::proto;
 use crate::registration::{Finding, Severity};
-use crate::store::{
-    DecisionQuery, DecisionRecord, StepUpRef, StepUpTicket, TicketQuery, TicketState,
-};
+use crate::step_up::{StepUpRef, StepUpTicket, TicketState};
+use crate::store::{DecisionQuery, DecisionRecord, TicketQuery};
 use crate::vocab::Caller;
 use crate::vocab::{Decision, Reason};
 

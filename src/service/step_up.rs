@@ -13,7 +13,7 @@ use crate::proto::step_up_service_server::StepUpService;
 use crate::proto::{
     GetStepUpRequest, ListStepUpsRequest, ListStepUpsResponse, ResolveStepUpRequest, StepUp,
 };
-use crate::step_up::{self, Resolution};
+use crate::step_up::{self, OperatorResolution};
 use crate::vocab::millis;
 
 pub struct StepUpApi {
@@ -81,7 +81,7 @@ impl StepUpService for StepUpApi {
         if request.resolver.trim().is_empty() {
             return Err(ServiceError::invalid("resolver", "say who resolves the ticket").into());
         }
-        let resolution = Resolution {
+        let resolution = OperatorResolution {
             approve: request.approve,
             resolver: request.resolver.clone(),
             note: request.note,
@@ -96,7 +96,7 @@ impl StepUpService for StepUpApi {
             .map_err(ServiceError::from)?;
         info!(
             ticket_id = %ticket.ticket_id,
-            state = step_up::state_name(ticket.state),
+            state = ticket.state.as_str(),
             resolver = %request.resolver,
             "step-up resolved"
         );

@@ -12,13 +12,12 @@ mod sled_store;
 use std::future::Future;
 
 use crate::cimd::cache::CacheEntry;
-use crate::step_up::{Resolution, ResolveRefusal};
+use crate::step_up::{OperatorResolution, ResolveRefusal, StepUpTicket};
 use std::pin::Pin;
 
 pub use record::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
-    RateDimension, RateKey, ShadowOutcome, StepUpRef, StepUpTicket, TicketPage, TicketQuery,
-    TicketState,
+    RateDimension, RateKey, ShadowOutcome, TicketPage, TicketQuery,
 };
 pub use sled_store::{CompactionPolicy, FORMAT_VERSION, SledStore};
 
@@ -72,7 +71,7 @@ pub trait Store: Send + Sync + 'static {
     fn resolve_ticket(
         &self,
         ticket_id: &str,
-        resolution: Resolution,
+        resolution: OperatorResolution,
     ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>>;
 
     /// Marks pending tickets past their expiry as expired; returns how many.

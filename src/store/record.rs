@@ -1,9 +1,12 @@
-//! What the store keeps: decision records, step-up tickets, and the query over decisions.
+//! What the store keeps besides step-up tickets (`crate::step_up` owns those): decision
+//! records, shadow disagreements, rate counters, fingerprint statistics, and the queries
+//! over them.
 
 use serde::{Deserialize, Serialize};
 
 use crate::errors::OAuthErrorCode;
 use crate::registration::Finding;
+use crate::step_up::{StepUpRef, StepUpTicket, TicketState};
 use crate::vocab::RegistrationType;
 use crate::vocab::{Decision, Reason};
 
@@ -31,47 +34,6 @@ pub struct DecisionRecord {
     pub policy_version: String,
     pub latency_micros: u64,
     pub client_metadata_json: String,
-}
-
-/// The step-up ticket a decision opened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepUpRef {
-    pub ticket_id: String,
-    pub challenges: Vec<String>,
-    pub expires_at_ms: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TicketState {
-    Pending,
-    Approved,
-    Denied,
-    Expired,
-}
-
-/// A step-up ticket: a registration held back until its challenges are completed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepUpTicket {
-    pub ticket_id: String,
-    pub tenant: String,
-    pub state: TicketState,
-    pub challenges: Vec<String>,
-    pub fingerprint: String,
-    pub decision_id: String,
-    pub created_at_ms: u64,
-    pub expires_at_ms: u64,
-    #[serde(default)]
-    pub resolved_at_ms: Option<u64>,
-    #[serde(default)]
-    pub resolver: String,
-    #[serde(default)]
-    pub note: String,
-    /// For people reviewing the ticket: the CIMD client_id and the client_name.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    #[serde(default)]
-    pub client_name: Option<String>,
 }
 
 /// Filters over step-up tickets.

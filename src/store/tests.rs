@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::step_up::TicketState;
 use crate::vocab::RegistrationType;
 use crate::vocab::{Decision, Reason};
 

@@ -17,12 +17,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use ulid::Ulid;
 
 use crate::cimd::cache::CacheEntry;
-use crate::step_up::{self, Resolution};
+use crate::step_up::{self, OperatorResolution, StepUpTicket};
 use crate::store::group_commit::GroupCommit;
 use crate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
-    PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, StoreError, TicketPage,
-    TicketQuery, TicketState,
+    PruneCutoffs, PruneReport, RateKey, ResolveError, StoreError, TicketPage, TicketQuery,
 };
 use crate::vocab::Decision;
 
@@ -426,7 +425,7 @@ impl Generation {
     pub(super) fn resolve_ticket(
         &self,
         ticket_id: &str,
-        resolution: &Resolution,
+        resolution: &OperatorResolution,
     ) -> Result<Result<StepUpTicket, ResolveError>, StoreError> {
         let ticket_id = ticket_id.to_owned();
         let outcome = self.tickets.transaction(|tickets| {
@@ -462,13 +461,10 @@ impl Generation {
         let mut expired = 0;
         for entry in self.tickets.iter() {
             let (key, value) = entry?;
-            let Ok(mut ticket) = serde_json::from_slice::<StepUpTicket>(&value) else {
+            let Ok(ticket) = serde_json::from_slice::<StepUpTicket>(&value) else {
                 continue;
             };
-            if step_up::effective_state(&ticket, now_ms) == TicketState::Expired
-                && ticket.state == TicketState::Pending
-            {
-                ticket.state = TicketState::Expired;
+            if let Some(ticket) = step_up::expire(&ticket, now_ms) {
                 let json = serde_json::to_vec(&ticket)
                     .map_err(|error| StoreError::Io(error.to_string()))?;
                 // Only if nobody resolved it meanwhile.
@@ -508,11 +504,7 @@ impl Generation {
             let Ok(ticket) = serde_json::from_slice::<StepUpTicket>(&value) else {
                 continue;
             };
-            let done_at = match ticket.state {
-                TicketState::Pending => ticket.expires_at_ms,
-                _ => ticket.resolved_at_ms.unwrap_or(ticket.expires_at_ms),
-            };
-            if done_at.max(ticket.expires_at_ms) < cutoffs.tickets_ms {
+            if !step_up::is_retained(&ticket, cutoffs.tickets_ms) {
                 self.tickets.remove(key)?;
                 report.tickets += 1;
             }

@@ -23,7 +23,7 @@ use super::{
     StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
 };
 use crate::cimd::cache::CacheEntry;
-use crate::step_up::Resolution;
+use crate::step_up::OperatorResolution;
 
 pub use self::generation::FORMAT_VERSION;
 
@@ -230,7 +230,7 @@ impl Store for SledStore {
     fn resolve_ticket(
         &self,
         ticket_id: &str,
-        resolution: Resolution,
+        resolution: OperatorResolution,
     ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
         let ticket_id = ticket_id.to_owned();
         Box::pin(async move {

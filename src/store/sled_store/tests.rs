@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use super::*;
 use crate::cimd::cache::CacheEntry;
+use crate::step_up::{StepUpTicket, TicketState};
+use crate::store::RateDimension;
 use crate::store::tests::{close, record};
-use crate::store::{RateDimension, StepUpTicket, TicketState};
 use crate::vocab::Decision;
 
 fn ticket(decision: &DecisionRecord) -> StepUpTicket {

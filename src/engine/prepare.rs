@@ -1,0 +1,237 @@
+//! Preparing a registration for its decision, purely: validating a DCR body (a software
+//! statement verified on the way) or a resolved CIMD document, identifying the registration
+//! (its fingerprint) and naming the rate counters it reads and adds to.
+
+use std::time::SystemTime;
+
+use super::{EngineSettings, EvaluateInput};
+use crate::cimd::redirect_match::match_redirect_uri;
+use crate::cimd::source::{CimdInfo, DocumentResolution};
+use crate::fingerprint::fingerprint;
+use crate::registration::software_statement::{StatementCheck, verify};
+use crate::registration::uri::registrable_domain;
+use crate::registration::{Code, Finding, Severity, Validation, validate_dcr};
+use crate::store::{RateDimension, RateKey};
+use crate::vocab::RegistrationType;
+
+/// A registration validated and identified, ready for its observations and a decision.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub validation: Validation,
+    pub registration_type: RegistrationType,
+    /// The CIMD client_id; `None` for DCR.
+    pub client_id: Option<String>,
+    pub initial_access_token: bool,
+    pub cimd: Option<CimdInfo>,
+    pub fingerprint: String,
+    /// The issuer of a verified software statement.
+    pub software_statement_issuer: Option<String>,
+}
+
+impl Prepared {
+    fn new(
+        validation: Validation,
+        registration_type: RegistrationType,
+        client_id: Option<String>,
+        initial_access_token: bool,
+        cimd: Option<CimdInfo>,
+    ) -> Prepared {
+        let fingerprint = fingerprint(
+            registration_type,
+            client_id.as_deref(),
+            &validation.metadata,
+        );
+        Prepared {
+            validation,
+            registration_type,
+            client_id,
+            initial_access_token,
+            cimd,
+            fingerprint,
+            software_statement_issuer: None,
+        }
+    }
+
+    /// The rate counters this registration reads and, when recorded, adds to: the caller's
+    /// IP, the registrable domain of the client_id (CIMD) or `client_uri` (DCR), the tenant,
+    /// and the fingerprint.
+    pub fn rate_keys(&self, input: &EvaluateInput) -> Vec<RateKey> {
+        let domain = match &self.client_id {
+            Some(client_id) => host_domain(client_id),
+            None => self
+                .validation
+                .metadata
+                .client_uri
+                .as_deref()
+                .and_then(host_domain),
+        };
+        [
+            (RateDimension::Ip, input.caller.ip.map(|ip| ip.to_string())),
+            (RateDimension::Domain, domain),
+            (RateDimension::Tenant, Some(input.tenant.clone())),
+            (RateDimension::Fingerprint, Some(self.fingerprint.clone())),
+        ]
+        .into_iter()
+        .filter_map(|(dimension, value)| {
+            Some(RateKey {
+                dimension,
+                value: value?,
+            })
+        })
+        .collect()
+    }
+}
+
+fn host_domain(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    registrable_domain(url.host_str()?)
+}
+
+/// Validates a DCR registration (the body `metadata_json`), verifying its software
+/// statement: a trusted statement's claims override the plain members (rule 82, E14).
+pub fn prepare_dcr(
+    settings: &EngineSettings,
+    metadata_json: &str,
+    initial_access_token: bool,
+    now: SystemTime,
+) -> Prepared {
+    let mut validation = validate_dcr(metadata_json, settings.profile);
+    let statement = validation.metadata.software_statement.clone().filter(|_| {
+        !validation
+            .findings
+            .iter()
+            .any(|f| f.field == "software_statement")
+    });
+    let mut issuer = None;
+    if let Some(statement) = statement {
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (code, message) = match verify(&statement, &settings.trusted_issuers, now_secs) {
+            StatementCheck::Verified {
+                issuer: verified,
+                claims,
+            } => {
+                validation = validate_dcr(&overlay(metadata_json, claims), settings.profile);
+                issuer = Some(verified);
+                (None, String::new())
+            }
+            StatementCheck::Untrusted(message) => {
+                (Some(Code::SoftwareStatementUnapproved), message)
+            }
+            StatementCheck::Invalid(message) => (Some(Code::SoftwareStatementInvalid), message),
+        };
+        if let Some(code) = code {
+            validation.findings.push(Finding {
+                code,
+                severity: Severity::Error,
+                field: "software_statement".to_owned(),
+                message,
+            });
+        }
+    }
+    let mut prepared = Prepared::new(
+        validation,
+        RegistrationType::Dcr,
+        None,
+        initial_access_token,
+        None,
+    );
+    prepared.software_statement_issuer = issuer;
+    prepared
+}
+
+/// The request body with the statement's claims laid over it; JWT bookkeeping claims are
+/// not client metadata and are left out.
+fn overlay(metadata_json: &str, claims: serde_json::Map<String, serde_json::Value>) -> String {
+    const NOT_METADATA: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+    let mut object = match serde_json::from_str::<serde_json::Value>(metadata_json) {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    };
+    for (name, value) in claims {
+        if !NOT_METADATA.contains(&name.as_str()) {
+            object.insert(name, value);
+        }
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+/// What the edges found out about a CIMD client before deciding.
+#[derive(Clone, Debug)]
+pub struct CimdLookup {
+    pub client_id: String,
+    /// The authorization request's redirect_uri; empty when there is none.
+    pub redirect_uri: String,
+    /// Findings of the client_id URL checks.
+    pub client_id_findings: Vec<Finding>,
+    /// The resolved document; `None` when the URL checks refused the client_id, so nothing
+    /// was fetched.
+    pub resolution: Option<DocumentResolution>,
+}
+
+/// Turns a CIMD lookup into a prepared registration: the document's validation, or the
+/// findings of why there is no usable document, and the redirect_uri match (D1–D14).
+pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
+    let CimdLookup {
+        client_id,
+        redirect_uri,
+        client_id_findings,
+        resolution,
+    } = lookup;
+    let refused = |findings: Vec<Finding>| {
+        let validation = Validation {
+            findings,
+            ..Validation::default()
+        };
+        Prepared::new(
+            validation,
+            RegistrationType::Cimd,
+            Some(client_id.clone()),
+            false,
+            None,
+        )
+    };
+    let (mut validation, info) = match resolution {
+        None => return refused(client_id_findings),
+        Some(DocumentResolution::Failed(failure)) => {
+            let mut findings = client_id_findings;
+            findings.push(Finding {
+                code: failure.code,
+                severity: Severity::Error,
+                field: "client_id".to_owned(),
+                message: failure.message,
+            });
+            return refused(findings);
+        }
+        Some(DocumentResolution::Invalid { mut validation }) => {
+            validation.findings.splice(0..0, client_id_findings);
+            return Prepared::new(
+                validation,
+                RegistrationType::Cimd,
+                Some(client_id),
+                false,
+                None,
+            );
+        }
+        Some(DocumentResolution::Valid { validation, info }) => (validation, info),
+    };
+    validation.findings.splice(0..0, client_id_findings);
+    if !redirect_uri.is_empty()
+        && let Err(refusal) = match_redirect_uri(&validation.metadata.redirect_uris, &redirect_uri)
+    {
+        validation.findings.push(Finding {
+            code: refusal.code,
+            severity: Severity::Error,
+            field: "redirect_uri".to_owned(),
+            message: refusal.message,
+        });
+    }
+    Prepared::new(
+        validation,
+        RegistrationType::Cimd,
+        Some(client_id),
+        false,
+        Some(info),
+    )
+}

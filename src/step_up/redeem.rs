@@ -1,0 +1,111 @@
+//! What step-up contributes to a later decision: the ticket the call presents and the
+//! challenges the authorization server says were completed.
+
+use super::ADMIN_APPROVAL;
+use super::ticket::{StepUpTicket, TicketState};
+use crate::registration::{Code, Finding, Severity};
+
+/// The step-up ticket a call presented, as the store has it, in its effective state (a
+/// pending ticket past its expiry reads as expired).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PresentedTicket {
+    Unknown(String),
+    Found(Box<StepUpTicket>),
+}
+
+/// What a presented ticket contributes to a decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redemption {
+    /// The ticket's challenges, when an operator approved it for this very registration.
+    pub completed: Vec<String>,
+    /// Why the ticket denies: unknown, issued for another registration, denied, expired.
+    pub refusal: Option<Finding>,
+    /// The ticket, while it is still pending: a STEP_UP keeps pointing at it.
+    pub pending: Option<StepUpTicket>,
+}
+
+/// Redeems `ticket` for the registration with `fingerprint` in `tenant`.
+pub fn redeem(ticket: Option<&PresentedTicket>, tenant: &str, fingerprint: &str) -> Redemption {
+    let refused = |code: Code, message: String| Redemption {
+        refusal: Some(Finding {
+            code,
+            severity: Severity::Error,
+            field: "step_up.ticket_id".to_owned(),
+            message,
+        }),
+        ..Redemption::default()
+    };
+    let ticket = match ticket {
+        None => return Redemption::default(),
+        Some(PresentedTicket::Unknown(ticket_id)) => {
+            return refused(
+                Code::StepUpTicketUnknown,
+                format!("there is no step-up ticket `{ticket_id}`"),
+            );
+        }
+        Some(PresentedTicket::Found(ticket)) => ticket,
+    };
+    if ticket.fingerprint != fingerprint || ticket.tenant != tenant {
+        return refused(
+            Code::StepUpTicketMismatch,
+            format!(
+                "step-up ticket `{}` was issued for another registration; it cannot approve this one",
+                ticket.ticket_id
+            ),
+        );
+    }
+    match ticket.state {
+        TicketState::Approved => Redemption {
+            completed: ticket.challenges.clone(),
+            ..Redemption::default()
+        },
+        TicketState::Pending => Redemption {
+            pending: Some((**ticket).clone()),
+            ..Redemption::default()
+        },
+        TicketState::Denied => {
+            let note = if ticket.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", ticket.note)
+            };
+            refused(
+                Code::StepUpDenied,
+                format!("an operator denied this registration{note}"),
+            )
+        }
+        TicketState::Expired => refused(
+            Code::StepUpTicketExpired,
+            format!(
+                "step-up ticket `{}` expired before it was approved",
+                ticket.ticket_id
+            ),
+        ),
+    }
+}
+
+/// The challenges the authorization server reports completed, kept only when the
+/// configuration lets it attest them (`may_attest`); `admin_approval` never is. Each one
+/// dropped is a warning.
+pub fn accept_attested(reported: &[String], may_attest: &[String]) -> (Vec<String>, Vec<Finding>) {
+    let (accepted, refused): (Vec<&String>, Vec<&String>) = reported
+        .iter()
+        .partition(|challenge| is_attestable(challenge, may_attest));
+    let warnings = refused
+        .into_iter()
+        .map(|challenge| Finding {
+            code: Code::ChallengeNotAttestable,
+            severity: Severity::Warning,
+            field: "step_up.completed_challenges".to_owned(),
+            message: format!(
+                "challenge `{challenge}` cannot be attested by the authorization server; ignored"
+            ),
+        })
+        .collect();
+    (accepted.into_iter().cloned().collect(), warnings)
+}
+
+/// Whether the authorization server may attest `challenge` under `may_attest`.
+pub fn is_attestable(challenge: &str, may_attest: &[String]) -> bool {
+    challenge != ADMIN_APPROVAL && may_attest.iter().any(|kind| kind == challenge)
+}

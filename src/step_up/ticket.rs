@@ -1,0 +1,122 @@
+//! The ticket: what a STEP_UP opens, what the operator reviews and resolves, what a later
+//! call presents. Its stored form is part of format version 1 (see `tests/fixtures/store/`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl TicketState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketState::Pending => "pending",
+            TicketState::Approved => "approved",
+            TicketState::Denied => "denied",
+            TicketState::Expired => "expired",
+        }
+    }
+}
+
+/// A step-up ticket: a registration held back until its challenges are completed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpTicket {
+    pub ticket_id: String,
+    pub tenant: String,
+    pub state: TicketState,
+    pub challenges: Vec<String>,
+    pub fingerprint: String,
+    pub decision_id: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    #[serde(default)]
+    pub resolved_at_ms: Option<u64>,
+    #[serde(default)]
+    pub resolver: String,
+    #[serde(default)]
+    pub note: String,
+    /// For people reviewing the ticket: the CIMD client_id and the client_name.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_name: Option<String>,
+}
+
+/// The step-up ticket an answer (and its decision record) names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpRef {
+    pub ticket_id: String,
+    pub challenges: Vec<String>,
+    pub expires_at_ms: u64,
+}
+
+/// What a new ticket is opened with. The ids are minted by the caller, so that opening
+/// one stays a function of its inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTicket {
+    pub ticket_id: String,
+    pub decision_id: String,
+    pub tenant: String,
+    pub fingerprint: String,
+    /// The challenges still to be completed.
+    pub challenges: Vec<String>,
+    pub now_ms: u64,
+    pub ttl: Duration,
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+}
+
+/// A STEP_UP's ticket. When the call presented a ticket that is still pending for this
+/// very registration, the answer keeps pointing at it (the operator is reviewing that one)
+/// and nothing new is opened; otherwise a new pending ticket is opened, to be recorded
+/// with the decision.
+pub fn hold(pending: Option<&StepUpTicket>, new: NewTicket) -> (StepUpRef, Option<StepUpTicket>) {
+    if let Some(pending) = pending {
+        let kept = StepUpRef {
+            ticket_id: pending.ticket_id.clone(),
+            challenges: new.challenges,
+            expires_at_ms: pending.expires_at_ms,
+        };
+        return (kept, None);
+    }
+    let expires_at_ms = new.now_ms + new.ttl.as_millis() as u64;
+    let reference = StepUpRef {
+        ticket_id: new.ticket_id.clone(),
+        challenges: new.challenges.clone(),
+        expires_at_ms,
+    };
+    let ticket = StepUpTicket {
+        ticket_id: new.ticket_id,
+        tenant: new.tenant,
+        state: TicketState::Pending,
+        challenges: new.challenges,
+        fingerprint: new.fingerprint,
+        decision_id: new.decision_id,
+        created_at_ms: new.now_ms,
+        expires_at_ms,
+        resolved_at_ms: None,
+        resolver: String::new(),
+        note: String::new(),
+        client_id: new.client_id,
+        client_name: new.client_name,
+    };
+    (reference, Some(ticket))
+}
+
+/// The retention rule: a ticket is kept while it is pending and until `cutoff_ms` has
+/// passed both its expiry and its resolution. A pruned ticket can no longer be redeemed:
+/// presenting it is an unknown ticket, a DENY.
+pub fn is_retained(ticket: &StepUpTicket, cutoff_ms: u64) -> bool {
+    let done_at = match ticket.state {
+        TicketState::Pending => ticket.expires_at_ms,
+        _ => ticket.resolved_at_ms.unwrap_or(ticket.expires_at_ms),
+    };
+    done_at.max(ticket.expires_at_ms) >= cutoff_ms
+}
