@@ -115,7 +115,7 @@ fn request(kind: Kind, n: usize, task: usize) -> EvaluateRequest {
 
 fn pure_pipeline(policies_dir: &Path) {
     let policies = load_policy_dir(policies_dir).expect("starter policies load");
-    let settings = clientgate::service::engine_settings(&clientgate::config::Config::default())
+    let settings = clientgate::app::engine_settings(&clientgate::config::Config::default())
         .expect("default settings");
     let inputs: Vec<EvaluateInput> = BODIES
         .iter()

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod authoring;
 pub mod cimd;
 pub mod cli;

@@ -55,7 +55,7 @@ const EXPECTED: &[(&str, Decision, &[&str])] = &[
 fn every_real_client_document_registered_by_dcr_gets_the_intended_decision() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let policies = load_policy_dir(&root.join("policies")).expect("the starter policies load");
-    let settings = clientgate::service::engine_settings(&clientgate::config::Config::default())
+    let settings = clientgate::app::engine_settings(&clientgate::config::Config::default())
         .expect("default settings");
     let fixtures = root.join("tests/fixtures/real-cimd");
     let on_disk = std::fs::read_dir(&fixtures)

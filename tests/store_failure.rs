@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clientgate::cimd::cache::CacheEntry;
+use clientgate::app::{build_engine, engine_settings};
 use clientgate::config::Config;
 use clientgate::engine::{EvaluateInput, Registration};
 use clientgate::policy::load_policy_dir;
-use clientgate::service::build_engine;
 use clientgate::step_up::OperatorResolution;
 use clientgate::step_up::StepUpTicket;
+use clientgate::store::CacheEntry;
 use clientgate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
     PruneCutoffs, PruneReport, RateKey, ResolveError, Store, StoreError, StoreFuture, StoreStats,
@@ -122,7 +122,9 @@ fn approvable(dry_run: bool) -> EvaluateInput {
 async fn a_decision_that_cannot_be_recorded_is_unavailable_not_approved() {
     let policies =
         load_policy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
-    let engine = build_engine(&Config::default(), policies, Arc::new(BrokenDisk)).unwrap();
+    let config = Config::default();
+    let settings = engine_settings(&config).unwrap();
+    let engine = build_engine(&config, settings, policies, Arc::new(BrokenDisk)).unwrap();
 
     let dry = engine
         .evaluate(approvable(true))

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use super::fetch::ResponseHeaders;
 
 /// The configured bounds on freshness (default 5 min – 24 h).
@@ -73,28 +71,6 @@ pub fn freshness(headers: &ResponseHeaders, now: SystemTime, bounds: CacheBounds
         }),
     };
     Freshness::For(lifetime.unwrap_or(bounds.min).clamp(bounds.min, bounds.max))
-}
-
-/// A cached, valid document: the bytes as served (validated again on every use, so a
-/// stricter profile applies at once), and what revalidation needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheEntry {
-    pub client_id: String,
-    pub body: Vec<u8>,
-    pub document_sha256: String,
-    pub content_type: Option<String>,
-    pub fetched_at_ms: u64,
-    pub expires_at_ms: u64,
-    /// `no-cache`: revalidate before every reuse.
-    pub revalidate_always: bool,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-}
-
-impl CacheEntry {
-    pub fn is_fresh(&self, now_ms: u64) -> bool {
-        !self.revalidate_always && now_ms < self.expires_at_ms
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use url::Url;
 
-use super::cache::{CacheBounds, CacheEntry, Freshness, freshness};
+use super::cache::{CacheBounds, Freshness, freshness};
 use super::document::{DocumentRules, validate_document};
 use super::fetch::{
     FetchFailure, Fetched, Fetcher, ResponseHeaders, Validators, is_json_media_type,
@@ -18,6 +18,7 @@ use super::fetch::{
 use crate::registration::dcr::Validation;
 use crate::registration::findings::Finding;
 use crate::registration::{Code, profile};
+use crate::store::CacheEntry;
 use crate::store::Store;
 use crate::vocab::millis;
 

@@ -1,17 +1,21 @@
-//! The `clientgate` command line. Parses arguments, loads the configuration, sets up logs
-//! and hands over to the server or to a policy author's tool; exit statuses: 0 done (or
-//! stopped cleanly), 1 failed (invalid policies, failing tests), 2 bad usage or
-//! configuration.
+//! The `clientgate` command line: one file per command (`serve`, `check`, `eval`, `test`,
+//! `bench`), as thin edges (files, network, printing) around the library; `policies.rs`
+//! holds what the policy author's commands share.
+//!
+//! Exit statuses: 0 done (or stopped cleanly; for `eval`, APPROVE), 1 failed (invalid
+//! policies, failing tests, a server that stopped badly), 2 bad usage or configuration;
+//! `eval` exits 3 on DENY and 4 on STEP_UP.
 
-mod authoring;
+mod bench;
+mod check;
+mod eval;
+mod policies;
+mod serve;
+mod test;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-
-use crate::config::{Config, LogFormat, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,117 +31,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the gRPC API (defaults: 127.0.0.1:50051, ./policies, ./data).
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
     /// Validate a policy directory: schema, policies, entities and annotations.
-    Check(authoring::CheckArgs),
+    Check(check::CheckArgs),
     /// Decide one registration offline, with no server and no store.
-    Eval(authoring::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Run the policy test suites in <policies>/tests/*.toml.
-    Test(authoring::TestArgs),
+    Test(test::TestArgs),
     /// Measure what one decision costs with these policies (no store, no network).
-    Bench(authoring::BenchArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// A TOML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The address to serve on, e.g. 127.0.0.1:50051 (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// The policy directory: schema.cedarschema, *.cedar, entities.json.
-    #[arg(long, value_name = "DIR")]
-    policies: Option<PathBuf>,
-    /// The data directory of the decision store.
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-    /// A candidate policy directory evaluated beside the live one; disagreements are
-    /// recorded (AdminService.ListShadowDisagreements).
-    #[arg(long, value_name = "DIR")]
-    shadow_policies: Option<PathBuf>,
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Check(args) => authoring::check(args),
-        Command::Eval(args) => authoring::eval(args),
-        Command::Test(args) => authoring::test(args),
-        Command::Bench(args) => authoring::bench(args),
-    }
-}
-
-fn serve(args: ServeArgs) -> ExitCode {
-    let overrides = Overrides {
-        listen: args.listen,
-        policies: args.policies,
-        data: args.data,
-        shadow_policies: args.shadow_policies,
-    };
-    let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprint!("clientgate: {errors}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(message) = init_logging(&config) {
-        eprintln!("clientgate: invalid configuration: `log.level`: {message}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("clientgate: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(crate::service::run(config, shutdown_signal(), |_| {})) {
-        Ok(_stats) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "clientgate stopped");
-            eprintln!("clientgate: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.log.level).map_err(|error| error.to_string())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(terminate) => terminate,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+        Command::Serve(args) => serve::serve(args),
+        Command::Check(args) => check::check(args),
+        Command::Eval(args) => eval::eval(args),
+        Command::Test(args) => test::test(args),
+        Command::Bench(args) => bench::bench(args),
     }
 }

@@ -252,7 +252,10 @@ fn apply_outcome(
 /// Checks that decisions under `settings` build a context the policies' schema accepts:
 /// every rate dimension present, with the configured windows (`rates.windows_secs`), which
 /// the schema's `RateWindows` must name. Run when a policy set is loaded.
-pub fn check_context(policies: &PolicyBundle, settings: &EngineSettings) -> Result<(), String> {
+pub fn check_context(
+    policies: &PolicyBundle,
+    settings: &EngineSettings,
+) -> Result<(), ContextMismatch> {
     let windows: Vec<(String, u64)> = settings
         .rate_windows
         .iter()
@@ -281,17 +284,25 @@ pub fn check_context(policies: &PolicyBundle, settings: &EngineSettings) -> Resu
             now: std::time::UNIX_EPOCH,
         },
     );
-    policies.check_context_shape(&signals).map_err(|error| {
-        format!(
-            "the decision context does not fit the schema ({error}); the rate windows \
-             configured (`rates.windows_secs`: {}) must be the members of the schema's `RateWindows`",
-            windows
-                .iter()
-                .map(|(name, _)| name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
+    policies
+        .check_context_shape(&signals)
+        .map_err(|error| ContextMismatch {
+            problem: error.to_string(),
+            windows: windows.into_iter().map(|(name, _)| name).collect(),
+        })
+}
+
+/// The decision context does not fit the policies' schema.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the decision context does not fit the schema ({problem}); the rate windows configured \
+     (`rates.windows_secs`: {}) must be the members of the schema's `RateWindows`",
+    windows.join(", ")
+)]
+pub struct ContextMismatch {
+    pub problem: String,
+    /// The names of the configured rate windows.
+    pub windows: Vec<String>,
 }
 
 /// A window's name in the Cedar context: `1m`, `1h`, `24h`, `90s`…

@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use decide::{
-    Decided, DecisionDraft, Observed, Stamp, check_context, decide, decide_dcr, window_name,
+    ContextMismatch, Decided, DecisionDraft, Observed, Stamp, check_context, decide, decide_dcr,
+    window_name,
 };
 pub use prepare::{CimdLookup, Prepared, prepare_cimd, prepare_dcr};
 

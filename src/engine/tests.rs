@@ -1,10 +1,34 @@
-//! The engine with a real store: what a decision leaves behind.
+//! The pure pipeline: deciding is a function of the prepared registration, what was
+//! observed, the clock and the minted ids — nothing else.
+
 use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::policy::load_policy_dir;
+use crate::registration::software_statement::TrustedIssuers;
 use crate::step_up::{ADMIN_APPROVAL, TicketState};
-use crate::store::SledStore;
+use crate::store::RateDimension;
+
+fn settings() -> EngineSettings {
+    EngineSettings {
+        profile: Profile::Mcp,
+        attested_challenges: vec!["user_consent".to_owned()],
+        step_up_ttl: Duration::from_secs(600),
+        cimd_supported_grant_types: vec!["authorization_code".to_owned()],
+        cimd_allow_loopback: false,
+        rate_windows: vec![
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            Duration::from_secs(86_400),
+        ],
+        trusted_issuers: TrustedIssuers::default(),
+    }
+}
+
+fn starter() -> PolicyBundle {
+    load_policy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
+}
 
 fn input(metadata_json: &str) -> EvaluateInput {
     EvaluateInput {
@@ -24,217 +48,126 @@ fn input(metadata_json: &str) -> EvaluateInput {
     }
 }
 
-#[tokio::test]
-async fn a_step_up_records_a_pending_ticket_with_its_challenges() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let policies =
-        load_policy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
-    let mut config = crate::config::Config::default();
-    config.step_up.ticket_ttl = Duration::from_secs(600);
-    let engine = crate::service::build_engine(&config, policies, store.clone()).unwrap();
-    let evaluated = engine
-        .evaluate(input(
-            r#"{"client_uri":"https://app.example.com","redirect_uris":["https://cb.example.net/cb"]}"#,
-        ))
-        .await
-        .unwrap();
-    assert_eq!(evaluated.decision, Decision::StepUp);
-    let step_up = evaluated.step_up.expect("a step-up names its ticket");
-    let ticket = store
-        .get_ticket(&step_up.ticket_id)
-        .unwrap()
-        .expect("the ticket is stored");
-    assert_eq!(ticket.state, TicketState::Pending);
-    assert_eq!(ticket.challenges, vec![ADMIN_APPROVAL]);
-    assert_eq!(ticket.tenant, "acme");
-    assert_eq!(ticket.fingerprint, evaluated.fingerprint);
-    assert_eq!(Some(ticket.decision_id.clone()), evaluated.decision_id);
-    assert_eq!(ticket.expires_at_ms - ticket.created_at_ms, 600_000);
+/// Stepped up by the starter pack: its redirect URI is on another domain than `client_uri`.
+const CROSS_DOMAIN: &str =
+    r#"{"client_uri":"https://app.example.com","redirect_uris":["https://cb.example.net/cb"]}"#;
 
-    let record = store
-        .get_decision(&ticket.decision_id)
-        .unwrap()
-        .expect("recorded");
-    assert_eq!(record.step_up.map(|s| s.ticket_id), Some(step_up.ticket_id));
-    assert_eq!(record.ip.as_deref(), Some("203.0.113.7"));
+fn stamp() -> Stamp {
+    Stamp {
+        now: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        decision_id: "D1".to_owned(),
+        ticket_id: "T1".to_owned(),
+    }
 }
 
-mod software_statements {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    use serde_json::json;
-
-    use super::*;
-    use crate::engine::decide_dcr;
-    use crate::registration::Code;
-    use crate::registration::software_statement::TrustedIssuers;
-
-    const ISSUER: &str = "https://issuer.example";
-
-    struct Keys {
-        signing: EncodingKey,
-        public_pem: String,
+fn observed(prepared: &Prepared, input: &EvaluateInput) -> Observed {
+    Observed {
+        ticket: None,
+        rates: prepared
+            .rate_keys(input)
+            .into_iter()
+            .map(|key| (key, vec![0, 0, 0]))
+            .collect(),
+        duplicates: None,
     }
+}
 
-    fn keys() -> Keys {
-        let pair = rcgen::KeyPair::generate().unwrap();
-        Keys {
-            signing: EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-            public_pem: pair.public_key_pem(),
-        }
-    }
+#[test]
+fn a_step_up_opens_a_ticket_with_the_minted_ids_and_the_configured_ttl() {
+    let (policies, settings, input) = (starter(), settings(), input(CROSS_DOMAIN));
+    let prepared = prepare_dcr(&settings, CROSS_DOMAIN, false, stamp().now);
+    let decided = decide(
+        &policies,
+        &settings,
+        &input,
+        &prepared,
+        &observed(&prepared, &input),
+        &stamp(),
+    );
+    assert_eq!(decided.answer.decision, Decision::StepUp);
+    assert_eq!(
+        decided.answer.decision_id, None,
+        "only recording gives an id"
+    );
+    let opened = decided.draft.opens.expect("a STEP_UP opens a ticket");
+    assert_eq!(opened.ticket_id, "T1");
+    assert_eq!(opened.decision_id, "D1");
+    assert_eq!(opened.state, TicketState::Pending);
+    assert_eq!(opened.challenges, vec![ADMIN_APPROVAL]);
+    assert_eq!(opened.tenant, "acme");
+    assert_eq!(opened.expires_at_ms - opened.created_at_ms, 600_000);
+    assert_eq!(
+        decided.answer.step_up.map(|step_up| step_up.ticket_id),
+        Some("T1".to_owned())
+    );
+}
 
-    fn now_secs() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    }
+#[test]
+fn deciding_twice_with_the_same_inputs_gives_the_same_decision() {
+    let (policies, settings, input) = (starter(), settings(), input(CROSS_DOMAIN));
+    let prepared = prepare_dcr(&settings, CROSS_DOMAIN, false, stamp().now);
+    let observed = observed(&prepared, &input);
+    let first = decide(&policies, &settings, &input, &prepared, &observed, &stamp());
+    let second = decide(&policies, &settings, &input, &prepared, &observed, &stamp());
+    assert_eq!(first, second);
+}
 
-    fn sign(keys: &Keys, claims: serde_json::Value) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &keys.signing).unwrap()
-    }
+#[test]
+fn a_presented_pending_ticket_is_kept_and_nothing_new_is_opened() {
+    let (policies, settings, mut input) = (starter(), settings(), input(CROSS_DOMAIN));
+    let prepared = prepare_dcr(&settings, CROSS_DOMAIN, false, stamp().now);
+    let first = decide(
+        &policies,
+        &settings,
+        &input,
+        &prepared,
+        &observed(&prepared, &input),
+        &stamp(),
+    );
+    let pending = first.draft.opens.unwrap();
+    input.step_up_ticket = pending.ticket_id.clone();
+    let again = Observed {
+        ticket: Some(crate::step_up::PresentedTicket::Found(Box::new(
+            pending.clone(),
+        ))),
+        ..observed(&prepared, &input)
+    };
+    let later = Stamp {
+        ticket_id: "T2".to_owned(),
+        ..stamp()
+    };
+    let second = decide(&policies, &settings, &input, &prepared, &again, &later);
+    assert_eq!(second.answer.decision, Decision::StepUp);
+    assert_eq!(second.draft.opens, None);
+    assert_eq!(second.answer.step_up.unwrap().ticket_id, pending.ticket_id);
+}
 
-    fn settings_trusting(keys: &Keys, algorithms: &[&str]) -> EngineSettings {
-        let mut settings =
-            crate::service::engine_settings(&crate::config::Config::default()).unwrap();
-        let issuers = vec![(ISSUER.to_owned(), keys.public_pem.clone())];
-        let algorithms: Vec<String> = algorithms.iter().map(|a| a.to_string()).collect();
-        settings.trusted_issuers = TrustedIssuers::build(&issuers, &algorithms, 60, |_| {
-            Err("no files in this test".to_owned())
-        })
-        .unwrap();
-        settings
-    }
-
-    /// Decides a DCR body carrying `statement` beside plain redirect URI B.
-    fn decide_with(settings: &EngineSettings, statement: &str) -> Evaluated {
-        let policies =
-            load_policy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
-        let body = json!({
-            "client_name": "Plain",
-            "client_uri": "https://vendor.example",
-            "redirect_uris": ["https://b.example.net/cb"],
-            "software_statement": statement,
-        })
-        .to_string();
-        let input = input(&body);
-        decide_dcr(
-            &policies,
-            settings,
-            &input,
-            &body,
-            false,
-            None,
-            SystemTime::now(),
-        )
-    }
-
-    fn error_code(evaluated: &Evaluated) -> &'static str {
-        evaluated
-            .error
-            .as_ref()
-            .map_or("", |(code, _)| code.as_str())
-    }
-
-    #[test]
-    fn e14_a_trusted_statement_overrides_the_plain_members_and_approves() {
-        let keys = keys();
-        let statement = sign(
-            &keys,
-            json!({"iss": ISSUER, "software_id": "acme-cli", "redirect_uris": ["https://a.example.com/cb"], "iat": now_secs()}),
-        );
-        let evaluated = decide_with(&settings_trusting(&keys, &["ES256"]), &statement);
-        assert_eq!(
-            evaluated.decision,
-            Decision::Approve,
-            "{:?}",
-            evaluated.findings
-        );
-        assert!(
-            evaluated
-                .reasons
-                .iter()
-                .any(|r| r.policy_id == "approve_trusted_software")
-        );
-        let registered: serde_json::Value =
-            serde_json::from_str(&evaluated.client_metadata_json).unwrap();
-        assert_eq!(
-            registered["redirect_uris"],
-            json!(["https://a.example.com/cb"]),
-            "the statement wins"
-        );
-        assert_eq!(registered["software_id"], "acme-cli");
-        assert_eq!(
-            registered["software_statement"], statement,
-            "echoed unchanged"
-        );
-    }
-
-    #[test]
-    fn e12_a_statement_from_an_untrusted_issuer_is_unapproved() {
-        let keys = keys();
-        let statement = sign(
-            &keys,
-            json!({"iss": "https://stranger.example", "iat": now_secs()}),
-        );
-        let evaluated = decide_with(&settings_trusting(&keys, &["ES256"]), &statement);
-        assert_eq!(evaluated.decision, Decision::Deny);
-        assert_eq!(error_code(&evaluated), "unapproved_software_statement");
-    }
-
-    #[test]
-    fn a_statement_signed_with_another_key_is_invalid() {
-        let trusted = keys();
-        let impostor = keys();
-        let statement = sign(&impostor, json!({"iss": ISSUER, "iat": now_secs()}));
-        let evaluated = decide_with(&settings_trusting(&trusted, &["ES256"]), &statement);
-        assert_eq!(error_code(&evaluated), "invalid_software_statement");
-        assert!(
-            evaluated
-                .findings
-                .iter()
-                .any(|f| f.code == Code::SoftwareStatementInvalid)
-        );
-    }
-
-    #[test]
-    fn an_expired_or_future_statement_is_invalid() {
-        let keys = keys();
-        let settings = settings_trusting(&keys, &["ES256"]);
-        let expired = sign(&keys, json!({"iss": ISSUER, "exp": now_secs() - 3600}));
-        assert_eq!(
-            error_code(&decide_with(&settings, &expired)),
-            "invalid_software_statement"
-        );
-        let future = sign(&keys, json!({"iss": ISSUER, "iat": now_secs() + 3600}));
-        assert_eq!(
-            error_code(&decide_with(&settings, &future)),
-            "invalid_software_statement"
-        );
-        let early = sign(&keys, json!({"iss": ISSUER, "nbf": now_secs() + 3600}));
-        assert_eq!(
-            error_code(&decide_with(&settings, &early)),
-            "invalid_software_statement"
-        );
-    }
-
-    #[test]
-    fn an_algorithm_outside_the_allow_list_is_invalid() {
-        let keys = keys();
-        let statement = sign(&keys, json!({"iss": ISSUER}));
-        let evaluated = decide_with(&settings_trusting(&keys, &["RS256"]), &statement);
-        assert_eq!(error_code(&evaluated), "invalid_software_statement");
-    }
-
-    #[test]
-    fn e13_an_unsigned_statement_is_invalid_even_from_a_trusted_issuer() {
-        let keys = keys();
-        // {"alg":"none"} . {"iss":"https://issuer.example"} .
-        let unsigned = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIn0.";
-        let evaluated = decide_with(&settings_trusting(&keys, &["ES256"]), unsigned);
-        assert_eq!(error_code(&evaluated), "invalid_software_statement");
-    }
+#[test]
+fn every_rate_counter_observed_reaches_the_policies_under_its_dimension() {
+    let (policies, settings, mut input) = (starter(), settings(), input(CROSS_DOMAIN));
+    input.explain = true;
+    let prepared = prepare_dcr(&settings, CROSS_DOMAIN, false, stamp().now);
+    let keys = prepared.rate_keys(&input);
+    let dimensions: Vec<RateDimension> = keys.iter().map(|key| key.dimension).collect();
+    assert_eq!(
+        dimensions,
+        [
+            RateDimension::Ip,
+            RateDimension::Domain,
+            RateDimension::Tenant,
+            RateDimension::Fingerprint
+        ]
+    );
+    let observed = Observed {
+        rates: keys.into_iter().map(|key| (key, vec![7, 9, 11])).collect(),
+        ..Observed::default()
+    };
+    let decided = decide(&policies, &settings, &input, &prepared, &observed, &stamp());
+    let explain: serde_json::Value =
+        serde_json::from_str(decided.answer.explain_json.as_deref().unwrap()).unwrap();
+    let text = explain.to_string();
+    assert!(
+        text.contains(r#""1m":7"#) && text.contains(r#""1h":9"#) && text.contains(r#""24h":11"#),
+        "the observed counts are in the context: {text}"
+    );
 }

@@ -86,6 +86,31 @@ pub const DEFAULT_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
+/// Why the trusted issuers of the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("`{0}` is not an asymmetric JWS algorithm")]
+    Algorithm(String),
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("issuer `{issuer}`: {problem}")]
+    Key { issuer: String, problem: KeyProblem },
+}
+
+/// What is wrong with an issuer's key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("not a JWK Set: {0}")]
+    JwkSet(serde_json::Error),
+    #[error("unusable JWK: {0}")]
+    Jwk(jsonwebtoken::errors::Error),
+    #[error("not a PEM public key (RSA, EC or Ed25519) nor a JWK Set")]
+    Pem,
+}
+
 impl TrustedIssuers {
     /// Builds the trust list: each issuer with a PEM public key or a JWK Set, given inline
     /// (text starting with `{` or `-----BEGIN`) or as a file path. `read` reads a file; the
@@ -94,15 +119,15 @@ impl TrustedIssuers {
         issuers: &[(String, String)],
         algorithms: &[String],
         leeway_secs: u64,
-        read: impl Fn(&str) -> Result<String, String>,
-    ) -> Result<TrustedIssuers, String> {
+        read: impl Fn(&str) -> std::io::Result<String>,
+    ) -> Result<TrustedIssuers, IssuerError> {
         let algorithms = algorithms
             .iter()
             .map(|name| {
                 name.parse::<jsonwebtoken::Algorithm>()
                     .ok()
                     .filter(|_| !name.starts_with("HS"))
-                    .ok_or_else(|| format!("`{name}` is not an asymmetric JWS algorithm"))
+                    .ok_or_else(|| IssuerError::Algorithm(name.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut keys = Vec::new();
@@ -111,10 +136,15 @@ impl TrustedIssuers {
             let text = if inline.starts_with('{') || inline.starts_with("-----BEGIN") {
                 source.clone()
             } else {
-                read(source)?
+                read(source).map_err(|source_error| IssuerError::Read {
+                    path: source.clone(),
+                    source: source_error,
+                })?
             };
-            let issuer_keys =
-                decoding_keys(&text).map_err(|error| format!("issuer `{issuer}`: {error}"))?;
+            let issuer_keys = decoding_keys(&text).map_err(|problem| IssuerError::Key {
+                issuer: issuer.clone(),
+                problem,
+            })?;
             keys.push((issuer.clone(), issuer_keys));
         }
         Ok(TrustedIssuers {
@@ -129,17 +159,17 @@ impl TrustedIssuers {
     }
 }
 
-fn decoding_keys(text: &str) -> Result<Vec<IssuerKey>, String> {
+fn decoding_keys(text: &str) -> Result<Vec<IssuerKey>, KeyProblem> {
     if text.trim_start().starts_with('{') {
         let set: jsonwebtoken::jwk::JwkSet =
-            serde_json::from_str(text).map_err(|error| format!("not a JWK Set: {error}"))?;
+            serde_json::from_str(text).map_err(KeyProblem::JwkSet)?;
         return set
             .keys
             .iter()
             .map(|jwk| {
                 jsonwebtoken::DecodingKey::from_jwk(jwk)
                     .map(|key| (jwk.common.key_id.clone(), key))
-                    .map_err(|error| format!("unusable JWK: {error}"))
+                    .map_err(KeyProblem::Jwk)
             })
             .collect();
     }
@@ -148,7 +178,7 @@ fn decoding_keys(text: &str) -> Result<Vec<IssuerKey>, String> {
         .or_else(|_| jsonwebtoken::DecodingKey::from_ec_pem(pem))
         .or_else(|_| jsonwebtoken::DecodingKey::from_ed_pem(pem))
         .map(|key| vec![(None, key)])
-        .map_err(|_| "not a PEM public key (RSA, EC or Ed25519) nor a JWK Set".to_owned())
+        .map_err(|_| KeyProblem::Pem)
 }
 
 /// What verifying a statement found (rule 82; vectors E11–E14).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::reload::PolicyReloader;
+use crate::app::reload::PolicyReloader;
 use crate::engine::Engine;
 use crate::errors::ServiceError;
 use crate::proto::admin_service_server::AdminService;

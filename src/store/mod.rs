@@ -11,13 +11,12 @@ mod sled_store;
 
 use std::future::Future;
 
-use crate::cimd::cache::CacheEntry;
 use crate::step_up::{OperatorResolution, ResolveRefusal, StepUpTicket};
 use std::pin::Pin;
 
 pub use record::{
-    DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
-    RateDimension, RateKey, ShadowOutcome, TicketPage, TicketQuery,
+    CacheEntry, DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage,
+    FingerprintStats, RateDimension, RateKey, ShadowOutcome, TicketPage, TicketQuery,
 };
 pub use sled_store::{CompactionPolicy, FORMAT_VERSION, SledStore};
 

@@ -16,8 +16,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use ulid::Ulid;
 
-use crate::cimd::cache::CacheEntry;
 use crate::step_up::{self, OperatorResolution, StepUpTicket};
+use crate::store::CacheEntry;
 use crate::store::group_commit::GroupCommit;
 use crate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,

@@ -22,8 +22,8 @@ use super::{
     FingerprintStats, PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, Store,
     StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
 };
-use crate::cimd::cache::CacheEntry;
 use crate::step_up::OperatorResolution;
+use crate::store::CacheEntry;
 
 pub use self::generation::FORMAT_VERSION;
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::cimd::cache::CacheEntry;
 use crate::step_up::{StepUpTicket, TicketState};
+use crate::store::CacheEntry;
 use crate::store::RateDimension;
 use crate::store::tests::{close, record};
 use crate::vocab::Decision;

@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::engine::{Engine, EngineSettings, check_context};
-use crate::policy::{LoadError, LoadErrors, PolicyBundle, Vocabulary, load_policy_dir_with};
+use super::fits_settings;
+use crate::engine::Engine;
+use crate::policy::{LoadError, LoadErrors, Vocabulary, load_policy_dir_with};
 
 /// What the last refused load said, for `GetPolicyStatus`.
 #[derive(Clone, Debug, Default)]
@@ -164,22 +165,6 @@ impl PolicyReloader {
         std::iter::once(self.dir.clone())
             .chain(self.shadow_dir.clone())
             .collect()
-    }
-}
-
-/// Refuses a set whose schema does not fit the context decisions build (see
-/// [`check_context`]).
-pub fn fits_settings(
-    bundle: PolicyBundle,
-    dir: &Path,
-    settings: &EngineSettings,
-) -> Result<PolicyBundle, LoadErrors> {
-    match check_context(&bundle, settings) {
-        Ok(()) => Ok(bundle),
-        Err(message) => Err(LoadErrors(vec![LoadError::plain(
-            &dir.join("schema.cedarschema"),
-            message,
-        )])),
     }
 }
 

@@ -1,0 +1,179 @@
+//! Assembling clientgate from a configuration, below the gRPC edge and the command line:
+//! the engine's settings (trusted software-statement issuers read once), the fetcher's,
+//! the policy sets checked against the settings, the store, the hot reloader and the
+//! background maintenance (ticket expiry, retention). `service` serves what is built here;
+//! `cli` (`check`, `eval`, `test`, `bench`) builds the same settings and policies offline.
+
+pub mod maintenance;
+pub mod reload;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::cimd::cache::CacheBounds;
+use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
+use crate::cimd::source::CimdSource;
+use crate::config::Config;
+use crate::engine::{Engine, EngineSettings, check_context};
+use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
+use crate::registration::software_statement::{IssuerError, TrustedIssuers};
+use crate::store::{CompactionPolicy, SledStore, Store, StoreError};
+use reload::PolicyReloader;
+
+/// Why clientgate could not be assembled from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the policies in `{dir}` do not load:\n{errors}")]
+    Policies { dir: String, errors: LoadErrors },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Fetcher(#[from] FetcherError),
+    #[error("invalid `software_statements`: {0}")]
+    TrustedIssuers(#[from] IssuerError),
+}
+
+/// clientgate assembled: the engine with its live (and shadow) policies, its store and
+/// the reloader that replaces the policies.
+pub struct App {
+    pub config: Config,
+    pub engine: Arc<Engine>,
+    pub store: Arc<dyn Store>,
+    pub reloader: Arc<PolicyReloader>,
+}
+
+impl App {
+    /// Loads and checks the policy sets, opens the store and builds the engine. Nothing
+    /// is listening yet.
+    pub fn open(config: Config) -> Result<App, AppError> {
+        let settings = engine_settings(&config)?;
+        let policies = load_policies(&config, &settings, &config.policy.dir)?;
+        let shadow = match &config.policy.shadow_dir {
+            Some(dir) => Some(load_policies(&config, &settings, dir)?),
+            None => None,
+        };
+        let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
+            &config.store.dir,
+            CompactionPolicy {
+                above_bytes: config.store.compact_above_bytes,
+            },
+        )?);
+        let engine = Arc::new(build_engine(&config, settings, policies, store.clone())?);
+        if let Some(shadow) = shadow {
+            info!(version = %shadow.version, dir = ?config.policy.shadow_dir, "shadow policies loaded");
+            engine.replace_shadow(Some(shadow));
+        }
+        let reloader = Arc::new(PolicyReloader::new(
+            engine.clone(),
+            config.policy.dir.clone(),
+            config.policy.shadow_dir.clone(),
+            config.vocabulary(),
+        ));
+        Ok(App {
+            config,
+            engine,
+            store,
+            reloader,
+        })
+    }
+}
+
+/// The policy set in `dir`, loaded with the configured vocabulary and refused unless it
+/// fits the decision context these settings build.
+pub fn load_policies(
+    config: &Config,
+    settings: &EngineSettings,
+    dir: &Path,
+) -> Result<PolicyBundle, AppError> {
+    load_policy_dir_with(dir, &config.vocabulary())
+        .and_then(|bundle| fits_settings(bundle, dir, settings))
+        .map_err(|errors| AppError::Policies {
+            dir: dir.display().to_string(),
+            errors,
+        })
+}
+
+/// Refuses a set whose schema does not fit the context decisions build (see
+/// [`check_context`]), naming the schema file.
+pub fn fits_settings(
+    bundle: PolicyBundle,
+    dir: &Path,
+    settings: &EngineSettings,
+) -> Result<PolicyBundle, LoadErrors> {
+    match check_context(&bundle, settings) {
+        Ok(()) => Ok(bundle),
+        Err(mismatch) => Err(LoadErrors(vec![LoadError::plain(
+            &dir.join("schema.cedarschema"),
+            mismatch.to_string(),
+        )])),
+    }
+}
+
+/// The pipeline for `config` with these settings, policies and store.
+pub fn build_engine(
+    config: &Config,
+    settings: EngineSettings,
+    policies: PolicyBundle,
+    store: Arc<dyn Store>,
+) -> Result<Engine, AppError> {
+    let fetcher = Fetcher::new(fetch_settings(config))?;
+    let cimd = CimdSource::new(fetcher, store.clone(), cache_bounds(config));
+    Ok(Engine::new(policies, store, cimd, settings))
+}
+
+/// The pipeline's settings, from the configuration; reads the trusted issuers' key files.
+pub fn engine_settings(config: &Config) -> Result<EngineSettings, AppError> {
+    let statements = &config.software_statements;
+    let issuers: Vec<(String, String)> = statements
+        .trusted
+        .iter()
+        .map(|(issuer, source)| (issuer.clone(), source.clone()))
+        .collect();
+    let trusted_issuers = TrustedIssuers::build(
+        &issuers,
+        &statements.algorithms,
+        statements.leeway.as_secs(),
+        |path| std::fs::read_to_string(path),
+    )?;
+    Ok(EngineSettings {
+        profile: config.validation.profile,
+        attested_challenges: config.step_up.attested_challenges.clone(),
+        step_up_ttl: config.step_up.ticket_ttl,
+        cimd_supported_grant_types: config.cimd.supported_grant_types.clone(),
+        cimd_allow_loopback: config.cimd.allow_loopback,
+        rate_windows: config.rates.windows.clone(),
+        trusted_issuers,
+    })
+}
+
+/// The fetcher's settings, from the configuration.
+pub fn fetch_settings(config: &Config) -> FetchSettings {
+    FetchSettings {
+        connect_timeout: config.cimd.connect_timeout,
+        total_timeout: config.cimd.total_timeout,
+        max_bytes: config.cimd.max_document_bytes,
+        max_in_flight: config.cimd.max_in_flight,
+        max_in_flight_per_host: config.cimd.max_in_flight_per_host,
+        allow_loopback: config.cimd.allow_loopback,
+        ca_file: config.cimd.ca_file.clone(),
+        resolve: config
+            .cimd
+            .resolve
+            .iter()
+            .map(|(host, addr)| (host.clone(), *addr))
+            .collect(),
+    }
+}
+
+/// How long a fetched CIMD document may be reused, from the configuration.
+pub fn cache_bounds(config: &Config) -> CacheBounds {
+    CacheBounds {
+        min: config.cimd.cache_min,
+        max: config.cimd.cache_max,
+    }
+}

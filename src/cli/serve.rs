@@ -1,0 +1,101 @@
+//! `clientgate serve`: load the configuration, set up logs, and serve until SIGINT or
+//! SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat, Overrides};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address to serve on, e.g. 127.0.0.1:50051 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The policy directory: schema.cedarschema, *.cedar, entities.json.
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// The data directory of the decision store.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A candidate policy directory evaluated beside the live one; disagreements are
+    /// recorded (AdminService.ListShadowDisagreements).
+    #[arg(long, value_name = "DIR")]
+    shadow_policies: Option<PathBuf>,
+}
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = Overrides {
+        listen: args.listen,
+        policies: args.policies,
+        data: args.data,
+        shadow_policies: args.shadow_policies,
+    };
+    let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("clientgate: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(message) = init_logging(&config) {
+        eprintln!("clientgate: invalid configuration: `log.level`: {message}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("clientgate: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::service::run(config, shutdown_signal(), |_| {})) {
+        Ok(_stats) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "clientgate stopped");
+            eprintln!("clientgate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&config.log.level).map_err(|error| error.to_string())?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
