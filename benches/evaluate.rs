@@ -204,7 +204,9 @@ async fn over_grpc(
         data: Some(data.path().to_owned()),
         shadow_policies: shadow.map(Path::to_owned),
     };
-    let config = Config::load(Some(config_file), Vec::new(), &overrides).expect("config");
+    let config = Config::load(Some(config_file), Vec::new(), &overrides)
+        .expect("config")
+        .config;
     let (addr_sender, addr_receiver) = tokio::sync::oneshot::channel();
     let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(clientgate::service::run(

@@ -114,7 +114,7 @@ fn eval_decides_a_dcr_body_offline_and_explains() {
         "203.0.113.7",
     ]);
     let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.status.code(), Some(4), "STEP_UP exits 4: {stderr}");
     assert!(stdout.starts_with("decision: STEP_UP\n"), "{stdout}");
     assert!(
         stdout.contains("reason: step_up_cross_domain_redirects: the redirect URIs are on another domain than client_uri"),
@@ -135,7 +135,7 @@ fn eval_decides_a_dcr_body_offline_and_explains() {
         "--json",
     ]);
     let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
     assert_eq!(json["decision"], "STEP_UP");
     assert_eq!(json["step_up_challenges"][0], "admin_approval");
@@ -175,11 +175,29 @@ fn eval_decides_a_cimd_client_from_a_supplied_document() {
         path(&fixture),
     ]);
     let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "DENY exits 3");
     assert!(
         stdout.starts_with("decision: DENY\n"),
         "a document whose client_id differs from the URL is refused:\n{stdout}"
     );
     assert!(stdout.contains("client_id_mismatch"), "{stdout}");
+}
+
+#[test]
+fn check_runs_beside_another_programs_clientgate_variables() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["check", "--policies", path(&starter_policies())])
+        .env("CLIENTGATE_ADDR", "127.0.0.1:50051")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains(": ok, "), "{stdout}");
+    assert!(
+        stderr
+            .contains("warning: environment: `CLIENTGATE_ADDR`: not a clientgate setting; ignored"),
+        "{stderr}"
+    );
 }
 
 #[test]

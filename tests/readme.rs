@@ -269,3 +269,51 @@ fn every_example_policy_loads_beside_the_starter_pack_without_warnings() {
         loaded.warnings
     );
 }
+
+/// The `text` blocks that show `clientgate eval` or `clientgate test` on the repository as
+/// shipped: the command after `$ `, then what it prints.
+fn shown_commands() -> Vec<(Vec<String>, String)> {
+    blocks()
+        .into_iter()
+        .filter(|(tag, _)| tag == "text")
+        .filter_map(|(_, text)| {
+            let (command, output) = text.split_once('\n')?;
+            let args: Vec<String> = command
+                .strip_prefix("$ clientgate ")?
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            Some((args, output.to_owned()))
+        })
+        .filter(|(args, output)| {
+            (args[0] == "eval" || args[0] == "test") && !output.contains("FAIL ")
+        })
+        .collect()
+}
+
+#[test]
+fn the_eval_and_test_examples_print_what_the_readme_shows() {
+    let shown = shown_commands();
+    assert!(
+        shown.iter().any(|(args, _)| args[0] == "eval")
+            && shown.iter().any(|(args, _)| args[0] == "test"),
+        "the README shows an eval and a test run: {shown:?}"
+    );
+    for (args, expected) in shown {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            stdout,
+            expected,
+            "`clientgate {}` prints otherwise than the README shows ({:?}; stderr: {})",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -468,3 +468,64 @@ fn configuration_errors_name_every_bad_key() {
     assert!(stderr.contains("`server.listen`"), "{stderr}");
     assert!(stderr.contains("`validation.profile`"), "{stderr}");
 }
+
+#[test]
+fn a_fatal_error_is_one_log_line_so_json_logs_stay_json_lines() {
+    let data = tempfile::tempdir().unwrap();
+    let policies = tempfile::tempdir().unwrap();
+    for name in ["schema.cedarschema", "entities.json"] {
+        std::fs::copy(starter_policies().join(name), policies.path().join(name)).unwrap();
+    }
+    std::fs::write(
+        policies.path().join("broken.cedar"),
+        "permit (principal, action;\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(policies.path())
+        .arg("--data")
+        .arg(data.path())
+        .env("CLIENTGATE_LOG_FORMAT", "json")
+        .env("CLIENTGATE_ADDR", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let errors: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "the error is said once: {stderr}");
+    assert!(
+        errors[0]["fields"]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("broken.cedar:1:")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["level"] == "WARN" && line["fields"]["variable"] == "CLIENTGATE_ADDR"),
+        "a neighbour's CLIENTGATE_ variable is a warning: {stderr}"
+    );
+}
+
+#[test]
+fn a_log_level_that_would_log_nothing_is_refused_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env("CLIENTGATE_LOG_LEVEL", "infoo")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`log.level`"), "{stderr}");
+    assert!(stderr.contains("`infoo` names no level"), "{stderr}");
+}

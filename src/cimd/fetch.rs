@@ -54,21 +54,6 @@ pub struct FetchSettings {
     pub resolve: HashMap<String, SocketAddr>,
 }
 
-impl Default for FetchSettings {
-    fn default() -> FetchSettings {
-        FetchSettings {
-            connect_timeout: Duration::from_secs(2),
-            total_timeout: Duration::from_secs(5),
-            max_bytes: 5 * 1024,
-            max_in_flight: 64,
-            max_in_flight_per_host: 4,
-            allow_loopback: false,
-            ca_file: None,
-            resolve: HashMap::new(),
-        }
-    }
-}
-
 /// Validators of a cached document, for a conditional request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Validators {

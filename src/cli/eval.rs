@@ -14,7 +14,7 @@ use crate::authoring::offline::{OfflineCase, OfflineRegistration, Stubs, decide_
 use crate::cimd::fetch::{Fetched, Fetcher, Validators};
 use crate::config::Config;
 use crate::engine::Evaluated;
-use crate::vocab::Caller;
+use crate::vocab::{Caller, Decision};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("registration").required(true).args(["dcr", "cimd"])))]
@@ -77,12 +77,22 @@ pub fn eval(args: EvalArgs) -> ExitCode {
             } else {
                 print!("{}", as_text(&evaluated));
             }
-            ExitCode::SUCCESS
+            exit_status(evaluated.decision)
         }
         Err(error) => {
             eprintln!("clientgate: {error}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The exit status of a decision, so that a script can branch on it: 0 APPROVE, 3 DENY,
+/// 4 STEP_UP (1 and 2 stay failure and bad usage, as for every command).
+pub fn exit_status(decision: Decision) -> ExitCode {
+    match decision {
+        Decision::Approve => ExitCode::SUCCESS,
+        Decision::Deny => ExitCode::from(3),
+        Decision::StepUp => ExitCode::from(4),
     }
 }
 
@@ -146,9 +156,9 @@ fn fetch(
 
 fn decision_name(evaluated: &Evaluated) -> &'static str {
     match evaluated.decision {
-        crate::vocab::Decision::Approve => "APPROVE",
-        crate::vocab::Decision::Deny => "DENY",
-        crate::vocab::Decision::StepUp => "STEP_UP",
+        Decision::Approve => "APPROVE",
+        Decision::Deny => "DENY",
+        Decision::StepUp => "STEP_UP",
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::authoring::diagnostic::{Severity, render};
 use crate::authoring::suite::{Suite, parse_suite};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, LoadedConfig, Overrides};
 use crate::engine::EngineSettings;
 use crate::policy::{LoadError, PolicyBundle, load_policy_dir_with};
 
@@ -35,11 +35,14 @@ pub fn load(args: &PolicyArgs, print_warnings: bool) -> Result<Loaded, ExitCode>
         policies: args.policies.clone(),
         ..Overrides::default()
     };
-    let config =
+    let LoadedConfig { config, warnings } =
         Config::load(args.config.as_deref(), std::env::vars(), &overrides).map_err(|errors| {
             eprint!("clientgate: {errors}");
             ExitCode::from(2)
         })?;
+    for warning in &warnings {
+        eprintln!("clientgate: warning: {warning}");
+    }
     let settings = crate::app::engine_settings(&config).map_err(|error| {
         eprintln!("clientgate: {error}");
         ExitCode::from(2)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogFormat, Overrides};
+use crate::config::{Config, LoadedConfig, LogFormat, Overrides};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -35,21 +35,26 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         data: args.data,
         shadow_policies: args.shadow_policies,
     };
-    let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprint!("clientgate: {errors}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(message) = init_logging(&config) {
-        eprintln!("clientgate: invalid configuration: `log.level`: {message}");
+    let LoadedConfig { config, warnings } =
+        match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                eprint!("clientgate: {errors}");
+                return ExitCode::from(2);
+            }
+        };
+    if let Err(error) = init_logging(&config) {
+        eprintln!("clientgate: invalid configuration: `log.level`: {error}");
         return ExitCode::from(2);
+    }
+    // From here on every message is a log line, so that JSON logs stay JSON lines.
+    for warning in &warnings {
+        tracing::warn!(variable = %warning.key, "{warning}");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("clientgate: cannot start the async runtime: {error}");
+            tracing::error!(%error, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
@@ -57,14 +62,15 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(_stats) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "clientgate stopped");
-            eprintln!("clientgate: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.log.level).map_err(|error| error.to_string())?;
+/// Logs to standard error at `log.level` (already checked when the configuration loaded),
+/// as text or JSON lines.
+fn init_logging(config: &Config) -> Result<(), tracing_subscriber::filter::ParseError> {
+    let filter = EnvFilter::try_new(&config.log.level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

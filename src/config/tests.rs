@@ -11,7 +11,9 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn defaults_need_no_file() {
-    let config = Config::load(None, env(&[]), &Overrides::default()).expect("defaults load");
+    let config = Config::load(None, env(&[]), &Overrides::default())
+        .expect("defaults load")
+        .config;
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:50051");
     assert_eq!(config.policy.dir, PathBuf::from("policies"));
     assert_eq!(config.store.dir, PathBuf::from("data"));
@@ -39,7 +41,8 @@ fn file_then_environment_then_flags() {
             ..Overrides::default()
         },
     )
-    .expect("valid layers");
+    .expect("valid layers")
+    .config;
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:3");
     assert_eq!(config.validation.profile, Profile::Strict);
     assert_eq!(config.store.dir, PathBuf::from("/from/file"));
@@ -60,7 +63,8 @@ fn cimd_test_switches_are_read_from_file_and_environment() {
         env(&[("CLIENTGATE_CIMD_CA_FILE", "/tmp/ca.pem")]),
         &Overrides::default(),
     )
-    .expect("valid");
+    .expect("valid")
+    .config;
     assert!(config.cimd.allow_loopback);
     assert_eq!(config.cimd.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
     assert_eq!(
@@ -113,7 +117,8 @@ fn the_compaction_threshold_is_read_in_mib_and_range_checked() {
         env(&[("CLIENTGATE_STORE_COMPACT_ABOVE_MIB", "32")]),
         &Overrides::default(),
     )
-    .expect("valid threshold");
+    .expect("valid threshold")
+    .config;
     assert_eq!(config.store.compact_above_bytes, 32 * 1024 * 1024);
     let errors = Config::load(
         None,
@@ -124,4 +129,98 @@ fn the_compaction_threshold_is_read_in_mib_and_range_checked() {
     .to_string();
     assert!(errors.contains("store.compact_above_mib"), "{errors}");
     assert!(errors.contains("outside 1..=1048576"), "{errors}");
+}
+
+#[test]
+fn an_unknown_clientgate_variable_is_a_warning_not_an_error() {
+    let loaded = Config::load(
+        None,
+        env(&[
+            ("CLIENTGATE_ADDR", "127.0.0.1:50051"),
+            ("CLIENTGATE_LOG_LEVLE", "debug"),
+            ("CLIENTGATE_STORE_DIR", "/var/lib/clientgate"),
+        ]),
+        &Overrides::default(),
+    )
+    .expect("a neighbour's variable does not stop clientgate");
+    let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.key.as_str()).collect();
+    assert_eq!(warned, ["CLIENTGATE_ADDR", "CLIENTGATE_LOG_LEVLE"]);
+    assert!(loaded.warnings[0].to_string().contains("ignored"));
+    assert_eq!(
+        loaded.config.store.dir,
+        PathBuf::from("/var/lib/clientgate")
+    );
+}
+
+#[test]
+fn a_bad_value_of_a_known_variable_is_still_an_error() {
+    let errors = Config::load(
+        None,
+        env(&[("CLIENTGATE_SERVER_LISTEN", "nowhere")]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert_eq!(errors.0[0].key, "server.listen");
+}
+
+#[test]
+fn a_log_level_that_names_no_level_is_refused() {
+    for bad in ["infoo", "clientgate", "info,tonic=loud", ""] {
+        let errors = Config::load(
+            None,
+            env(&[("CLIENTGATE_LOG_LEVEL", bad)]),
+            &Overrides::default(),
+        )
+        .expect_err(bad);
+        assert_eq!(errors.0[0].key, "log.level", "{bad}");
+    }
+    for good in [
+        "info",
+        "WARN",
+        "warn,clientgate=debug",
+        "clientgate::engine=trace",
+    ] {
+        let config = Config::load(
+            None,
+            env(&[("CLIENTGATE_LOG_LEVEL", good)]),
+            &Overrides::default(),
+        )
+        .expect(good)
+        .config;
+        assert_eq!(config.log.level, good);
+    }
+}
+
+#[test]
+fn rust_log_sets_the_log_level_and_clientgate_log_level_wins() {
+    let from_rust_log = Config::load(None, env(&[("RUST_LOG", "debug")]), &Overrides::default())
+        .unwrap()
+        .config;
+    assert_eq!(from_rust_log.log.level, "debug");
+    let both = Config::load(
+        None,
+        env(&[("RUST_LOG", "debug"), ("CLIENTGATE_LOG_LEVEL", "warn")]),
+        &Overrides::default(),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(both.log.level, "warn");
+    let typo =
+        Config::load(None, env(&[("RUST_LOG", "infoo")]), &Overrides::default()).unwrap_err();
+    assert_eq!(typo.0[0].source, "environment (RUST_LOG)");
+}
+
+#[test]
+fn the_default_configuration_and_the_modules_agree_on_every_default() {
+    let config = Config::default();
+    assert_eq!(config.vocabulary(), crate::policy::Vocabulary::default());
+    assert_eq!(
+        config.store.compact_above_bytes,
+        crate::store::CompactionPolicy::default().above_bytes
+    );
+    let bounds = crate::cimd::cache::CacheBounds::default();
+    assert_eq!(
+        (config.cimd.cache_min, config.cimd.cache_max),
+        (bounds.min, bounds.max)
+    );
 }

@@ -77,10 +77,10 @@ pub const DEFAULT_OBLIGATIONS: &[&str] = &["require_consent"];
 impl Default for Vocabulary {
     fn default() -> Vocabulary {
         Vocabulary {
-            challenges: vec![
-                crate::step_up::ADMIN_APPROVAL.to_owned(),
-                "user_consent".to_owned(),
-            ],
+            challenges: std::iter::once(crate::step_up::ADMIN_APPROVAL)
+                .chain(crate::step_up::DEFAULT_ATTESTED_CHALLENGES.iter().copied())
+                .map(str::to_owned)
+                .collect(),
             obligations: DEFAULT_OBLIGATIONS.iter().map(|o| o.to_string()).collect(),
         }
     }

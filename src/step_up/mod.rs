@@ -27,3 +27,7 @@ pub use ticket::{NewTicket, StepUpRef, StepUpTicket, TicketState, hold, is_retai
 /// The step-up challenge that only an operator can complete: the authorization server can
 /// never attest it in `completed_challenges`.
 pub const ADMIN_APPROVAL: &str = "admin_approval";
+
+/// The challenge kinds the authorization server may attest unless configured otherwise
+/// (`step_up.attested_challenges`).
+pub const DEFAULT_ATTESTED_CHALLENGES: &[&str] = &["user_consent"];
