@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::StoreError;
 
@@ -16,6 +16,8 @@ type Waiter = oneshot::Sender<Result<(), StoreError>>;
 pub struct GroupCommit {
     waiters: mpsc::UnboundedSender<Waiter>,
     flushes: Arc<AtomicU64>,
+    /// Turns true once the flusher has stopped and let go of the database.
+    stopped: watch::Receiver<bool>,
 }
 
 impl GroupCommit {
@@ -23,10 +25,12 @@ impl GroupCommit {
     pub fn start(db: sled::Db) -> GroupCommit {
         let (sender, receiver) = mpsc::unbounded_channel();
         let flushes = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run_flusher(db, receiver, flushes.clone()));
+        let (stopped_sender, stopped) = watch::channel(false);
+        tokio::spawn(run_flusher(db, receiver, flushes.clone(), stopped_sender));
         GroupCommit {
             waiters: sender,
             flushes,
+            stopped,
         }
     }
 
@@ -44,12 +48,23 @@ impl GroupCommit {
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }
+
+    /// Resolves once the flusher has stopped (every handle dropped) and released the
+    /// database, so that the directory can be opened again.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let mut stopped = self.stopped.clone();
+        async move {
+            // An error means the flusher is gone, which is what is waited for.
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    }
 }
 
 async fn run_flusher(
     db: sled::Db,
     mut receiver: mpsc::UnboundedReceiver<Waiter>,
     flushes: Arc<AtomicU64>,
+    stopped: watch::Sender<bool>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -67,4 +82,6 @@ async fn run_flusher(
             let _ = waiter.send(result.clone());
         }
     }
+    drop(db);
+    let _ = stopped.send(true);
 }

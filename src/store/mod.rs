@@ -130,6 +130,8 @@ pub enum StoreError {
     },
     #[error("store I/O failed: {0}")]
     Io(String),
+    #[error("cannot encode a {what} for the store: {message}")]
+    Encode { what: &'static str, message: String },
     #[error("stored record `{key}` is corrupt: {message}")]
     Corrupt { key: String, message: String },
 }

@@ -40,10 +40,9 @@ fn rand_part(ms: u64) -> u128 {
     u128::from(ms) * 7919
 }
 
-/// Drops a store and waits until sled has released the directory.
+/// Closes a store; the directory can be opened again at once.
 pub(super) async fn close(store: SledStore) {
-    drop(store);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.close().await.expect("the store closes");
 }
 
 fn ids(page: &DecisionPage) -> Vec<u64> {
@@ -209,7 +208,7 @@ async fn a_store_of_an_unknown_format_version_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    sled_store::wait_until_unlocked(&dir.path().join("db")).unwrap();
     let error = SledStore::open(dir.path())
         .err()
         .expect("format 99 is refused");

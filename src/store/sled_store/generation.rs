@@ -112,12 +112,12 @@ impl Generation {
     ) -> Result<(), StoreError> {
         let id = parse_id(&decision.decision_id)?;
         let key = id.to_bytes();
-        let value =
-            serde_json::to_vec(decision).map_err(|error| StoreError::Io(error.to_string()))?;
+        let value = encode("decision", decision)?;
         let ticket_value = ticket
-            .map(|ticket| serde_json::to_vec(ticket).map(|json| (ticket.ticket_id.clone(), json)))
-            .transpose()
-            .map_err(|error| StoreError::Io(error.to_string()))?;
+            .map(|ticket| {
+                encode("step-up ticket", ticket).map(|json| (ticket.ticket_id.clone(), json))
+            })
+            .transpose()?;
         let trees = (
             &self.decisions,
             &self.by_tenant,
@@ -130,7 +130,7 @@ impl Generation {
         );
         let minute = decision.decided_at_ms / 60_000;
         let approved = decision.decision == Decision::Approve;
-        let result: Result<(), TransactionError<()>> = trees.transaction(
+        let result: Result<(), TransactionError<StoreError>> = trees.transaction(
             |(
                 decisions,
                 by_tenant,
@@ -161,13 +161,16 @@ impl Generation {
                 if approved {
                     let print = decision.fingerprint.as_bytes();
                     let stats = match fingerprints.get(print)? {
+                        // A record that does not decode is an error, never reset: it would
+                        // silently forget the earlier approvals `duplicate_of` names.
                         Some(bytes) => {
                             let mut stats: FingerprintStats = serde_json::from_slice(&bytes)
-                                .unwrap_or(FingerprintStats {
-                                    approved: 0,
-                                    first_seen_ms: decision.decided_at_ms,
-                                    first_decision_id: decision.decision_id.clone(),
-                                });
+                                .map_err(|error| {
+                                    ConflictableTransactionError::Abort(StoreError::Corrupt {
+                                        key: format!("fingerprints/{}", decision.fingerprint),
+                                        message: error.to_string(),
+                                    })
+                                })?;
                             stats.approved += 1;
                             stats
                         }
@@ -177,13 +180,17 @@ impl Generation {
                             first_decision_id: decision.decision_id.clone(),
                         },
                     };
-                    let json = serde_json::to_vec(&stats).unwrap_or_default();
+                    let json = encode("fingerprint record", &stats)
+                        .map_err(ConflictableTransactionError::Abort)?;
                     fingerprints.insert(print, json)?;
                 }
-                Ok::<(), ConflictableTransactionError<()>>(())
+                Ok::<(), ConflictableTransactionError<StoreError>>(())
             },
         );
-        result.map_err(|error| StoreError::Io(format!("{error:?}")))
+        result.map_err(|error| match error {
+            TransactionError::Abort(error) => error,
+            TransactionError::Storage(error) => StoreError::from(error),
+        })
     }
 
     /// Deletes decisions and their index entries in one batch per tree.
@@ -234,6 +241,14 @@ fn open_error(dir: &Path, error: sled::Error) -> StoreError {
             other => other.to_string(),
         },
     }
+}
+
+/// The stored JSON of `value`, a `what` (named in the error if it cannot be encoded).
+fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|error| StoreError::Encode {
+        what,
+        message: error.to_string(),
+    })
 }
 
 /// Reads and decodes one JSON value; `name` names the key in a corruption error.
@@ -441,9 +456,8 @@ impl Generation {
             match step_up::resolve(ticket, resolution) {
                 Ok((ticket, changed)) => {
                     if changed {
-                        let json = serde_json::to_vec(&ticket).map_err(|error| {
-                            ConflictableTransactionError::Abort(StoreError::Io(error.to_string()))
-                        })?;
+                        let json = encode("step-up ticket", &ticket)
+                            .map_err(ConflictableTransactionError::Abort)?;
                         tickets.insert(ticket_id.as_bytes(), json)?;
                     }
                     Ok(Ok(ticket))
@@ -465,8 +479,7 @@ impl Generation {
                 continue;
             };
             if let Some(ticket) = step_up::expire(&ticket, now_ms) {
-                let json = serde_json::to_vec(&ticket)
-                    .map_err(|error| StoreError::Io(error.to_string()))?;
+                let json = encode("step-up ticket", &ticket)?;
                 // Only if nobody resolved it meanwhile.
                 if self
                     .tickets
@@ -538,8 +551,7 @@ impl Generation {
         disagreement: &Disagreement,
     ) -> Result<(), StoreError> {
         let id = parse_id(&disagreement.decision_id)?;
-        let json =
-            serde_json::to_vec(disagreement).map_err(|error| StoreError::Io(error.to_string()))?;
+        let json = encode("shadow disagreement", disagreement)?;
         self.disagreements.insert(id.to_bytes(), json)?;
         Ok(())
     }
@@ -589,7 +601,7 @@ impl Generation {
     }
 
     pub(super) fn cache_document(&self, entry: &CacheEntry) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(entry).map_err(|error| StoreError::Io(error.to_string()))?;
+        let json = encode("cached document", entry)?;
         self.cimd_cache.insert(entry.client_id.as_bytes(), json)?;
         Ok(())
     }

@@ -90,6 +90,21 @@ impl SledStore {
         })
     }
 
+    /// Closes the store: resolves once the directory is released and another
+    /// [`SledStore::open`] of it can succeed. Writes not yet flushed are flushed first.
+    pub async fn close(self) -> Result<(), StoreError> {
+        let generation = self.reading();
+        generation.commit.durable().await?;
+        let stopped = generation.commit.stopped();
+        let db_file = self.writing().path.path.join("db");
+        drop(generation);
+        drop(self);
+        stopped.await;
+        tokio::task::spawn_blocking(move || wait_until_unlocked(&db_file))
+            .await
+            .map_err(|error| StoreError::Io(format!("the close task failed: {error}")))?
+    }
+
     /// The live generation, held so that compaction waits until the caller's writes are
     /// done.
     fn writing(&self) -> RwLockReadGuard<'_, Live> {
@@ -299,3 +314,42 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests;
+
+/// Waits until nothing holds sled's lock on `db_file`: sled's I/O threads can keep the
+/// database open a moment after its last handle is dropped. Polls the lock itself rather
+/// than guessing how long that takes.
+pub(in crate::store) fn wait_until_unlocked(db_file: &Path) -> Result<(), StoreError> {
+    const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+    let started = Instant::now();
+    loop {
+        let file = match std::fs::File::open(db_file) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => {
+                return Err(StoreError::Io(format!(
+                    "cannot open `{}`: {error}",
+                    db_file.display()
+                )));
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < GIVE_UP_AFTER => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Io(format!(
+                    "`{}` is still locked {}s after the store was closed",
+                    db_file.display(),
+                    GIVE_UP_AFTER.as_secs()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(StoreError::Io(format!(
+                    "cannot lock `{}`: {error}",
+                    db_file.display()
+                )));
+            }
+        }
+    }
+}

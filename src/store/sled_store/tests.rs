@@ -209,7 +209,7 @@ async fn a_store_from_before_generations_opens_in_place_and_moves_at_compaction(
             .unwrap();
         db.flush().unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_unlocked(&dir.path().join("db")).unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(
         store.get_decision(&decision.decision_id).unwrap(),
@@ -227,4 +227,56 @@ async fn a_store_from_before_generations_opens_in_place_and_moves_at_compaction(
         reopened.get_decision(&decision.decision_id).unwrap(),
         Some(decision)
     );
+}
+
+#[tokio::test]
+async fn a_corrupt_fingerprint_record_fails_the_write_instead_of_being_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let first = record(1_000, "default", "203.0.113.7", Decision::Approve);
+    store.record(first.clone(), None, Vec::new()).await.unwrap();
+    let fingerprints = store.reading().db.open_tree("fingerprints").unwrap();
+    fingerprints
+        .insert(first.fingerprint.as_bytes(), b"not json".to_vec())
+        .unwrap();
+
+    let again = record(2_000, "default", "203.0.113.7", Decision::Approve);
+    let again = DecisionRecord {
+        fingerprint: first.fingerprint.clone(),
+        ..again
+    };
+    let error = store
+        .record(again.clone(), None, Vec::new())
+        .await
+        .expect_err("an approval cannot be counted on a record that does not decode");
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key.contains(&first.fingerprint)),
+        "{error}"
+    );
+    assert_eq!(
+        fingerprints
+            .get(first.fingerprint.as_bytes())
+            .unwrap()
+            .as_deref(),
+        Some(&b"not json"[..]),
+        "the damaged record is left for an operator to see, not silently replaced"
+    );
+    assert_eq!(
+        store.get_decision(&again.decision_id).unwrap(),
+        None,
+        "nothing of the failed write is recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_store_can_be_opened_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20u64 {
+        let store = SledStore::open(dir.path()).unwrap_or_else(|error| {
+            panic!("round {round}: the directory was not released: {error}")
+        });
+        let decision = record(1_000 + round, "default", "203.0.113.7", Decision::Deny);
+        store.record(decision, None, Vec::new()).await.unwrap();
+        close(store).await;
+    }
 }
