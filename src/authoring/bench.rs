@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::offline::{OfflineCase, decide_offline};
+use super::offline::{OfflineCase, StubError, decide_offline};
 use crate::engine::EngineSettings;
 use crate::policy::PolicyBundle;
 
@@ -28,22 +28,31 @@ impl BenchReport {
     }
 }
 
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("no registrations to decide")]
+    NoCases,
+    #[error(transparent)]
+    Stub(#[from] StubError),
+}
+
 /// Decides `decisions` registrations, taking `cases` in turn, and times each.
 pub fn run(
     policies: &PolicyBundle,
     settings: &EngineSettings,
     cases: &[OfflineCase],
     decisions: usize,
-) -> Result<BenchReport, String> {
+) -> Result<BenchReport, BenchError> {
     if cases.is_empty() {
-        return Err("no registrations to decide".to_owned());
+        return Err(BenchError::NoCases);
     }
     let now = SystemTime::now();
     let mut times = Vec::with_capacity(decisions);
     let started = Instant::now();
     for case in cases.iter().cycle().take(decisions) {
         let one = Instant::now();
-        decide_offline(policies, settings, case, now).map_err(|error| error.to_string())?;
+        decide_offline(policies, settings, case, now)?;
         times.push(one.elapsed());
     }
     let elapsed = started.elapsed();

@@ -106,9 +106,28 @@ impl CaseResult {
     }
 }
 
-/// Parses a suite file; `read` reads a `document_file` relative to it.
-pub fn parse_suite(text: &str) -> Result<Suite, String> {
-    toml::from_str(text).map_err(|error| error.to_string())
+/// Why a suite file or one of its cases cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("give exactly one of `dcr`, `dcr_json`, `cimd`")]
+    Registration,
+    #[error("a `cimd` case needs exactly one of `document`, `document_json`, `document_file`")]
+    Document,
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Reads a file a suite names (`document_file`), relative to the suite.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+/// Parses a suite file.
+pub fn parse_suite(text: &str) -> Result<Suite, SuiteError> {
+    Ok(toml::from_str(text)?)
 }
 
 /// Runs every case of `suite` (named `suite_name`); `read_file` reads `document_file`s.
@@ -117,7 +136,7 @@ pub fn run_suite(
     suite: &Suite,
     policies: &PolicyBundle,
     settings: &EngineSettings,
-    read_file: &dyn Fn(&Path) -> Result<Vec<u8>, String>,
+    read_file: ReadFile<'_>,
     now: SystemTime,
 ) -> Vec<CaseResult> {
     suite
@@ -143,10 +162,7 @@ pub fn run_suite(
 }
 
 /// The registration, caller and stubs of `case`, as the offline pipeline takes them.
-pub fn offline_case(
-    case: &Case,
-    read_file: &dyn Fn(&Path) -> Result<Vec<u8>, String>,
-) -> Result<OfflineCase, String> {
+pub fn offline_case(case: &Case, read_file: ReadFile<'_>) -> Result<OfflineCase, SuiteError> {
     let registration = match (&case.dcr, &case.dcr_json, &case.cimd) {
         (Some(metadata), None, None) => OfflineRegistration::Dcr {
             metadata_json: metadata.to_string(),
@@ -160,14 +176,13 @@ pub fn offline_case(
             let document = match (&case.document, &case.document_json, &case.document_file) {
                 (Some(document), None, None) => document.to_string().into_bytes(),
                 (None, Some(json), None) => json.clone().into_bytes(),
-                (None, None, Some(file)) => read_file(Path::new(file))?,
-                _ => {
-                    return Err(
-                        "a `cimd` case needs exactly one of `document`, `document_json`, \
-                         `document_file`"
-                            .to_owned(),
-                    );
+                (None, None, Some(file)) => {
+                    read_file(Path::new(file)).map_err(|source| SuiteError::Read {
+                        path: file.clone(),
+                        source,
+                    })?
                 }
+                _ => return Err(SuiteError::Document),
             };
             OfflineRegistration::Cimd {
                 client_id: client_id.clone(),
@@ -175,7 +190,7 @@ pub fn offline_case(
                 document: Ok(document),
             }
         }
-        _ => return Err("give exactly one of `dcr`, `dcr_json`, `cimd`".to_owned()),
+        _ => return Err(SuiteError::Registration),
     };
     Ok(OfflineCase {
         tenant: case.tenant.clone(),

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use super::policies::{PolicyArgs, load};
 use crate::authoring::offline::{OfflineCase, OfflineRegistration, Stubs, decide_offline};
-use crate::cimd::fetch::{Fetched, Fetcher, Validators};
+use crate::cimd::fetch::{FetchFailure, Fetched, Fetcher, FetcherError, Validators};
 use crate::config::Config;
 use crate::engine::Evaluated;
 use crate::vocab::{Caller, Decision};
@@ -96,7 +96,23 @@ pub fn exit_status(decision: Decision) -> ExitCode {
     }
 }
 
-fn registration(args: &EvalArgs, config: &Config) -> Result<OfflineRegistration, String> {
+/// Why `eval` could not gather the registration it was asked to decide.
+#[derive(Debug, thiserror::Error)]
+enum InputError {
+    #[error("cannot read standard input: {0}")]
+    Stdin(std::io::Error),
+    #[error("cannot read `{path}`: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Fetcher(#[from] FetcherError),
+}
+
+fn registration(args: &EvalArgs, config: &Config) -> Result<OfflineRegistration, InputError> {
     if let Some(path) = &args.dcr {
         let metadata_json = read_text(path)?;
         return Ok(OfflineRegistration::Dcr {
@@ -116,23 +132,23 @@ fn registration(args: &EvalArgs, config: &Config) -> Result<OfflineRegistration,
     })
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
+fn read_text(path: &Path) -> Result<String, InputError> {
     if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|error| format!("cannot read standard input: {error}"))?;
+            .map_err(InputError::Stdin)?;
         return Ok(text);
     }
-    fs::read_to_string(path).map_err(|error| format!("cannot read `{}`: {error}", path.display()))
+    fs::read_to_string(path).map_err(|source| InputError::File {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Fetches a CIMD document with the service's guarded fetcher. A URL the client_id rules
 /// refuse is not fetched (the decision says why); a failed fetch becomes its finding.
-fn fetch(
-    client_id: &str,
-    config: &Config,
-) -> Result<Result<Vec<u8>, crate::cimd::fetch::FetchFailure>, String> {
+fn fetch(client_id: &str, config: &Config) -> Result<Result<Vec<u8>, FetchFailure>, InputError> {
     let check = crate::cimd::client_id::check_client_id(
         client_id,
         config.validation.profile,
@@ -141,11 +157,9 @@ fn fetch(
     let Some(url) = check.url else {
         return Ok(Ok(Vec::new()));
     };
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(InputError::Runtime)?;
     runtime.block_on(async {
-        let fetcher =
-            Fetcher::new(crate::app::fetch_settings(config)).map_err(|error| error.to_string())?;
+        let fetcher = Fetcher::new(crate::app::fetch_settings(config))?;
         Ok(match fetcher.fetch(&url, &Validators::default()).await {
             Ok(Fetched::Document { body, .. }) => Ok(body),
             Ok(Fetched::NotModified { .. }) => Ok(Vec::new()),

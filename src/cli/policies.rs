@@ -88,9 +88,8 @@ pub struct SuiteFile {
 }
 
 impl SuiteFile {
-    pub fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+    pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         fs::read(self.base.join(path))
-            .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
     }
 }
 
@@ -114,10 +113,10 @@ pub fn read_suites(dir: &Path) -> (Vec<SuiteFile>, usize) {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match fs::read_to_string(&file)
+        let parsed = fs::read_to_string(&file)
             .map_err(|error| error.to_string())
-            .and_then(|text| parse_suite(&text))
-        {
+            .and_then(|text| parse_suite(&text).map_err(|error| error.to_string()));
+        match parsed {
             Ok(suite) => {
                 let base = file.parent().unwrap_or(Path::new(".")).to_owned();
                 suites.push(SuiteFile { name, suite, base });

@@ -77,6 +77,29 @@ pub struct EngineSettings {
     pub trusted_issuers: TrustedIssuers,
 }
 
+/// Settings as the default configuration gives them, for the crate's unit tests (which
+/// may not reach up into `config`): the `mcp` profile, the starter pack's rate windows,
+/// `user_consent` attestable, tickets pending ten minutes, no trusted issuers.
+#[cfg(test)]
+pub(crate) fn test_settings() -> EngineSettings {
+    EngineSettings {
+        profile: Profile::Mcp,
+        attested_challenges: vec!["user_consent".to_owned()],
+        step_up_ttl: Duration::from_secs(600),
+        cimd_supported_grant_types: vec![
+            "authorization_code".to_owned(),
+            "refresh_token".to_owned(),
+        ],
+        cimd_allow_loopback: false,
+        rate_windows: vec![
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            Duration::from_secs(86_400),
+        ],
+        trusted_issuers: TrustedIssuers::default(),
+    }
+}
+
 impl EngineSettings {
     pub fn document_rules(&self) -> DocumentRules {
         DocumentRules {

@@ -6,24 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::policy::load_policy_dir;
-use crate::registration::software_statement::TrustedIssuers;
 use crate::step_up::{ADMIN_APPROVAL, TicketState};
 use crate::store::RateDimension;
 
 fn settings() -> EngineSettings {
-    EngineSettings {
-        profile: Profile::Mcp,
-        attested_challenges: vec!["user_consent".to_owned()],
-        step_up_ttl: Duration::from_secs(600),
-        cimd_supported_grant_types: vec!["authorization_code".to_owned()],
-        cimd_allow_loopback: false,
-        rate_windows: vec![
-            Duration::from_secs(60),
-            Duration::from_secs(3600),
-            Duration::from_secs(86_400),
-        ],
-        trusted_issuers: TrustedIssuers::default(),
-    }
+    test_settings()
 }
 
 fn starter() -> PolicyBundle {
