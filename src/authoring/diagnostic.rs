@@ -4,17 +4,17 @@
 use crate::policy::LoadError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
+pub enum DiagnosticLevel {
     Error,
     Warning,
 }
 
 /// `error: file:line:col: message`, then the line of `source` with a caret when the
 /// position is known.
-pub fn render(severity: Severity, problem: &LoadError, source: Option<&str>) -> String {
-    let label = match severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
+pub fn render(level: DiagnosticLevel, problem: &LoadError, source: Option<&str>) -> String {
+    let label = match level {
+        DiagnosticLevel::Error => "error",
+        DiagnosticLevel::Warning => "warning",
     };
     let mut text = format!("{label}: {problem}\n");
     let line = source
@@ -47,7 +47,7 @@ mod tests {
         let problem = LoadError::at(Path::new("p/20-deny.cedar"), 2, 7, "unexpected token");
         let source = "permit (principal, action, resource)\nwhen { oops };\n";
         assert_eq!(
-            render(Severity::Error, &problem, Some(source)),
+            render(DiagnosticLevel::Error, &problem, Some(source)),
             "error: p/20-deny.cedar:2:7: unexpected token\n  |\n2 | when { oops };\n  |       ^\n"
         );
     }
@@ -59,7 +59,7 @@ mod tests {
             "must declare the default tenant",
         );
         assert_eq!(
-            render(Severity::Warning, &problem, Some("[]")),
+            render(DiagnosticLevel::Warning, &problem, Some("[]")),
             "warning: p/entities.json: must declare the default tenant\n"
         );
     }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::authoring::diagnostic::{Severity, render};
+use crate::authoring::diagnostic::{DiagnosticLevel, render};
 use crate::authoring::suite::{Suite, parse_suite};
 use crate::config::{Config, LoadedConfig, Overrides};
 use crate::engine::EngineSettings;
@@ -52,7 +52,7 @@ pub fn load(args: &PolicyArgs, print_warnings: bool) -> Result<Loaded, ExitCode>
     match loaded {
         Ok(policies) => {
             if print_warnings {
-                print_problems(Severity::Warning, &policies.warnings);
+                print_problems(DiagnosticLevel::Warning, &policies.warnings);
             }
             Ok(Loaded {
                 config,
@@ -61,7 +61,7 @@ pub fn load(args: &PolicyArgs, print_warnings: bool) -> Result<Loaded, ExitCode>
             })
         }
         Err(errors) => {
-            print_problems(Severity::Error, &errors.0);
+            print_problems(DiagnosticLevel::Error, &errors.0);
             eprintln!(
                 "{}: {} error(s); nothing was loaded",
                 config.policy.dir.display(),
@@ -72,10 +72,10 @@ pub fn load(args: &PolicyArgs, print_warnings: bool) -> Result<Loaded, ExitCode>
     }
 }
 
-pub fn print_problems(severity: Severity, problems: &[LoadError]) {
+pub fn print_problems(level: DiagnosticLevel, problems: &[LoadError]) {
     for problem in problems {
         let source = fs::read_to_string(&problem.file).ok();
-        eprint!("{}", render(severity, problem, source.as_deref()));
+        eprint!("{}", render(level, problem, source.as_deref()));
     }
 }
 

@@ -55,7 +55,7 @@ impl PolicyBundle {
     pub fn decide(&self, signals: &Signals, principal_id: &str, explain: bool) -> PolicyOutcome {
         let inputs = match self.cedar_inputs(signals, principal_id) {
             Ok(inputs) => inputs,
-            Err(message) => return fail_closed(vec![("request".to_owned(), message)]),
+            Err(error) => return fail_closed(vec![("request".to_owned(), error.to_string())]),
         };
         let authorizer = Authorizer::new();
         let forbid_response =

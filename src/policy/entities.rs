@@ -24,6 +24,24 @@ pub struct CedarInputs {
     pub resource: EntityUid,
 }
 
+/// Why signals could not be expressed in Cedar; a decision fails closed on it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntityError {
+    #[error("cannot build the client entity: {0}")]
+    Client(String),
+    #[error("cannot build the context: {0}")]
+    Context(String),
+    #[error("cannot build tenant `{tenant}`: {message}")]
+    Tenant { tenant: String, message: String },
+    #[error("cannot add the request entities: {0}")]
+    Entities(String),
+    #[error("cannot build the Cedar request: {0}")]
+    Request(String),
+    /// The context does not have the type the schema gives the actions' context.
+    #[error("{0}")]
+    Shape(String),
+}
+
 impl PolicyBundle {
     /// Builds the request and entities a decision evaluates. An `Err` means the signals
     /// could not be expressed in Cedar; callers fail closed.
@@ -31,7 +49,7 @@ impl PolicyBundle {
         &self,
         signals: &Signals,
         principal_id: &str,
-    ) -> Result<CedarInputs, String> {
+    ) -> Result<CedarInputs, EntityError> {
         let principal = client_entity(signals, principal_id)?;
         let context = context_of(signals)?;
         let resource = uid("Tenant", &signals.tenant);
@@ -50,7 +68,7 @@ impl PolicyBundle {
             .entities
             .clone()
             .add_entities(extra, None)
-            .map_err(|error| format!("cannot add the request entities: {error}"))?;
+            .map_err(|error| EntityError::Entities(error.to_string()))?;
         let request = Request::new(
             principal.uid(),
             action,
@@ -58,7 +76,7 @@ impl PolicyBundle {
             context.clone(),
             None,
         )
-        .map_err(|error| format!("cannot build the Cedar request: {error}"))?;
+        .map_err(|error| EntityError::Request(error.to_string()))?;
         Ok(CedarInputs {
             request,
             entities,
@@ -71,7 +89,7 @@ impl PolicyBundle {
     /// Checks that the context built from `signals` has the type the schema gives the
     /// actions' context. Deciding does not check it (for speed), so a context that does not
     /// fit (rate windows the schema does not name) would fail every decision closed.
-    pub fn check_context_shape(&self, signals: &Signals) -> Result<(), String> {
+    pub fn check_context_shape(&self, signals: &Signals) -> Result<(), EntityError> {
         let inputs = self.cedar_inputs(signals, "probe")?;
         for action in ["register_dcr", "register_cimd"] {
             Request::new(
@@ -88,7 +106,7 @@ impl PolicyBundle {
                     message.push_str(&format!(": {inner}"));
                     cause = inner.source();
                 }
-                message
+                EntityError::Shape(message)
             })?;
         }
         Ok(())
@@ -96,7 +114,7 @@ impl PolicyBundle {
 
     /// A tenant that `entities.json` does not declare takes the attributes and parents of
     /// `Tenant::"default"`.
-    fn undeclared_tenant(&self, tenant: &str) -> Result<Entity, String> {
+    fn undeclared_tenant(&self, tenant: &str) -> Result<Entity, EntityError> {
         if let Some(entity) = self
             .undeclared_tenants
             .read()
@@ -107,8 +125,12 @@ impl PolicyBundle {
         }
         let mut json = self.default_tenant.clone();
         json["uid"]["id"] = serde_json::Value::String(tenant.to_owned());
-        let entity = Entity::from_json_value(json, Some(&self.schema))
-            .map_err(|error| format!("cannot build tenant `{tenant}`: {error}"))?;
+        let entity = Entity::from_json_value(json, Some(&self.schema)).map_err(|error| {
+            EntityError::Tenant {
+                tenant: tenant.to_owned(),
+                message: error.to_string(),
+            }
+        })?;
         if let Ok(mut cache) = self.undeclared_tenants.write()
             && cache.len() < UNDECLARED_TENANT_CACHE
         {
@@ -137,7 +159,7 @@ fn long(value: u64) -> RestrictedExpression {
     RestrictedExpression::new_long(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
-fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, String> {
+fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, EntityError> {
     let mut attrs: HashMap<String, RestrictedExpression> = HashMap::new();
     let mut put = |name: &str, value: RestrictedExpression| {
         attrs.insert(name.to_owned(), value);
@@ -174,8 +196,10 @@ fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, String
         if let Some(domain) = &redirect.registrable_domain {
             fields.push(("registrable_domain".to_owned(), string(domain)));
         }
-        redirect_records
-            .push(RestrictedExpression::new_record(fields).map_err(|error| error.to_string())?);
+        redirect_records.push(
+            RestrictedExpression::new_record(fields)
+                .map_err(|error| EntityError::Client(error.to_string()))?,
+        );
     }
     put(
         "redirect_uris",
@@ -235,10 +259,10 @@ fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, String
         strings(signals.contacts.iter().map(String::as_str)),
     );
     Entity::new(uid("Client", principal_id), attrs, HashSet::new())
-        .map_err(|error| format!("cannot build the client entity: {error}"))
+        .map_err(|error| EntityError::Client(error.to_string()))
 }
 
-fn context_of(signals: &Signals) -> Result<Context, String> {
+fn context_of(signals: &Signals) -> Result<Context, EntityError> {
     let mut pairs = vec![
         ("tenant".to_owned(), string(&signals.tenant)),
         ("user_agent".to_owned(), string(&signals.user_agent)),
@@ -268,12 +292,14 @@ fn context_of(signals: &Signals) -> Result<Context, String> {
         let counts = windows
             .iter()
             .map(|(window, count)| (window.clone(), long(*count)));
-        let record = RestrictedExpression::new_record(counts).map_err(|error| error.to_string())?;
+        let record = RestrictedExpression::new_record(counts)
+            .map_err(|error| EntityError::Context(error.to_string()))?;
         rates.push((dimension.clone(), record));
     }
     pairs.push((
         "rates".to_owned(),
-        RestrictedExpression::new_record(rates).map_err(|error| error.to_string())?,
+        RestrictedExpression::new_record(rates)
+            .map_err(|error| EntityError::Context(error.to_string()))?,
     ));
     pairs.push(("duplicates".to_owned(), long(signals.duplicates)));
     if let Some(first_seen) = signals.duplicate_first_seen {
@@ -291,5 +317,5 @@ fn context_of(signals: &Signals) -> Result<Context, String> {
             RestrictedExpression::new_ip(ip.to_string()),
         ));
     }
-    Context::from_pairs(pairs).map_err(|error| format!("cannot build the context: {error}"))
+    Context::from_pairs(pairs).map_err(|error| EntityError::Context(error.to_string()))
 }

@@ -61,3 +61,49 @@ impl fmt::Display for LoadErrors {
         Ok(())
     }
 }
+
+/// An annotation that loads but could never work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    #[error(
+        "policy `{policy}`: step-up challenge `{challenge}` is not one clientgate knows \
+         ({known}); attested kinds are set by `step_up.attested_challenges`"
+    )]
+    UnknownChallenge {
+        policy: String,
+        challenge: String,
+        known: String,
+    },
+    #[error(
+        "policy `{policy}`: obligation `{obligation}` is not one your authorization server \
+         honours ({known}); add it to `policy.obligations` once it does"
+    )]
+    UnknownObligation {
+        policy: String,
+        obligation: String,
+        known: String,
+    },
+    #[error(
+        "policy `{policy}`: `@error(\"{value}\")` is not an OAuth error code clientgate \
+         returns (one of {known})"
+    )]
+    UnknownErrorCode {
+        policy: String,
+        value: String,
+        known: String,
+    },
+    #[error(
+        "policy `{policy}`: step-up challenge `{challenge}` must be a lowercase identifier \
+         such as `admin_approval`"
+    )]
+    ChallengeNotAnIdentifier { policy: String, challenge: String },
+    #[error(
+        "policy `{policy}`: `@step_up` belongs on a forbid; a permit cannot hold a \
+         registration back"
+    )]
+    StepUpOnPermit { policy: String },
+    #[error("policy `{policy}`: `@error` belongs on a forbid; a permit never denies")]
+    ErrorOnPermit { policy: String },
+    #[error("policy `{policy}`: `@obligation` belongs on a permit; a forbid never approves")]
+    ObligationOnForbid { policy: String },
+}

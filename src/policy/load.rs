@@ -16,7 +16,7 @@ use cedar_policy::{
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
-use super::err::{LoadError, LoadErrors};
+use super::err::{AnnotationError, LoadError, LoadErrors};
 use super::{PolicyBundle, PolicyInfo, Vocabulary};
 use crate::errors::OAuthErrorCode;
 
@@ -107,7 +107,9 @@ pub fn load_policy_dir_with(
                     source_of.insert(id.clone(), source_index);
                     infos.insert(id, info);
                 }
-                Err(message) => errors.push(LoadError::at_line(&source.path, line, message)),
+                Err(error) => {
+                    errors.push(LoadError::at_line(&source.path, line, error.to_string()))
+                }
             }
         }
     }
@@ -168,30 +170,31 @@ pub fn load_policy_dir_with(
 
 /// Refuses `@step_up` challenges and `@obligation` values that nothing would act on: a
 /// misspelt obligation would be silently ignored by the authorization server.
-fn check_vocabulary(info: PolicyInfo, vocabulary: &Vocabulary) -> Result<PolicyInfo, String> {
+fn check_vocabulary(
+    info: PolicyInfo,
+    vocabulary: &Vocabulary,
+) -> Result<PolicyInfo, AnnotationError> {
     if let Some(unknown) = info
         .step_up
         .iter()
         .find(|challenge| !vocabulary.challenges.contains(challenge))
     {
-        return Err(format!(
-            "policy `{}`: step-up challenge `{unknown}` is not one clientgate knows ({}); \
-             attested kinds are set by `step_up.attested_challenges`",
-            info.id,
-            vocabulary.challenges.join(", ")
-        ));
+        return Err(AnnotationError::UnknownChallenge {
+            policy: info.id.clone(),
+            challenge: unknown.clone(),
+            known: vocabulary.challenges.join(", "),
+        });
     }
     if let Some(unknown) = info
         .obligations
         .iter()
         .find(|obligation| !vocabulary.obligations.contains(obligation))
     {
-        return Err(format!(
-            "policy `{}`: obligation `{unknown}` is not one your authorization server honours \
-             ({}); add it to `policy.obligations` once it does",
-            info.id,
-            vocabulary.obligations.join(", ")
-        ));
+        return Err(AnnotationError::UnknownObligation {
+            policy: info.id.clone(),
+            obligation: unknown.clone(),
+            known: vocabulary.obligations.join(", "),
+        });
     }
     Ok(info)
 }
@@ -291,7 +294,7 @@ fn read_annotations(
     file: &str,
     line: usize,
     order: usize,
-) -> Result<PolicyInfo, String> {
+) -> Result<PolicyInfo, AnnotationError> {
     let effect = policy.effect();
     let list = |key: &str| -> Vec<String> {
         policy
@@ -309,39 +312,40 @@ fn read_annotations(
     let error = match policy.annotation("error") {
         None => None,
         Some(value) => Some(OAuthErrorCode::parse(value).ok_or_else(|| {
-            format!(
-                "policy `{id}`: `@error(\"{value}\")` is not an OAuth error code clientgate \
-                 returns (one of {})",
-                OAuthErrorCode::ALL
+            AnnotationError::UnknownErrorCode {
+                policy: id.to_owned(),
+                value: value.to_owned(),
+                known: OAuthErrorCode::ALL
                     .iter()
                     .map(|code| code.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            )
+                    .join(", "),
+            }
         })?),
     };
     let obligations = list("obligation");
     let step_up = list("step_up");
     if let Some(bad) = step_up.iter().find(|challenge| !is_identifier(challenge)) {
-        return Err(format!(
-            "policy `{id}`: step-up challenge `{bad}` must be a lowercase identifier such as `admin_approval`"
-        ));
+        return Err(AnnotationError::ChallengeNotAnIdentifier {
+            policy: id.to_owned(),
+            challenge: bad.clone(),
+        });
     }
     match effect {
         Effect::Permit if !step_up.is_empty() => {
-            return Err(format!(
-                "policy `{id}`: `@step_up` belongs on a forbid; a permit cannot hold a registration back"
-            ));
+            return Err(AnnotationError::StepUpOnPermit {
+                policy: id.to_owned(),
+            });
         }
         Effect::Permit if error.is_some() => {
-            return Err(format!(
-                "policy `{id}`: `@error` belongs on a forbid; a permit never denies"
-            ));
+            return Err(AnnotationError::ErrorOnPermit {
+                policy: id.to_owned(),
+            });
         }
         Effect::Forbid if !obligations.is_empty() => {
-            return Err(format!(
-                "policy `{id}`: `@obligation` belongs on a permit; a forbid never approves"
-            ));
+            return Err(AnnotationError::ObligationOnForbid {
+                policy: id.to_owned(),
+            });
         }
         _ => {}
     }

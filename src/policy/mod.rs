@@ -18,7 +18,8 @@ use std::time::SystemTime;
 use cedar_policy::{Effect, Entities, Entity, PolicySet, Schema};
 
 pub use decide::PolicyOutcome;
-pub use err::{LoadError, LoadErrors};
+pub use entities::EntityError;
+pub use err::{AnnotationError, LoadError, LoadErrors};
 pub use load::{load_policy_dir, load_policy_dir_with};
 
 use crate::errors::OAuthErrorCode;

@@ -103,7 +103,7 @@ pub(crate) fn check_software_statement(metadata: &ClientMetadata, findings: &mut
         findings.report(
             Code::SoftwareStatementMalformed,
             "software_statement",
-            problem,
+            problem.to_string(),
         );
     }
 }

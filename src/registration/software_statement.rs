@@ -15,30 +15,43 @@ pub struct StatementShape {
     pub issuer: String,
 }
 
+/// What is wrong with the shape of a software statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("the software statement is not a JWT: it needs three dot-separated parts")]
+    NotThreeParts,
+    #[error("the software statement header is not base64url JSON")]
+    Header,
+    #[error("the software statement claims are not base64url JSON")]
+    Claims,
+    #[error("the software statement header has no `alg`")]
+    NoAlgorithm,
+    #[error("the software statement is unsigned (`alg: none`)")]
+    Unsigned,
+    #[error("the software statement has no `iss` claim")]
+    NoIssuer,
+}
+
 /// Checks that `statement` is a compact JWS with a usable header and an `iss` claim.
-pub fn check_shape(statement: &str) -> Result<StatementShape, String> {
+pub fn check_shape(statement: &str) -> Result<StatementShape, ShapeError> {
     let parts: Vec<&str> = statement.split('.').collect();
     let [header, claims, signature] = parts.as_slice() else {
-        return Err(
-            "the software statement is not a JWT: it needs three dot-separated parts".into(),
-        );
+        return Err(ShapeError::NotThreeParts);
     };
-    let header =
-        decode_object(header).ok_or("the software statement header is not base64url JSON")?;
-    let claims =
-        decode_object(claims).ok_or("the software statement claims are not base64url JSON")?;
+    let header = decode_object(header).ok_or(ShapeError::Header)?;
+    let claims = decode_object(claims).ok_or(ShapeError::Claims)?;
     let algorithm = header
         .get("alg")
         .and_then(Value::as_str)
-        .ok_or("the software statement header has no `alg`")?;
+        .ok_or(ShapeError::NoAlgorithm)?;
     if algorithm.eq_ignore_ascii_case("none") || signature.is_empty() {
-        return Err("the software statement is unsigned (`alg: none`)".into());
+        return Err(ShapeError::Unsigned);
     }
     let issuer = claims
         .get("iss")
         .and_then(Value::as_str)
         .filter(|issuer| !issuer.is_empty())
-        .ok_or("the software statement has no `iss` claim")?;
+        .ok_or(ShapeError::NoIssuer)?;
     Ok(StatementShape {
         algorithm: algorithm.to_owned(),
         issuer: issuer.to_owned(),
@@ -200,7 +213,7 @@ pub enum StatementCheck {
 pub fn verify(statement: &str, trusted: &TrustedIssuers, now_secs: u64) -> StatementCheck {
     let shape = match check_shape(statement) {
         Ok(shape) => shape,
-        Err(problem) => return StatementCheck::Invalid(problem),
+        Err(problem) => return StatementCheck::Invalid(problem.to_string()),
     };
     let Some((_, keys)) = trusted
         .keys
