@@ -1,0 +1,234 @@
+//! Reads of a generation's trees: the decision log and its filters and pages, rate counts,
+//! fingerprints, tickets, disagreements and cached documents.
+
+use std::time::Duration;
+
+use ulid::Ulid;
+
+use crate::step_up::{self, StepUpTicket};
+use crate::store::CacheEntry;
+use crate::store::{
+    DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
+    RateKey, StoreError, TicketPage, TicketQuery,
+};
+
+use super::*;
+
+/// The store's reads on this generation's trees.
+impl Generation {
+    pub(in crate::store::sled_store) fn get_decision(
+        &self,
+        decision_id: &str,
+    ) -> Result<Option<DecisionRecord>, StoreError> {
+        match Ulid::from_string(decision_id) {
+            Ok(id) => self.read_decision(id),
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub(in crate::store::sled_store) fn list_decisions(
+        &self,
+        query: &DecisionQuery,
+    ) -> Result<DecisionPage, StoreError> {
+        let page_size = match query.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let lower = Ulid::from_parts(query.since_ms.unwrap_or(0), 0);
+        let mut upper = query
+            .until_ms
+            .map_or(Ulid(u128::MAX), |until| Ulid::from_parts(until, 0));
+        if let Some(token) = query.page_token {
+            upper = upper.min(token);
+        }
+        // The most selective index that the query names.
+        let indexed = [
+            (&self.by_client, &query.client_id),
+            (&self.by_fingerprint, &query.fingerprint),
+            (&self.by_ip, &query.ip),
+            (&self.by_tenant, &query.tenant),
+        ]
+        .into_iter()
+        .find_map(|(tree, value)| value.as_ref().map(|value| (tree, value)));
+        let ids: Box<dyn Iterator<Item = sled::Result<Ulid>>> = match indexed {
+            Some((tree, value)) => Box::new(
+                tree.range(index_key(value, lower)..index_key(value, upper))
+                    .rev()
+                    .map(|entry| entry.map(|(key, _)| id_of_index_key(&key))),
+            ),
+            None => Box::new(
+                self.decisions
+                    .range(lower.to_bytes()..upper.to_bytes())
+                    .rev()
+                    .map(|entry| entry.map(|(key, _)| id_of_index_key(&key))),
+            ),
+        };
+        let mut page = DecisionPage::default();
+        for (scanned, id) in ids.enumerate() {
+            let id = id?;
+            if scanned >= SCAN_LIMIT {
+                page.next_page_token = Some(id);
+                break;
+            }
+            let Some(record) = self.read_decision(id)? else {
+                continue;
+            };
+            if !matches(query, &record) {
+                continue;
+            }
+            if page.decisions.len() == page_size {
+                // One more matches: the next page starts above it.
+                let last = page.decisions.last().map(|last| last.decision_id.as_str());
+                page.next_page_token = last.and_then(|last| Ulid::from_string(last).ok());
+                break;
+            }
+            page.decisions.push(record);
+        }
+        Ok(page)
+    }
+
+    pub(in crate::store::sled_store) fn rate_counts(
+        &self,
+        keys: &[RateKey],
+        windows: &[Duration],
+        now_ms: u64,
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
+        let now_minute = now_ms / 60_000;
+        let longest = windows
+            .iter()
+            .map(|w| w.as_secs().div_ceil(60))
+            .max()
+            .unwrap_or(0);
+        keys.iter()
+            .map(|key| {
+                // Minute buckets newest first, for the longest window; shorter windows are
+                // prefixes of it.
+                let from = now_minute.saturating_sub(longest.saturating_sub(1));
+                let mut buckets: Vec<(u64, u64)> = Vec::new();
+                for entry in self
+                    .rates
+                    .range(rate_bucket_key(key, from)..=rate_bucket_key(key, now_minute))
+                {
+                    let (bucket, count) = entry?;
+                    let minute =
+                        u64::from_be_bytes(bucket[bucket.len() - 8..].try_into().unwrap_or([0; 8]));
+                    buckets.push((minute, decode_count(&count)));
+                }
+                Ok(windows
+                    .iter()
+                    .map(|window| {
+                        let minutes = window.as_secs().div_ceil(60).max(1);
+                        let oldest = now_minute.saturating_sub(minutes - 1);
+                        buckets
+                            .iter()
+                            .filter(|(minute, _)| *minute >= oldest)
+                            .map(|(_, count)| count)
+                            .sum()
+                    })
+                    .collect())
+            })
+            .collect()
+    }
+
+    pub(in crate::store::sled_store) fn fingerprint_stats(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<FingerprintStats>, StoreError> {
+        read_json(&self.fingerprints, fingerprint.as_bytes(), || {
+            fingerprint.to_owned()
+        })
+    }
+
+    pub(in crate::store::sled_store) fn get_ticket(
+        &self,
+        ticket_id: &str,
+    ) -> Result<Option<StepUpTicket>, StoreError> {
+        read_json(&self.tickets, ticket_id.as_bytes(), || ticket_id.to_owned())
+    }
+
+    pub(in crate::store::sled_store) fn list_tickets(
+        &self,
+        query: &TicketQuery,
+        now_ms: u64,
+    ) -> Result<TicketPage, StoreError> {
+        let page_size = match query.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            match &query.page_token {
+                Some(token) => Box::new(self.tickets.range(..token.as_bytes().to_vec()).rev()),
+                None => Box::new(self.tickets.iter().rev()),
+            };
+        let mut page = TicketPage::default();
+        for (scanned, entry) in entries.enumerate() {
+            let (key, value) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if scanned >= SCAN_LIMIT {
+                page.next_page_token = Some(key);
+                break;
+            }
+            let mut ticket: StepUpTicket =
+                serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                    key: key.clone(),
+                    message: error.to_string(),
+                })?;
+            ticket.state = step_up::effective_state(&ticket, now_ms);
+            let wanted = query.tenant.as_ref().is_none_or(|t| *t == ticket.tenant)
+                && query.state.is_none_or(|s| s == ticket.state);
+            if !wanted {
+                continue;
+            }
+            if page.tickets.len() == page_size {
+                page.next_page_token = page.tickets.last().map(|t| t.ticket_id.clone());
+                break;
+            }
+            page.tickets.push(ticket);
+        }
+        Ok(page)
+    }
+
+    pub(in crate::store::sled_store) fn list_disagreements(
+        &self,
+        page_size: usize,
+        page_token: Option<Ulid>,
+    ) -> Result<DisagreementPage, StoreError> {
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let upper = page_token.unwrap_or(Ulid(u128::MAX)).to_bytes();
+        let mut page = DisagreementPage::default();
+        for entry in self.disagreements.range(..upper).rev() {
+            let (key, value) = entry?;
+            let id = id_of_index_key(&key);
+            if page.disagreements.len() == page_size {
+                page.next_page_token = page
+                    .disagreements
+                    .last()
+                    .and_then(|last| Ulid::from_string(&last.decision_id).ok());
+                break;
+            }
+            let disagreement: Disagreement =
+                serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                    key: id.to_string(),
+                    message: error.to_string(),
+                })?;
+            page.disagreements.push(disagreement);
+        }
+        Ok(page)
+    }
+
+    pub(in crate::store::sled_store) fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    pub(in crate::store::sled_store) fn cached_document(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<CacheEntry>, StoreError> {
+        read_json(&self.cimd_cache, client_id.as_bytes(), || {
+            client_id.to_owned()
+        })
+    }
+}
