@@ -196,4 +196,20 @@ mod tests {
         }
         assert_eq!(OAuthErrorCode::parse("access_denied"), None);
     }
+
+    #[test]
+    fn every_rejected_dcr_vector_gets_its_rfc7591_error() {
+        use crate::registration::tests::{CASES, Expect};
+        let mut checked = 0;
+        for (name, profile, metadata, expect) in CASES {
+            let Expect::Reject(oauth, _) = expect else {
+                continue;
+            };
+            let validation = crate::registration::validate_dcr(metadata, *profile);
+            let got = error_for_findings(&validation.findings, RegistrationType::Dcr);
+            assert_eq!(got.as_str(), *oauth, "{name} ({})", profile.as_str());
+            checked += 1;
+        }
+        assert!(checked >= 20, "only {checked} rejected vectors");
+    }
 }

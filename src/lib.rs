@@ -7,28 +7,36 @@
 //!
 //! # Layout
 //!
-//! The data flows one way: request → validate → signals → decide → record → response.
+//! The data flows one way: request → validate → signals → decide → record → response. Each
+//! module imports only the ones listed before it (`tests/layering.rs` checks this).
 //!
+//! - [`vocab`]: the words every layer shares: decisions, reasons, registration types, the
+//!   caller, the clock's unit.
 //! - [`registration`]: pure validation of registration metadata into normalized metadata
 //!   and typed findings; the profile table of disputed rules.
 //! - [`signals`]: pure derivation of the facts policies see (hosts, registrable domains,
 //!   redirect kinds, caller IP, time, warnings).
 //! - [`fingerprint`]: the stable hash equal registrations share.
+//! - [`step_up`]: the step-up ticket, its state machine, opening, redeeming and resolving
+//!   it, and how long it is kept; pure.
 //! - [`policy`]: loading the Cedar policy directory, building entities and context, and
 //!   the outcome rules (approve, deny, step up, fail closed).
-//! - [`engine`]: the pipeline; the one place that calls the store for a decision.
-//! - [`cimd`]: Client ID Metadata Documents: the client_id rules, the SSRF-guarded fetcher,
-//!   document validation, the cache.
 //! - [`store`]: the durable decision log, step-up tickets, rate counters, the CIMD cache
 //!   and shadow disagreements (sled, group commit, compaction into fresh generations).
+//! - [`cimd`]: Client ID Metadata Documents: the client_id rules, the SSRF-guarded fetcher,
+//!   document validation, the cache.
 //! - [`errors`]: the one mapping of outcomes and failures to OAuth error codes and gRPC
 //!   statuses.
-//! - [`step_up`]: the step-up ticket state machine.
-//! - [`service`]: the gRPC edge (Evaluate, AdminService, StepUpService, health,
-//!   reflection) and the background tasks (ticket expiry, retention, policy reload).
+//! - [`engine`]: the pipeline: pure preparation and decision, and `Engine::evaluate`, which
+//!   does a decision's I/O (CIMD resolution, store reads, the durable record).
 //! - [`authoring`]: the policy author's tools (`check`, `eval`, `test`, `bench`) as pure
 //!   functions.
-//! - [`config`] and [`cli`]: settings and the command line.
+//! - [`config`]: the typed settings, every default, the file, environment and flag layers.
+//! - [`app`]: clientgate assembled from a configuration: engine, policies, store, reload,
+//!   maintenance.
+//! - [`service`]: the gRPC edge (Evaluate, AdminService, StepUpService, health,
+//!   reflection) and the server's life.
+//! - [`cli`]: the command line, one file per command.
 //! - [`proto`]: the generated `clientgate.v1` types.
 
 #![forbid(unsafe_code)]

@@ -143,6 +143,7 @@ pub fn decide_offline(
                     redirect_uri: redirect_uri.clone(),
                 },
                 prepare_cimd(CimdLookup {
+                    profile: settings.profile,
                     client_id: client_id.clone(),
                     redirect_uri: redirect_uri.clone(),
                     client_id_findings: check.findings,

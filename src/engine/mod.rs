@@ -264,6 +264,7 @@ impl Engine {
                     None => None,
                 };
                 prepare_cimd(CimdLookup {
+                    profile: self.settings.profile,
                     client_id: client_id.clone(),
                     redirect_uri: redirect_uri.clone(),
                     client_id_findings: check.findings,

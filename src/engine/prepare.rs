@@ -8,9 +8,10 @@ use super::{EngineSettings, EvaluateInput};
 use crate::cimd::redirect_match::match_redirect_uri;
 use crate::cimd::source::{CimdInfo, DocumentResolution};
 use crate::fingerprint::fingerprint;
+use crate::registration::findings::FindingList;
 use crate::registration::software_statement::{StatementCheck, verify};
 use crate::registration::uri::registrable_domain;
-use crate::registration::{Code, Finding, Severity, Validation, validate_dcr};
+use crate::registration::{Code, Finding, Profile, Validation, validate_dcr};
 use crate::store::{RateDimension, RateKey};
 use crate::vocab::RegistrationType;
 
@@ -122,12 +123,9 @@ pub fn prepare_dcr(
             StatementCheck::Invalid(message) => (Some(Code::SoftwareStatementInvalid), message),
         };
         if let Some(code) = code {
-            validation.findings.push(Finding {
-                code,
-                severity: Severity::Error,
-                field: "software_statement".to_owned(),
-                message,
-            });
+            let mut found = FindingList::new(settings.profile);
+            found.report(code, "software_statement", message);
+            validation.findings.extend(found.into_vec());
         }
     }
     let mut prepared = Prepared::new(
@@ -160,6 +158,8 @@ fn overlay(metadata_json: &str, claims: serde_json::Map<String, serde_json::Valu
 /// What the edges found out about a CIMD client before deciding.
 #[derive(Clone, Debug)]
 pub struct CimdLookup {
+    /// The validation profile, which sets the level of each finding.
+    pub profile: Profile,
     pub client_id: String,
     /// The authorization request's redirect_uri; empty when there is none.
     pub redirect_uri: String,
@@ -174,11 +174,18 @@ pub struct CimdLookup {
 /// findings of why there is no usable document, and the redirect_uri match (D1–D14).
 pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
     let CimdLookup {
+        profile,
         client_id,
         redirect_uri,
         client_id_findings,
         resolution,
     } = lookup;
+    // At the level the profile's table gives each code (`registration/profile.rs`).
+    let finding = |code, field: &str, message: String| {
+        let mut found = FindingList::new(profile);
+        found.report(code, field, message);
+        found.into_vec()
+    };
     let refused = |findings: Vec<Finding>| {
         let validation = Validation {
             findings,
@@ -196,12 +203,7 @@ pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
         None => return refused(client_id_findings),
         Some(DocumentResolution::Failed(failure)) => {
             let mut findings = client_id_findings;
-            findings.push(Finding {
-                code: failure.code,
-                severity: Severity::Error,
-                field: "client_id".to_owned(),
-                message: failure.message,
-            });
+            findings.extend(finding(failure.code, "client_id", failure.message));
             return refused(findings);
         }
         Some(DocumentResolution::Invalid { mut validation }) => {
@@ -220,12 +222,9 @@ pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
     if !redirect_uri.is_empty()
         && let Err(refusal) = match_redirect_uri(&validation.metadata.redirect_uris, &redirect_uri)
     {
-        validation.findings.push(Finding {
-            code: refusal.code,
-            severity: Severity::Error,
-            field: "redirect_uri".to_owned(),
-            message: refusal.message,
-        });
+        validation
+            .findings
+            .extend(finding(refusal.code, "redirect_uri", refusal.message));
     }
     Prepared::new(
         validation,

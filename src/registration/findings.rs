@@ -18,8 +18,8 @@ pub enum Severity {
 
 macro_rules! codes {
     ($($variant:ident => $text:literal, rule $rule:literal;)*) => {
-        /// Stable finding codes. The text is the wire form; the rule is the number in the
-        /// registration rules reference (empty when the code is clientgate's own).
+        /// Stable finding codes. The text is the wire form; the rule is the number of a row
+        /// of `docs/registration-rules.md` (empty when the code is clientgate's own).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Code { $($variant),* }
 

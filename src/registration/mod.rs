@@ -12,7 +12,7 @@ pub mod software_statement;
 pub mod uri;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use dcr::{Validation, validate_dcr};
 pub use findings::{Code, Finding, Severity};

@@ -1,5 +1,9 @@
 //! What step-up contributes to a later decision: the ticket the call presents and the
 //! challenges the authorization server says were completed.
+//!
+//! The findings made here are clientgate's own, not spec rules, and their severities are
+//! fixed here rather than in the profile table: no validation profile can turn an
+//! operator's denial, or a ticket issued for another registration, into a mere warning.
 
 use super::ADMIN_APPROVAL;
 use super::ticket::{StepUpTicket, TicketState};

@@ -132,8 +132,9 @@ impl SledStore {
     }
 
     /// Copies the live data into the next generation, switches to it and removes the old
-    /// one. Writes go on during the copy and wait only while the writes made meanwhile are
-    /// replayed into the copy; reads go on throughout.
+    /// one. Reads and writes go on during the copy; both wait while the subscriptions start
+    /// (an instant) and while the writes made meanwhile are replayed into the copy and the
+    /// generation is switched (`Compaction::writes_paused`).
     pub fn compact(&self) -> Result<Compaction, StoreError> {
         let _one_at_a_time = self
             .compacting
