@@ -326,10 +326,7 @@ impl Engine {
         }
         Ok(Some(match self.store.get_ticket(ticket_id)? {
             None => PresentedTicket::Unknown(ticket_id.to_owned()),
-            Some(mut ticket) => {
-                ticket.state = step_up::effective_state(&ticket, millis(now));
-                PresentedTicket::Found(Box::new(ticket))
-            }
+            Some(ticket) => PresentedTicket::Found(Box::new(step_up::as_of(ticket, millis(now)))),
         }))
     }
 }

@@ -40,14 +40,16 @@ impl StepUpService for StepUpApi {
         if ticket_id.is_empty() {
             return Err(ServiceError::invalid("ticket_id", "must not be empty").into());
         }
-        let mut ticket = self
+        let ticket = self
             .engine
             .store()
             .get_ticket(&ticket_id)
             .map_err(ServiceError::from)?
             .ok_or_else(|| ServiceError::NotFound(format!("no step-up ticket `{ticket_id}`")))?;
-        ticket.state = step_up::effective_state(&ticket, now_ms());
-        Ok(Response::new(convert::step_up_ticket(ticket)))
+        Ok(Response::new(convert::step_up_ticket(step_up::as_of(
+            ticket,
+            now_ms(),
+        ))))
     }
 
     async fn list_step_ups(

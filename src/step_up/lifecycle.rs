@@ -32,6 +32,14 @@ pub fn effective_state(ticket: &StepUpTicket, now_ms: u64) -> TicketState {
     }
 }
 
+/// `ticket` as it stands at `now_ms`: a pending ticket past its expiry reads as expired,
+/// whether or not the expiry scan has stored that yet. Every read of a ticket goes
+/// through this.
+pub fn as_of(mut ticket: StepUpTicket, now_ms: u64) -> StepUpTicket {
+    ticket.state = effective_state(&ticket, now_ms);
+    ticket
+}
+
 /// Applies `resolution` to `ticket`. `Ok((ticket, true))` when it changed; repeating the
 /// resolution a ticket already has is `Ok((ticket, false))`, harmless.
 pub fn resolve(

@@ -10,7 +10,7 @@
 //! - [`ticket`]: [`StepUpTicket`], [`TicketState`], the [`StepUpRef`] an answer carries,
 //!   [`hold`] (open a ticket or keep the pending one) and the retention rule.
 //! - [`lifecycle`]: pending → approved | denied | expired ([`resolve`], [`expire`],
-//!   [`effective_state`]).
+//!   [`effective_state`], and [`as_of`], which every read of a ticket goes through).
 //! - [`redeem`]: what a presented ticket and attested challenges contribute to a decision.
 
 pub mod lifecycle;
@@ -20,7 +20,7 @@ pub mod ticket;
 #[cfg(test)]
 mod tests;
 
-pub use lifecycle::{OperatorResolution, ResolveRefusal, effective_state, expire, resolve};
+pub use lifecycle::{OperatorResolution, ResolveRefusal, as_of, effective_state, expire, resolve};
 pub use redeem::{PresentedTicket, Redemption, accept_attested, redeem};
 pub use ticket::{NewTicket, StepUpRef, StepUpTicket, TicketState, hold, is_retained};
 

@@ -289,3 +289,11 @@ fn tickets_are_kept_until_the_cutoff_passes_their_expiry_and_resolution() {
     assert!(is_retained(&late, 5_000), "kept until its resolution");
     assert!(!is_retained(&late, 5_001));
 }
+
+#[test]
+fn a_ticket_read_after_its_expiry_reads_as_expired_before_the_scan_stores_it() {
+    assert_eq!(as_of(ticket(), 1_999).state, TicketState::Pending);
+    assert_eq!(as_of(ticket(), 2_000).state, TicketState::Expired);
+    let (approved, _) = resolve(ticket(), &answer(true, 1_500)).unwrap();
+    assert_eq!(as_of(approved, 9_000).state, TicketState::Approved);
+}

@@ -168,12 +168,12 @@ impl Generation {
                 page.next_page_token = Some(key);
                 break;
             }
-            let mut ticket: StepUpTicket =
+            let ticket: StepUpTicket =
                 serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
                     key: key.clone(),
                     message: error.to_string(),
                 })?;
-            ticket.state = step_up::effective_state(&ticket, now_ms);
+            let ticket = step_up::as_of(ticket, now_ms);
             let wanted = query.tenant.as_ref().is_none_or(|t| *t == ticket.tenant)
                 && query.state.is_none_or(|s| s == ticket.state);
             if !wanted {
