@@ -2,6 +2,7 @@
 //! codes (RFC 7591 §3.2.2 for DCR, RFC 6749 for CIMD at the authorization endpoint) and
 //! gRPC statuses.
 
+use crate::auth::AuthError;
 use crate::registration::{Code, Finding};
 use crate::store::{ResolveError, StoreError};
 use crate::vocab::RegistrationType;
@@ -113,6 +114,9 @@ pub enum ServiceError {
     /// The decision could not be recorded, so it is not given.
     #[error("the decision store is unavailable: {0}")]
     Store(#[from] StoreError),
+    /// The caller is unknown, or lacks the role the call needs.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ServiceError {
@@ -141,6 +145,10 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::NotFound(_) => tonic::Status::not_found(message),
             ServiceError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             ServiceError::Store(_) => tonic::Status::unavailable(message),
+            ServiceError::Auth(AuthError::Forbidden { .. }) => {
+                tonic::Status::permission_denied(message)
+            }
+            ServiceError::Auth(_) => tonic::Status::unauthenticated(message),
         }
     }
 }

@@ -12,6 +12,8 @@
 //!
 //! - [`vocab`]: the words every layer shares: decisions, reasons, registration types, the
 //!   caller, the clock's unit.
+//! - [`auth`]: who is calling (bearer tokens by their SHA-256) and the role each call
+//!   needs; pure.
 //! - [`registration`]: pure validation of registration metadata into normalized metadata
 //!   and typed findings; the profile table of disputed rules.
 //! - [`signals`]: pure derivation of the facts policies see (hosts, registrable domains,
@@ -42,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod authoring;
 pub mod cimd;
 pub mod cli;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// statuses, and the store keeps OAuth error codes on decision records.
 const LAYERS: &[&[&str]] = &[
     &["vocab"],
-    &["registration"],
+    &["registration", "auth"],
     &["signals", "fingerprint", "step_up"],
     &["store", "errors"],
     &["policy", "cimd"],

@@ -11,7 +11,7 @@ use clientgate::engine::{EvaluateInput, Registration};
 use clientgate::policy::load_policy_dir;
 use clientgate::step_up::OperatorResolution;
 use clientgate::step_up::StepUpTicket;
-use clientgate::store::CacheEntry;
+use clientgate::store::{AdminAction, AdminActionPage, CacheEntry};
 use clientgate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
     PruneCutoffs, PruneReport, RateKey, ResolveError, Store, StoreError, StoreFuture, StoreStats,
@@ -81,6 +81,16 @@ impl Store for BrokenDisk {
         _: usize,
         _: Option<ulid::Ulid>,
     ) -> Result<DisagreementPage, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn record_admin_action(&self, _: AdminAction) -> StoreFuture<'_, ()> {
+        Box::pin(async { Err(StoreError::Io("write failed".to_owned())) })
+    }
+    fn list_admin_actions(
+        &self,
+        _: usize,
+        _: Option<ulid::Ulid>,
+    ) -> Result<AdminActionPage, StoreError> {
         Err(StoreError::Io("read failed".to_owned()))
     }
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -13,12 +13,15 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 
-use tracing::info;
+use std::net::SocketAddr;
 
+use tracing::{info, warn};
+
+use crate::auth::{Credentials, TokenEntry, token_digest};
 use crate::cimd::cache::CacheBounds;
 use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
 use crate::cimd::source::CimdSource;
-use crate::config::Config;
+use crate::config::{Config, TokenSecret};
 use crate::engine::{Engine, EngineSettings, check_context};
 use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
 use crate::registration::software_statement::{IssuerError, TrustedIssuers};
@@ -36,6 +39,19 @@ pub enum AppError {
     Fetcher(#[from] FetcherError),
     #[error("invalid `software_statements`: {0}")]
     TrustedIssuers(#[from] IssuerError),
+    #[error("cannot read the token file `{path}` of token `{name}`: {source}")]
+    TokenFile {
+        name: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "clientgate will not serve `{addr}` beyond loopback {missing}: callers could approve \
+         their own registrations and read the decision log. Listen on 127.0.0.1, or configure \
+         `[[auth.tokens]]`, put clientgate behind a proxy that terminates TLS (this build \
+         serves no TLS itself) and set `server.allow_insecure = true`"
+    )]
+    Insecure { addr: SocketAddr, missing: String },
 }
 
 /// clientgate assembled: the engine with its live (and shadow) policies, its store and
@@ -45,12 +61,24 @@ pub struct App {
     pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
     pub reloader: Arc<PolicyReloader>,
+    /// Who may call, and with which roles.
+    pub credentials: Arc<Credentials>,
 }
 
 impl App {
     /// Loads and checks the policy sets, opens the store and builds the engine. Nothing
     /// is listening yet.
     pub fn open(config: Config) -> Result<App, AppError> {
+        let credentials = credentials(&config)?;
+        if let Some(warning) = exposure(&config, &credentials)? {
+            warn!("{warning}");
+        }
+        if credentials == Credentials::Open {
+            info!("no [[auth.tokens]] configured: callers are not authenticated (loopback only)");
+        }
+        for warning in development_switches(&config) {
+            warn!("{warning}");
+        }
         let settings = engine_settings(&config)?;
         let policies = load_policies(&config, &settings, &config.policy.dir)?;
         let shadow = match &config.policy.shadow_dir {
@@ -79,8 +107,87 @@ impl App {
             engine,
             store,
             reloader,
+            credentials: Arc::new(credentials),
         })
     }
+}
+
+/// The configured callers: `Open` when no token is configured; a `token_file` is read now.
+pub fn credentials(config: &Config) -> Result<Credentials, AppError> {
+    if config.auth.tokens.is_empty() {
+        return Ok(Credentials::Open);
+    }
+    let mut tokens = Vec::new();
+    for token in &config.auth.tokens {
+        let sha256 = match &token.secret {
+            TokenSecret::Sha256(digest) => *digest,
+            TokenSecret::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| AppError::TokenFile {
+                    name: token.name.clone(),
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                token_digest(text.trim_end())
+            }
+        };
+        tokens.push(TokenEntry {
+            name: token.name.clone(),
+            sha256,
+            roles: token.roles.clone(),
+        });
+    }
+    Ok(Credentials::Tokens(tokens))
+}
+
+/// Whether clientgate may serve `server.listen` as configured. Loopback is always allowed;
+/// beyond it, this build (which serves no TLS) needs `server.allow_insecure`, and then says
+/// so at every start. `Ok(Some(warning))` when it serves insecurely by choice.
+pub fn exposure(config: &Config, credentials: &Credentials) -> Result<Option<String>, AppError> {
+    let addr = config.server.listen;
+    if addr.ip().is_loopback() {
+        return Ok(None);
+    }
+    let missing = match credentials {
+        Credentials::Open => "without TLS and without authentication",
+        Credentials::Tokens(_) => "without TLS",
+    };
+    if config.server.allow_insecure {
+        Ok(Some(format!(
+            "serving `{addr}` {missing}, because `server.allow_insecure` is set"
+        )))
+    } else {
+        Err(AppError::Insecure {
+            addr,
+            missing: missing.to_owned(),
+        })
+    }
+}
+
+/// A warning for each development switch that is on: each lets the fetcher reach this
+/// machine or trust another root, which production must not.
+pub fn development_switches(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.cimd.allow_loopback {
+        warnings.push(
+            "`cimd.allow_loopback` is on: CIMD documents may be fetched from this machine \
+             (development only)"
+                .to_owned(),
+        );
+    }
+    if !config.cimd.resolve.is_empty() {
+        let hosts: Vec<&str> = config.cimd.resolve.keys().map(String::as_str).collect();
+        warnings.push(format!(
+            "`cimd.resolve` is set: {} resolve to configured addresses (development only)",
+            hosts.join(", ")
+        ));
+    }
+    if let Some(ca) = &config.cimd.ca_file {
+        warnings.push(format!(
+            "`cimd.ca_file` is set: `{}` is trusted for CIMD fetches (development only)",
+            ca.display()
+        ));
+    }
+    warnings
 }
 
 /// The policy set in `dir`, loaded with the configured vocabulary and refused unless it

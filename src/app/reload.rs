@@ -67,6 +67,11 @@ impl PolicyReloader {
             .clone()
     }
 
+    /// The live policy directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn shadow_dir(&self) -> Option<&Path> {
         self.shadow_dir.as_deref()
     }

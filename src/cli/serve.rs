@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::app::AppError;
 use crate::config::{Config, LoadedConfig, LogFormat, Overrides};
+use crate::service::ServeError;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -62,7 +64,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(_stats) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "clientgate stopped");
-            ExitCode::FAILURE
+            // Serving insecurely is a matter of configuration, like any other bad setting.
+            match error {
+                ServeError::App(AppError::Insecure { .. }) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

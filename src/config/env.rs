@@ -15,6 +15,7 @@ const SECTIONS: &[&str] = &[
     "validation",
     "step_up",
     "cimd",
+    "auth",
     "log",
 ];
 

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{Raw, ValueError, flatten};
-use super::{Config, LogFormat, MIB, env};
+use super::{Config, LogFormat, MIB, TokenConfig, TokenSecret, env};
+use crate::auth::Role;
 use crate::registration::Profile;
 
 /// Command-line flags that override the file and the environment.
@@ -293,6 +294,15 @@ impl Config {
             "retention.prune_every_secs" => raw
                 .integer_in(10..=86_400)
                 .map(|secs| self.retention.prune_every = Duration::from_secs(secs)),
+            "server.allow_insecure" => raw
+                .boolean()
+                .map(|allow| self.server.allow_insecure = allow),
+            "auth.reflection_requires_auth" => raw
+                .boolean()
+                .map(|required| self.auth.reflection_requires_auth = required),
+            "auth.tokens" => raw.tables().map(|tables| {
+                self.auth.tokens = tokens(source, &tables, errors);
+            }),
             "log.level" => raw.string().and_then(|level| {
                 check_log_level(&level)?;
                 self.log.level = level;
@@ -364,4 +374,88 @@ fn check_log_level(filter: &str) -> Result<(), ValueError> {
     tracing_subscriber::EnvFilter::try_new(filter)
         .map(|_| ())
         .map_err(|error| invalid(error.to_string()))
+}
+
+/// The `[[auth.tokens]]` tables, each checked; a problem is pushed with the key of the
+/// member at fault (`auth.tokens[1].sha256`) and the entry left out.
+fn tokens(source: &str, tables: &[toml::Table], errors: &mut Vec<ConfigError>) -> Vec<TokenConfig> {
+    let mut tokens: Vec<TokenConfig> = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let mut problem = |member: &str, message: String| {
+            errors.push(ConfigError {
+                source: source.to_owned(),
+                key: format!("auth.tokens[{index}]{member}"),
+                message,
+            });
+        };
+        if let Some(unknown) = table
+            .keys()
+            .find(|key| !["name", "sha256", "token_file", "roles"].contains(&key.as_str()))
+        {
+            problem(
+                &format!(".{unknown}"),
+                "not a token setting (name, sha256, token_file, roles)".to_owned(),
+            );
+            continue;
+        }
+        let text = |key: &str| {
+            table
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        };
+        let Some(name) = text("name").filter(|name| !name.trim().is_empty()) else {
+            problem(".name", "every token needs a name: who holds it".to_owned());
+            continue;
+        };
+        if tokens.iter().any(|token| token.name == name) {
+            problem(".name", format!("`{name}` names two tokens"));
+            continue;
+        }
+        let secret = match (text("sha256"), text("token_file")) {
+            (Some(hex), None) => match parse_digest(&hex) {
+                Some(digest) => TokenSecret::Sha256(digest),
+                None => {
+                    problem(".sha256", "expected the 64 hex digits of the token's SHA-256 (`printf %s \"$TOKEN\" | sha256sum`)".to_owned());
+                    continue;
+                }
+            },
+            (None, Some(path)) if !path.is_empty() => TokenSecret::File(PathBuf::from(path)),
+            _ => {
+                problem(
+                    "",
+                    "give exactly one of `sha256` and `token_file`".to_owned(),
+                );
+                continue;
+            }
+        };
+        let Some(roles) = table.get("roles").and_then(toml::Value::as_array) else {
+            problem(
+                ".roles",
+                "expected a list of roles: evaluate, operator, admin".to_owned(),
+            );
+            continue;
+        };
+        let parsed: Option<Vec<Role>> = roles
+            .iter()
+            .map(|role| role.as_str().and_then(Role::parse))
+            .collect();
+        match parsed {
+            Some(roles) if !roles.is_empty() => tokens.push(TokenConfig {
+                name,
+                secret,
+                roles,
+            }),
+            _ => problem(
+                ".roles",
+                "expected one or more of evaluate, operator, admin".to_owned(),
+            ),
+        }
+    }
+    tokens
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex.trim()).ok()?;
+    bytes.try_into().ok()
 }

@@ -18,6 +18,7 @@ mod raw;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub use load::{ConfigError, ConfigErrors, LoadedConfig, Overrides};
 pub use raw::ValueError;
 
+use crate::auth::Role;
 use crate::cimd::cache::CacheBounds;
 use crate::registration::Profile;
 use crate::store::CompactionPolicy;
@@ -44,6 +46,45 @@ pub struct Config {
     pub software_statements: SoftwareStatementsConfig,
     pub retention: RetentionConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: who may call, and with which roles.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuthConfig {
+    /// `[[auth.tokens]]`: `name`, `sha256` (hex of the token) or `token_file`, `roles`.
+    /// None configured: callers are not authenticated, and clientgate serves on loopback
+    /// only (`server.allow_insecure` aside).
+    pub tokens: Vec<TokenConfig>,
+    /// `auth.reflection_requires_auth`: serve gRPC reflection only to known callers.
+    pub reflection_requires_auth: bool,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenConfig {
+    pub name: String,
+    pub secret: TokenSecret,
+    pub roles: Vec<Role>,
+}
+
+/// Where a token's digest comes from; neither form puts the token itself in the file.
+#[derive(Clone, PartialEq)]
+pub enum TokenSecret {
+    /// `sha256 = "<64 hex digits>"`: the SHA-256 of the token.
+    Sha256([u8; 32]),
+    /// `token_file = "<path>"`: a file holding the token (trailing whitespace ignored),
+    /// read when clientgate starts.
+    File(PathBuf),
+}
+
+impl fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSecret::Sha256(_) => write!(f, "Sha256(..)"),
+            TokenSecret::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
 }
 
 /// `[retention]`: how long records are kept before the background pruner deletes them.
@@ -108,6 +149,9 @@ pub struct ServerConfig {
     pub max_metadata_bytes: usize,
     /// `server.shutdown_grace_secs`: how long in-flight calls may run after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
+    /// `server.allow_insecure`: serve beyond loopback without TLS and authentication (behind
+    /// a proxy that provides both). Logged as a warning at every start.
+    pub allow_insecure: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -180,6 +224,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 max_metadata_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(10),
+                allow_insecure: false,
             },
             policy: PolicyConfig {
                 dir: PathBuf::from("policies"),
@@ -245,6 +290,7 @@ impl Default for Config {
                 level: "info".to_owned(),
                 format: LogFormat::Text,
             },
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -127,6 +127,24 @@ impl Raw {
         }
     }
 
+    /// An array of tables (`[[section.key]]`); only a file can give one.
+    pub(super) fn tables(&self) -> Result<Vec<toml::Table>, ValueError> {
+        match self {
+            Raw::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_table()
+                        .cloned()
+                        .ok_or_else(|| expected("tables", item))
+                })
+                .collect(),
+            Raw::Text(_) => Err(ValueError::Invalid(
+                "a list of tables can only be set in the configuration file".to_owned(),
+            )),
+            Raw::Toml(other) => Err(expected("an array of tables", other.type_str())),
+        }
+    }
+
     pub(super) fn strings(&self) -> Result<Vec<String>, ValueError> {
         match self {
             Raw::Toml(toml::Value::Array(items)) => items

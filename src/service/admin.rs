@@ -1,33 +1,46 @@
 //! `AdminService`: the decision log, the policy status, reloads and shadow disagreements.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::gate::{self, Gate};
 use crate::app::reload::PolicyReloader;
+use crate::auth::Role;
 use crate::engine::Engine;
 use crate::errors::ServiceError;
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::{
-    DecisionRecord, GetDecisionRequest, GetPolicyStatusRequest, ListDecisionsRequest,
-    ListDecisionsResponse, ListShadowDisagreementsRequest, ListShadowDisagreementsResponse,
-    PolicyStatus, ReloadPoliciesRequest, ReloadPoliciesResponse,
+    DecisionRecord, GetDecisionRequest, GetPolicyStatusRequest, ListAdminActionsRequest,
+    ListAdminActionsResponse, ListDecisionsRequest, ListDecisionsResponse,
+    ListShadowDisagreementsRequest, ListShadowDisagreementsResponse, PolicyStatus,
+    ReloadPoliciesRequest, ReloadPoliciesResponse,
 };
 use crate::registration::Profile;
+use crate::store::AdminAction;
+use crate::vocab::millis;
 
 pub struct AdminApi {
     engine: Arc<Engine>,
     profile: Profile,
     reloader: Arc<PolicyReloader>,
+    gate: Gate,
 }
 
 impl AdminApi {
-    pub fn new(engine: Arc<Engine>, profile: Profile, reloader: Arc<PolicyReloader>) -> AdminApi {
+    pub fn new(
+        engine: Arc<Engine>,
+        profile: Profile,
+        reloader: Arc<PolicyReloader>,
+        gate: Gate,
+    ) -> AdminApi {
         AdminApi {
             engine,
             profile,
             reloader,
+            gate,
         }
     }
 }
@@ -38,6 +51,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListDecisionsRequest>,
     ) -> Result<Response<ListDecisionsResponse>, Status> {
+        self.gate.admit(&request, Role::Operator)?;
         let query = convert::decision_query(request.into_inner())?;
         let page = self
             .engine
@@ -61,6 +75,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<GetDecisionRequest>,
     ) -> Result<Response<DecisionRecord>, Status> {
+        self.gate.admit(&request, Role::Operator)?;
         let decision_id = request.into_inner().decision_id;
         if ulid::Ulid::from_string(&decision_id).is_err() {
             return Err(ServiceError::invalid(
@@ -80,8 +95,9 @@ impl AdminService for AdminApi {
 
     async fn get_policy_status(
         &self,
-        _request: Request<GetPolicyStatusRequest>,
+        request: Request<GetPolicyStatusRequest>,
     ) -> Result<Response<PolicyStatus>, Status> {
+        self.gate.admit(&request, Role::Operator)?;
         let policies = self.engine.policies();
         let status = self.reloader.status();
         Ok(Response::new(PolicyStatus {
@@ -121,9 +137,38 @@ impl AdminService for AdminApi {
 
     async fn reload_policies(
         &self,
-        _request: Request<ReloadPoliciesRequest>,
+        request: Request<ReloadPoliciesRequest>,
     ) -> Result<Response<ReloadPoliciesResponse>, Status> {
+        let identity = self.gate.admit(&request, Role::Admin)?;
+        let peer = gate::peer(&request);
         let report = self.reloader.reload("AdminService.ReloadPolicies").await;
+        let now = SystemTime::now();
+        let outcome = if report.loaded {
+            format!("loaded {}", report.version)
+        } else {
+            format!(
+                "refused: {}",
+                report
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        self.engine
+            .store()
+            .record_admin_action(AdminAction {
+                action_id: ulid::Ulid::from_datetime(now).to_string(),
+                at_ms: millis(now),
+                actor: identity.name().unwrap_or("unauthenticated").to_owned(),
+                action: "reload_policies".to_owned(),
+                target: self.reloader.dir().display().to_string(),
+                outcome,
+                peer,
+            })
+            .await
+            .map_err(ServiceError::from)?;
         Ok(Response::new(ReloadPoliciesResponse {
             loaded: report.loaded,
             version: report.version,
@@ -137,6 +182,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListShadowDisagreementsRequest>,
     ) -> Result<Response<ListShadowDisagreementsResponse>, Status> {
+        self.gate.admit(&request, Role::Operator)?;
         let request = request.into_inner();
         let page_token = convert::page_token(&request.page_token, "ListShadowDisagreements")?;
         let page = self
@@ -149,6 +195,31 @@ impl AdminService for AdminApi {
                 .disagreements
                 .into_iter()
                 .map(convert::disagreement)
+                .collect(),
+            next_page_token: page
+                .next_page_token
+                .map(|token| token.to_string())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn list_admin_actions(
+        &self,
+        request: Request<ListAdminActionsRequest>,
+    ) -> Result<Response<ListAdminActionsResponse>, Status> {
+        self.gate.admit(&request, Role::Operator)?;
+        let request = request.into_inner();
+        let page_token = convert::page_token(&request.page_token, "ListAdminActions")?;
+        let page = self
+            .engine
+            .store()
+            .list_admin_actions(request.page_size as usize, page_token)
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(ListAdminActionsResponse {
+            actions: page
+                .actions
+                .into_iter()
+                .map(convert::admin_action)
                 .collect(),
             next_page_token: page
                 .next_page_token

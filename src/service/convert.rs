@@ -11,7 +11,7 @@ use crate::errors::ServiceError;
 use crate::proto;
 use crate::registration::{Finding, Severity};
 use crate::step_up::{StepUpRef, StepUpTicket, TicketState};
-use crate::store::{DecisionQuery, DecisionRecord, TicketQuery};
+use crate::store::{AdminAction, DecisionQuery, DecisionRecord, TicketQuery};
 use crate::vocab::Caller;
 use crate::vocab::{Decision, Reason};
 
@@ -359,5 +359,17 @@ pub fn disagreement(disagreement: crate::store::Disagreement) -> proto::ShadowDi
         candidate_challenges: candidate.challenges,
         live_version: live.version,
         candidate_version: candidate.version,
+    }
+}
+
+pub fn admin_action(action: AdminAction) -> proto::AdminAction {
+    proto::AdminAction {
+        action_id: action.action_id,
+        at: Some(timestamp_ms(action.at_ms)),
+        actor: action.actor,
+        action: action.action,
+        target: action.target,
+        outcome: action.outcome,
+        peer: action.peer.unwrap_or_default(),
     }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod convert;
+mod gate;
 mod registration;
 mod step_up;
 
@@ -18,6 +19,8 @@ use tracing::{info, warn};
 pub use admin::AdminApi;
 pub use registration::RegistrationApi;
 pub use step_up::StepUpApi;
+
+use gate::Gate;
 
 use crate::app::{App, AppError, maintenance, reload};
 use crate::config::Config;
@@ -90,7 +93,12 @@ pub async fn run(
     };
     // Without TCP_NODELAY, small gRPC responses wait out delayed ACKs (~40 ms each).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let routes = with_reflection(apis(&app).add_service(health_service))?;
+    let reflection_gate = app
+        .config
+        .auth
+        .reflection_requires_auth
+        .then(|| Gate::new(app.credentials.clone()));
+    let routes = with_reflection(apis(&app).add_service(health_service), reflection_gate)?;
     let serving = Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stopping);
@@ -131,17 +139,20 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 /// The decision, admin and step-up services over the assembled engine.
 fn apis(app: &App) -> Routes {
     let max_message = app.config.server.max_metadata_bytes + MESSAGE_OVERHEAD_BYTES;
+    let gate = Gate::new(app.credentials.clone());
     let registration = RegistrationServiceServer::new(RegistrationApi::new(
         app.engine.clone(),
         app.config.server.max_metadata_bytes,
+        gate.clone(),
     ))
     .max_decoding_message_size(max_message);
     let admin = AdminServiceServer::new(AdminApi::new(
         app.engine.clone(),
         app.config.validation.profile,
         app.reloader.clone(),
+        gate.clone(),
     ));
-    let step_ups = StepUpServiceServer::new(StepUpApi::new(app.engine.clone()));
+    let step_ups = StepUpServiceServer::new(StepUpApi::new(app.engine.clone(), gate));
     Routes::new(registration)
         .add_service(admin)
         .add_service(step_ups)
@@ -149,7 +160,7 @@ fn apis(app: &App) -> Routes {
 
 /// `routes` with gRPC server reflection, v1 and v1alpha (grpcurl speaks either), for the
 /// clientgate and health protocols.
-fn with_reflection(routes: Routes) -> Result<Routes, ServeError> {
+fn with_reflection(routes: Routes, gate: Option<Gate>) -> Result<Routes, ServeError> {
     let v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -158,7 +169,22 @@ fn with_reflection(routes: Routes) -> Result<Routes, ServeError> {
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    Ok(routes.add_service(v1).add_service(v1alpha))
+    let Some(gate) = gate else {
+        return Ok(routes.add_service(v1).add_service(v1alpha));
+    };
+    // `auth.reflection_requires_auth`: only known callers may list the services.
+    let known = move |request: tonic::Request<()>| match gate.identify(&request) {
+        Ok(_) => Ok(request),
+        Err(error) => Err(tonic::Status::from(error)),
+    };
+    Ok(routes
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            v1,
+            known.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            v1alpha, known,
+        )))
 }
 
 /// The reload triggers (directory watch, SIGHUP) and the maintenance loops.

@@ -7,6 +7,8 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::convert;
+use super::gate::{self, Gate};
+use crate::auth::{Identity, Role};
 use crate::engine::Engine;
 use crate::errors::ServiceError;
 use crate::proto::step_up_service_server::StepUpService;
@@ -14,15 +16,42 @@ use crate::proto::{
     GetStepUpRequest, ListStepUpsRequest, ListStepUpsResponse, ResolveStepUpRequest, StepUp,
 };
 use crate::step_up::{self, OperatorResolution};
+use crate::store::AdminAction;
 use crate::vocab::millis;
 
 pub struct StepUpApi {
     engine: Arc<Engine>,
+    gate: Gate,
 }
 
 impl StepUpApi {
-    pub fn new(engine: Arc<Engine>) -> StepUpApi {
-        StepUpApi { engine }
+    pub fn new(engine: Arc<Engine>, gate: Gate) -> StepUpApi {
+        StepUpApi { engine, gate }
+    }
+}
+
+/// Who resolves: the authenticated caller, whatever `resolver` claims (a different claim
+/// is kept in the note, for display). With no `[auth]` configured, the claim is all there
+/// is (the audit trail marks it unauthenticated).
+fn resolver_and_note(
+    identity: &Identity,
+    claimed: &str,
+    note: String,
+) -> Result<(String, String), ServiceError> {
+    let claimed = claimed.trim();
+    match identity.name() {
+        Some(name) if claimed.is_empty() || claimed == name => Ok((name.to_owned(), note)),
+        Some(name) => Ok((
+            name.to_owned(),
+            format!("(resolver given as `{claimed}`) {note}")
+                .trim_end()
+                .to_owned(),
+        )),
+        None if claimed.is_empty() => Err(ServiceError::invalid(
+            "resolver",
+            "say who resolves the ticket (no [auth] is configured, so the caller is unknown)",
+        )),
+        None => Ok((claimed.to_owned(), note)),
     }
 }
 
@@ -36,6 +65,7 @@ impl StepUpService for StepUpApi {
         &self,
         request: Request<GetStepUpRequest>,
     ) -> Result<Response<StepUp>, Status> {
+        self.gate.admit(&request, Role::Operator)?;
         let ticket_id = request.into_inner().ticket_id;
         if ticket_id.is_empty() {
             return Err(ServiceError::invalid("ticket_id", "must not be empty").into());
@@ -56,6 +86,7 @@ impl StepUpService for StepUpApi {
         &self,
         request: Request<ListStepUpsRequest>,
     ) -> Result<Response<ListStepUpsResponse>, Status> {
+        self.gate.admit(&request, Role::Operator)?;
         let query = convert::ticket_query(request.into_inner())?;
         let page = self
             .engine
@@ -76,30 +107,54 @@ impl StepUpService for StepUpApi {
         &self,
         request: Request<ResolveStepUpRequest>,
     ) -> Result<Response<StepUp>, Status> {
+        let identity = self.gate.admit(&request, Role::Operator)?;
+        let peer = gate::peer(&request);
         let request = request.into_inner();
         if request.ticket_id.is_empty() {
             return Err(ServiceError::invalid("ticket_id", "must not be empty").into());
         }
-        if request.resolver.trim().is_empty() {
-            return Err(ServiceError::invalid("resolver", "say who resolves the ticket").into());
-        }
+        let (resolver, note) = resolver_and_note(&identity, &request.resolver, request.note)?;
+        let now = SystemTime::now();
         let resolution = OperatorResolution {
             approve: request.approve,
-            resolver: request.resolver.clone(),
-            note: request.note,
-            now_ms: now_ms(),
+            resolver: resolver.clone(),
+            note,
+            now_ms: millis(now),
         };
-        let ticket = self
+        let resolved = self
             .engine
             .store()
             .resolve_ticket(&request.ticket_id, resolution)
             .await
-            .map_err(ServiceError::from)?
             .map_err(ServiceError::from)?;
+        let outcome = match &resolved {
+            Ok(ticket) => ticket.state.as_str().to_owned(),
+            Err(refused) => format!("refused: {refused}"),
+        };
+        // The audit record is durable before the answer; a resolution whose record failed
+        // is answered UNAVAILABLE, and repeating it (harmless) records it.
+        let action = AdminAction {
+            action_id: ulid::Ulid::from_datetime(now).to_string(),
+            at_ms: millis(now),
+            actor: match identity.name() {
+                Some(name) => name.to_owned(),
+                None => format!("{resolver} (unauthenticated)"),
+            },
+            action: "resolve_step_up".to_owned(),
+            target: request.ticket_id.clone(),
+            outcome,
+            peer,
+        };
+        self.engine
+            .store()
+            .record_admin_action(action)
+            .await
+            .map_err(ServiceError::from)?;
+        let ticket = resolved.map_err(ServiceError::from)?;
         info!(
             ticket_id = %ticket.ticket_id,
             state = ticket.state.as_str(),
-            resolver = %request.resolver,
+            %resolver,
             "step-up resolved"
         );
         Ok(Response::new(convert::step_up_ticket(ticket)))

@@ -15,8 +15,9 @@ use crate::step_up::{OperatorResolution, ResolveRefusal, StepUpTicket};
 use std::pin::Pin;
 
 pub use record::{
-    CacheEntry, DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage,
-    FingerprintStats, RateDimension, RateKey, ShadowOutcome, TicketPage, TicketQuery,
+    AdminAction, AdminActionPage, CacheEntry, DecisionPage, DecisionQuery, DecisionRecord,
+    Disagreement, DisagreementPage, FingerprintStats, RateDimension, RateKey, ShadowOutcome,
+    TicketPage, TicketQuery,
 };
 pub use sled_store::{CompactionPolicy, FORMAT_VERSION, SledStore};
 
@@ -86,7 +87,7 @@ pub trait Store: Send + Sync + 'static {
     fn evict_document(&self, client_id: &str) -> Result<(), StoreError>;
 
     /// Deletes what retention no longer keeps: decisions (with their index entries and
-    /// shadow disagreements) and
+    /// shadow disagreements), admin actions and
     /// fingerprint records older than `cutoffs.decisions_ms`, resolved or expired tickets
     /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`. Then
     /// gives the freed space back if the store has grown past its limit.
@@ -103,6 +104,17 @@ pub trait Store: Send + Sync + 'static {
         page_size: usize,
         page_token: Option<ulid::Ulid>,
     ) -> Result<DisagreementPage, StoreError>;
+
+    /// Records an action of the admin audit trail; resolves once it is durable.
+    fn record_admin_action(&self, action: AdminAction) -> StoreFuture<'_, ()>;
+
+    /// The admin audit trail newest first, `page_size` (0: a default) at a time, from below
+    /// `page_token`.
+    fn list_admin_actions(
+        &self,
+        page_size: usize,
+        page_token: Option<ulid::Ulid>,
+    ) -> Result<AdminActionPage, StoreError>;
 
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;

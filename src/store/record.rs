@@ -183,3 +183,28 @@ impl CacheEntry {
         !self.revalidate_always && now_ms < self.expires_at_ms
     }
 }
+
+/// One action an operator or administrator took: the admin audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAction {
+    /// ULID: sorts by time.
+    pub action_id: String,
+    pub at_ms: u64,
+    /// Who: the authenticated caller.
+    pub actor: String,
+    /// What: `resolve_step_up`, `reload_policies`.
+    pub action: String,
+    /// On what: a ticket id, a policy directory.
+    pub target: String,
+    /// What came of it.
+    pub outcome: String,
+    /// From where: the caller's address.
+    pub peer: Option<String>,
+}
+
+/// One page of the admin audit trail, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminActionPage {
+    pub actions: Vec<AdminAction>,
+    pub next_page_token: Option<ulid::Ulid>,
+}

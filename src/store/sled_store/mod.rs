@@ -23,7 +23,7 @@ use super::{
     StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
 };
 use crate::step_up::OperatorResolution;
-use crate::store::CacheEntry;
+use crate::store::{AdminAction, AdminActionPage, CacheEntry};
 
 pub use self::generation::FORMAT_VERSION;
 
@@ -292,6 +292,25 @@ impl Store for SledStore {
         page_token: Option<ulid::Ulid>,
     ) -> Result<DisagreementPage, StoreError> {
         self.reading().list_disagreements(page_size, page_token)
+    }
+
+    fn record_admin_action(&self, action: AdminAction) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let generation = {
+                let live = self.writing();
+                live.generation.record_admin_action(&action)?;
+                live.generation.clone()
+            };
+            generation.commit.durable().await
+        })
+    }
+
+    fn list_admin_actions(
+        &self,
+        page_size: usize,
+        page_token: Option<ulid::Ulid>,
+    ) -> Result<AdminActionPage, StoreError> {
+        self.reading().list_admin_actions(page_size, page_token)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -5,7 +5,7 @@
 //! `by_client` and `by_fingerprint` (`<value> 0x00 <ULID>` → empty); `step_up_tickets`
 //! (ticket id → JSON); `rates` (`<dimension><value> 0x00 <minute>` → count);
 //! `fingerprints` (fingerprint → earlier approvals); `cimd_cache` (client_id → JSON);
-//! `shadow_disagreements` (decision ULID → JSON);
+//! `shadow_disagreements` (decision ULID → JSON); `admin_audit` (action ULID → JSON);
 //! `meta` (`format_version`). A decision and its index entries and
 //! ticket are written in one transaction.
 //!
@@ -42,6 +42,7 @@ pub(super) struct Generation {
     fingerprints: sled::Tree,
     cimd_cache: sled::Tree,
     disagreements: sled::Tree,
+    admin_audit: sled::Tree,
     pub(super) commit: GroupCommit,
 }
 
@@ -71,6 +72,7 @@ impl Generation {
             fingerprints: tree("fingerprints")?,
             cimd_cache: tree("cimd_cache")?,
             disagreements: tree("shadow_disagreements")?,
+            admin_audit: tree("admin_audit")?,
             commit: GroupCommit::start(db.clone()),
             db,
         };

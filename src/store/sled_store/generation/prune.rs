@@ -31,6 +31,11 @@ impl Generation {
             stale.remove(entry?.0);
         }
         self.disagreements.apply_batch(stale)?;
+        let mut stale = sled::Batch::default();
+        for entry in self.admin_audit.range(..upper) {
+            stale.remove(entry?.0);
+        }
+        self.admin_audit.apply_batch(stale)?;
 
         for entry in self.tickets.iter() {
             let (key, value) = entry?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ulid::Ulid;
 
 use crate::step_up::{self, StepUpTicket};
-use crate::store::CacheEntry;
+use crate::store::{AdminAction, AdminActionPage, CacheEntry};
 use crate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
     RateKey, StoreError, TicketPage, TicketQuery,
@@ -215,6 +215,39 @@ impl Generation {
                     message: error.to_string(),
                 })?;
             page.disagreements.push(disagreement);
+        }
+        Ok(page)
+    }
+
+    pub(in crate::store::sled_store) fn list_admin_actions(
+        &self,
+        page_size: usize,
+        page_token: Option<Ulid>,
+    ) -> Result<AdminActionPage, StoreError> {
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let upper = page_token.unwrap_or(Ulid(u128::MAX)).to_bytes();
+        let mut page = AdminActionPage::default();
+        for entry in self.admin_audit.range(..upper).rev() {
+            let (key, value) = entry?;
+            let id = id_of_index_key(&key);
+            if page.actions.len() == page_size {
+                page.next_page_token = Some(
+                    page.actions
+                        .last()
+                        .and_then(|last| Ulid::from_string(&last.action_id).ok())
+                        .unwrap_or(id),
+                );
+                break;
+            }
+            let action: AdminAction =
+                serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                    key: format!("admin_audit/{id}"),
+                    message: error.to_string(),
+                })?;
+            page.actions.push(action);
         }
         Ok(page)
     }

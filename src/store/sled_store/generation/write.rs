@@ -5,7 +5,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::step_up::{self, OperatorResolution, StepUpTicket};
-use crate::store::CacheEntry;
+use crate::store::{AdminAction, CacheEntry};
 use crate::store::{
     DecisionRecord, Disagreement, FingerprintStats, RateKey, ResolveError, StoreError,
 };
@@ -161,6 +161,16 @@ impl Generation {
             }
         }
         Ok(expired)
+    }
+
+    pub(in crate::store::sled_store) fn record_admin_action(
+        &self,
+        action: &AdminAction,
+    ) -> Result<(), StoreError> {
+        let id = parse_id(&action.action_id)?;
+        let json = encode("admin action", action)?;
+        self.admin_audit.insert(id.to_bytes(), json)?;
+        Ok(())
     }
 
     pub(in crate::store::sled_store) fn record_disagreement(
