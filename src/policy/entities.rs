@@ -206,6 +206,14 @@ fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, Entity
         RestrictedExpression::new_set(redirect_records),
     );
     put(
+        "loopback_only",
+        RestrictedExpression::new_bool(signals.loopback_only()),
+    );
+    put(
+        "redirects_on_client_id_domain",
+        RestrictedExpression::new_bool(signals.redirects_on_client_id_domain()),
+    );
+    put(
         "redirect_hosts",
         strings(
             signals

@@ -438,3 +438,38 @@ fn unknown_challenges_and_obligations_are_refused_and_reasonless_forbids_warned(
         "{warnings:?}"
     );
 }
+
+#[test]
+fn the_schemas_redirect_summaries_reach_the_policies() {
+    // `loopback_only` and `redirects_on_client_id_domain` are required attributes of the
+    // schema's Client: a policy naming them must decide, not fail closed.
+    let policies = bundle(&[(
+        "loopback.cedar",
+        "@id(\"native\")\npermit (principal, action, resource) when { principal.loopback_only && !principal.redirects_on_client_id_domain };\n",
+    )]);
+    let native = policies.decide(
+        &signals(
+            r#"{"client_name":"CLI","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}"#,
+            "default",
+            &[],
+        ),
+        "fp",
+        false,
+    );
+    assert_eq!(native.decision, Decision::Approve, "{:?}", native.findings);
+    let web = policies.decide(
+        &signals(
+            r#"{"redirect_uris":["https://app.example.com/cb"]}"#,
+            "default",
+            &[],
+        ),
+        "fp",
+        false,
+    );
+    assert_eq!(web.decision, Decision::Deny);
+    assert!(
+        web.findings.is_empty(),
+        "a plain default deny: {:?}",
+        web.findings
+    );
+}
