@@ -7,39 +7,41 @@
 //!
 //! # Layout
 //!
-//! The data flows one way: request → validate → signals → decide → record → response. Each
-//! module imports only the ones listed before it (`tests/layering.rs` checks this).
+//! The data flows one way: request → validate → signals → decide → record → response. The
+//! modules are listed from the bottom up; each imports only modules listed before it or in
+//! its own layer (`tests/layering.rs` holds the layers and checks the imports).
 //!
 //! - [`vocab`]: the words every layer shares: decisions, reasons, registration types, the
 //!   caller, the clock's unit.
-//! - [`auth`]: who is calling (bearer tokens by their SHA-256) and the role each call
-//!   needs; pure.
 //! - [`registration`]: pure validation of registration metadata into normalized metadata
 //!   and typed findings; the profile table of disputed rules.
+//! - [`auth`]: who is calling (bearer tokens by their SHA-256) and the role each call
+//!   needs; pure.
 //! - [`signals`]: pure derivation of the facts policies see (hosts, registrable domains,
 //!   redirect kinds, caller IP, time, warnings).
 //! - [`fingerprint`]: the stable hash equal registrations share.
 //! - [`step_up`]: the step-up ticket, its state machine, opening, redeeming and resolving
 //!   it, and how long it is kept; pure.
-//! - [`policy`]: loading the Cedar policy directory, building entities and context, and
-//!   the outcome rules (approve, deny, step up, fail closed).
-//! - [`store`]: the durable decision log, step-up tickets, rate counters, the CIMD cache
-//!   and shadow disagreements (sled, group commit, compaction into fresh generations).
-//! - [`cimd`]: Client ID Metadata Documents: the client_id rules, the SSRF-guarded fetcher,
-//!   document validation, the cache.
-//! - [`errors`]: the one mapping of outcomes and failures to OAuth error codes and gRPC
-//!   statuses.
+//! - [`store`] and [`errors`] (one layer): the durable decision log, step-up tickets, rate
+//!   counters, the CIMD cache, shadow disagreements and the admin audit trail (sled, group
+//!   commit, compaction into fresh generations); the one mapping of outcomes and failures
+//!   to OAuth error codes and gRPC statuses.
+//! - [`policy`] and [`cimd`]: loading the Cedar policy directory, building entities and
+//!   context, the outcome rules (approve, deny, step up, fail closed); Client ID Metadata
+//!   Documents: the client_id rules, the SSRF-guarded fetcher, document validation, the
+//!   cache.
 //! - [`engine`]: the pipeline: pure preparation and decision, and `Engine::evaluate`, which
 //!   does a decision's I/O (CIMD resolution, store reads, the durable record).
-//! - [`authoring`]: the policy author's tools (`check`, `eval`, `test`, `bench`) as pure
-//!   functions.
-//! - [`config`]: the typed settings, every default, the file, environment and flag layers.
-//! - [`app`]: clientgate assembled from a configuration: engine, policies, store, reload,
-//!   maintenance.
-//! - [`service`]: the gRPC edge (Evaluate, AdminService, StepUpService, health,
-//!   reflection) and the server's life.
+//! - [`authoring`]: the policy author's tools (`check`, `eval`, `test`, `bench`) as functions
+//!   of their inputs; printing and files are the command line's.
+//! - [`config`]: the typed settings, the file, environment and flag layers; the one place
+//!   the defaults are assembled.
+//! - [`app`]: clientgate assembled from a configuration: engine, policies, store,
+//!   credentials, reload, maintenance.
+//! - [`service`] and [`proto`]: the gRPC edge (Evaluate, AdminService, StepUpService,
+//!   health, reflection, every RPC admitted by role) and the server's life; the generated
+//!   `clientgate.v1` types.
 //! - [`cli`]: the command line, one file per command.
-//! - [`proto`]: the generated `clientgate.v1` types.
 
 #![forbid(unsafe_code)]
 

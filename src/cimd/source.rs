@@ -75,6 +75,14 @@ pub struct CimdSource {
 }
 
 impl CimdSource {
+    /// Forgets the cached document for `client_id`; a failure to forget is logged (the
+    /// document is validated again on every use, so a stale entry is never trusted).
+    fn forget(&self, client_id: &str) {
+        if let Err(error) = self.store.evict_document(client_id) {
+            tracing::warn!(%error, client_id, "cannot evict a CIMD document from the cache");
+        }
+    }
+
     pub fn new(fetcher: Fetcher, store: Arc<dyn Store>, bounds: CacheBounds) -> CimdSource {
         CimdSource {
             fetcher,
@@ -116,15 +124,21 @@ impl CimdSource {
     async fn resolve_alone(&self, url: &Url, rules: &DocumentRules) -> DocumentResolution {
         let client_id = url.as_str();
         let now = SystemTime::now();
-        // A cache that cannot be read is a cache miss, not a failure.
-        let cached = self.store.cached_document(client_id).ok().flatten();
+        // A cache that cannot be read is a cache miss, not a failure: fetching rebuilds it.
+        let cached = match self.store.cached_document(client_id) {
+            Ok(cached) => cached,
+            Err(error) => {
+                tracing::warn!(%error, client_id, "the cached CIMD document cannot be read; fetching");
+                None
+            }
+        };
         if let Some(entry) = &cached
             && entry.is_fresh(millis(now))
         {
             let validation =
                 validate_served(&entry.body, entry.content_type.as_deref(), client_id, rules);
             if validation.has_errors() {
-                let _ = self.store.evict_document(client_id);
+                self.forget(client_id);
                 return DocumentResolution::Invalid { validation };
             }
             return DocumentResolution::Valid {
@@ -191,7 +205,7 @@ impl CimdSource {
     ) -> DocumentResolution {
         let validation = validate_served(&body, content_type.as_deref(), client_id, rules);
         if validation.has_errors() {
-            let _ = self.store.evict_document(client_id);
+            self.forget(client_id);
             return DocumentResolution::Invalid { validation };
         }
         let fetched_at_ms = millis(now);
@@ -213,9 +227,11 @@ impl CimdSource {
                 etag: headers.etag,
                 last_modified: headers.last_modified,
             };
-            let _ = self.store.cache_document(&entry);
+            if let Err(error) = self.store.cache_document(&entry) {
+                tracing::warn!(%error, client_id, "cannot cache a CIMD document");
+            }
         } else {
-            let _ = self.store.evict_document(client_id);
+            self.forget(client_id);
         }
         DocumentResolution::Valid {
             validation,

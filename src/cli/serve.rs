@@ -66,7 +66,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             tracing::error!(%error, "clientgate stopped");
             // Serving insecurely is a matter of configuration, like any other bad setting.
             match error {
-                ServeError::App(AppError::Insecure { .. }) => ExitCode::from(2),
+                ServeError::App(
+                    AppError::Insecure { .. }
+                    | AppError::TrustedIssuers(_)
+                    | AppError::TokenFile { .. },
+                ) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }

@@ -77,19 +77,17 @@ pub struct EngineSettings {
     pub trusted_issuers: TrustedIssuers,
 }
 
-/// Settings as the default configuration gives them, for the crate's unit tests (which
-/// may not reach up into `config`): the `mcp` profile, the starter pack's rate windows,
-/// `user_consent` attestable, tickets pending ten minutes, no trusted issuers.
+/// Settings for the crate's unit tests (which may not reach up into `config`): the `mcp`
+/// profile, the default attestable challenges and CIMD grant types, the starter pack's
+/// rate windows (`1m`, `1h`, `24h`), tickets pending ten minutes, no trusted issuers.
 #[cfg(test)]
 pub(crate) fn test_settings() -> EngineSettings {
+    let owned = |items: &[&str]| items.iter().map(|item| item.to_string()).collect();
     EngineSettings {
         profile: Profile::Mcp,
-        attested_challenges: vec!["user_consent".to_owned()],
+        attested_challenges: owned(crate::step_up::DEFAULT_ATTESTED_CHALLENGES),
         step_up_ttl: Duration::from_secs(600),
-        cimd_supported_grant_types: vec![
-            "authorization_code".to_owned(),
-            "refresh_token".to_owned(),
-        ],
+        cimd_supported_grant_types: owned(crate::cimd::document::DEFAULT_SUPPORTED_GRANT_TYPES),
         cimd_allow_loopback: false,
         rate_windows: vec![
             Duration::from_secs(60),

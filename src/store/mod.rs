@@ -2,7 +2,9 @@
 //! ([`Store`]) so that a shared backend can be added for multi-node deployments.
 //!
 //! The store never decides anything; it records what the engine decided and answers
-//! queries about it. A write is acknowledged only once it is on disk.
+//! queries about it. A decision (with its ticket), a ticket's resolution and an admin
+//! action are acknowledged only once on disk; the CIMD cache, shadow disagreements and the
+//! expiry scan's updates reach the disk with the next flush.
 
 mod data_dir;
 mod group_commit;

@@ -280,3 +280,63 @@ async fn a_closed_store_can_be_opened_again_at_once() {
         close(store).await;
     }
 }
+
+#[tokio::test]
+async fn pruning_leaves_records_that_do_not_decode_and_counts_only_what_it_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let old = record(1_000, "default", "203.0.113.7", Decision::Approve);
+    store.record(old.clone(), None, Vec::new()).await.unwrap();
+    let db = store.reading().db.clone();
+    let damaged_id = ulid::Ulid::from_parts(2_000, 1).to_bytes();
+    db.open_tree("decisions")
+        .unwrap()
+        .insert(damaged_id, b"{not json".to_vec())
+        .unwrap();
+    db.open_tree("fingerprints")
+        .unwrap()
+        .insert(b"damaged-fp", b"{not json".to_vec())
+        .unwrap();
+    db.open_tree("step_up_tickets")
+        .unwrap()
+        .insert(b"damaged-ticket", b"{not json".to_vec())
+        .unwrap();
+    let report = store
+        .prune(PruneCutoffs {
+            decisions_ms: 1_000_000,
+            tickets_ms: 1_000_000,
+            rates_ms: 1_000_000,
+        })
+        .unwrap();
+    assert_eq!(
+        report.decisions, 1,
+        "only the decision that decodes is deleted"
+    );
+    assert_eq!(
+        report.fingerprints, 1,
+        "only the record that decodes is deleted"
+    );
+    assert_eq!(store.get_decision(&old.decision_id).unwrap(), None);
+    assert!(
+        db.open_tree("decisions")
+            .unwrap()
+            .get(damaged_id)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        db.open_tree("fingerprints")
+            .unwrap()
+            .get(b"damaged-fp")
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        db.open_tree("step_up_tickets")
+            .unwrap()
+            .get(b"damaged-ticket")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.expire_tickets(5_000_000).unwrap(), 0);
+}

@@ -39,8 +39,12 @@ impl Generation {
 
         for entry in self.tickets.iter() {
             let (key, value) = entry?;
-            let Ok(ticket) = serde_json::from_slice::<StepUpTicket>(&value) else {
-                continue;
+            let ticket = match serde_json::from_slice::<StepUpTicket>(&value) {
+                Ok(ticket) => ticket,
+                Err(error) => {
+                    corrupt("step_up_tickets", &key, &error);
+                    continue;
+                }
             };
             if !step_up::is_retained(&ticket, cutoffs.tickets_ms) {
                 self.tickets.remove(key)?;
@@ -60,8 +64,13 @@ impl Generation {
 
         for entry in self.fingerprints.iter() {
             let (key, value) = entry?;
-            let first_seen = serde_json::from_slice::<FingerprintStats>(&value)
-                .map_or(0, |stats| stats.first_seen_ms);
+            let first_seen = match serde_json::from_slice::<FingerprintStats>(&value) {
+                Ok(stats) => stats.first_seen_ms,
+                Err(error) => {
+                    corrupt("fingerprints", &key, &error);
+                    continue;
+                }
+            };
             if first_seen < cutoffs.decisions_ms {
                 self.fingerprints.remove(key)?;
                 report.fingerprints += 1;
@@ -78,11 +87,17 @@ impl Generation {
         let mut by_ip = sled::Batch::default();
         let mut by_client = sled::Batch::default();
         let mut by_fingerprint = sled::Batch::default();
+        let mut deleted = 0;
         for (key, value) in entries {
-            decisions.remove(key.clone());
-            let Ok(record) = serde_json::from_slice::<DecisionRecord>(value) else {
-                continue;
+            let record = match serde_json::from_slice::<DecisionRecord>(value) {
+                Ok(record) => record,
+                Err(error) => {
+                    corrupt("decisions", key, &error);
+                    continue;
+                }
             };
+            decisions.remove(key.clone());
+            deleted += 1;
             let id = id_of_index_key(key);
             by_tenant.remove(index_key(&record.tenant, id));
             if let Some(ip) = &record.ip {
@@ -101,6 +116,17 @@ impl Generation {
         self.by_client.apply_batch(by_client)?;
         self.by_fingerprint.apply_batch(by_fingerprint)?;
         self.decisions.apply_batch(decisions)?;
-        Ok(entries.len() as u64)
+        Ok(deleted)
     }
+}
+
+/// A scan met a record that does not decode: it is left as it is, for an operator to look
+/// at, and said once per pass.
+pub(super) fn corrupt(tree: &str, key: &[u8], error: &serde_json::Error) {
+    tracing::warn!(
+        tree,
+        key = %String::from_utf8_lossy(key),
+        %error,
+        "a stored record does not decode; left as it is"
+    );
 }

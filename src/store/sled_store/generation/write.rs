@@ -145,8 +145,12 @@ impl Generation {
         let mut expired = 0;
         for entry in self.tickets.iter() {
             let (key, value) = entry?;
-            let Ok(ticket) = serde_json::from_slice::<StepUpTicket>(&value) else {
-                continue;
+            let ticket = match serde_json::from_slice::<StepUpTicket>(&value) {
+                Ok(ticket) => ticket,
+                Err(error) => {
+                    super::prune::corrupt("step_up_tickets", &key, &error);
+                    continue;
+                }
             };
             if let Some(ticket) = step_up::expire(&ticket, now_ms) {
                 let json = encode("step-up ticket", &ticket)?;
