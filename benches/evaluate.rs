@@ -203,6 +203,7 @@ async fn over_grpc(
         policies: Some(policies_dir.to_owned()),
         data: Some(data.path().to_owned()),
         shadow_policies: shadow.map(Path::to_owned),
+        ..Overrides::default()
     };
     let config = Config::load(Some(config_file), Vec::new(), &overrides)
         .expect("config")

@@ -485,3 +485,63 @@ fn a_token_table_with_problems_is_refused_with_the_member_at_fault() {
         "a token is never echoed: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_can_listen_apart_from_the_decision_api() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &starter_policies(),
+        data.path(),
+        &["--admin-listen", "127.0.0.1:0"],
+    );
+    let admin_addr = server
+        .log()
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("admin_addr="))
+        .expect("the listening line names admin_addr=")
+        .to_owned();
+    assert_ne!(admin_addr, server.addr);
+    let admin_channel = Channel::from_shared(format!("http://{admin_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let decision_channel = server.channel().await;
+
+    let mut on_decisions = Clients {
+        registration: RegistrationServiceClient::new(decision_channel.clone()),
+        admin: AdminServiceClient::new(decision_channel.clone()),
+        step_ups: StepUpServiceClient::new(decision_channel.clone()),
+    };
+    let mut on_admin = Clients {
+        registration: RegistrationServiceClient::new(admin_channel.clone()),
+        admin: AdminServiceClient::new(admin_channel.clone()),
+        step_ups: StepUpServiceClient::new(admin_channel.clone()),
+    };
+    assert_eq!(on_decisions.call("Evaluate", None).await, Code::Ok);
+    assert_eq!(on_admin.call("Evaluate", None).await, Code::Unimplemented);
+    for rpc in [
+        "ListDecisions",
+        "ReloadPolicies",
+        "ListStepUps",
+        "ListAdminActions",
+    ] {
+        assert_eq!(
+            on_decisions.call(rpc, None).await,
+            Code::Unimplemented,
+            "{rpc}"
+        );
+        assert_eq!(on_admin.call(rpc, None).await, Code::Ok, "{rpc}");
+    }
+    for channel in [decision_channel, admin_channel] {
+        let health = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("both listeners answer health checks");
+        assert_eq!(health.into_inner().status, 1);
+    }
+}

@@ -143,10 +143,12 @@ pub fn credentials(config: &Config) -> Result<Credentials, AppError> {
 /// beyond it, this build (which serves no TLS) needs `server.allow_insecure`, and then says
 /// so at every start. `Ok(Some(warning))` when it serves insecurely by choice.
 pub fn exposure(config: &Config, credentials: &Credentials) -> Result<Option<String>, AppError> {
-    let addr = config.server.listen;
-    if addr.ip().is_loopback() {
+    let exposed = std::iter::once(config.server.listen)
+        .chain(config.server.admin_listen)
+        .find(|addr| !addr.ip().is_loopback());
+    let Some(addr) = exposed else {
         return Ok(None);
-    }
+    };
     let missing = match credentials {
         Credentials::Open => "without TLS and without authentication",
         Credentials::Tokens(_) => "without TLS",

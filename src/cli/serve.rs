@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// The address to serve on, e.g. 127.0.0.1:50051 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Serve AdminService and StepUpService on this address instead (`server.admin_listen`).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
     /// The policy directory: schema.cedarschema, *.cedar, entities.json.
     #[arg(long, value_name = "DIR")]
     policies: Option<PathBuf>,
@@ -33,6 +36,7 @@ pub struct ServeArgs {
 pub fn serve(args: ServeArgs) -> ExitCode {
     let overrides = Overrides {
         listen: args.listen,
+        admin_listen: args.admin_listen,
         policies: args.policies,
         data: args.data,
         shadow_policies: args.shadow_policies,

@@ -17,6 +17,7 @@ use crate::registration::Profile;
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
+    pub admin_listen: Option<String>,
     pub policies: Option<PathBuf>,
     pub data: Option<PathBuf>,
     pub shadow_policies: Option<PathBuf>,
@@ -105,6 +106,7 @@ impl Config {
         }
         let flags = [
             ("server.listen", overrides.listen.clone()),
+            ("server.admin_listen", overrides.admin_listen.clone()),
             (
                 "policy.dir",
                 overrides.policies.as_ref().map(|p| p.display().to_string()),
@@ -160,6 +162,19 @@ impl Config {
                     .map_err(|_| {
                         invalid(format!(
                             "`{text}` is not an address such as 127.0.0.1:50051"
+                        ))
+                    })
+            }),
+            "server.admin_listen" => raw.string().and_then(|text| {
+                if text.trim().is_empty() {
+                    self.server.admin_listen = None;
+                    return Ok(());
+                }
+                text.parse()
+                    .map(|addr| self.server.admin_listen = Some(addr))
+                    .map_err(|_| {
+                        invalid(format!(
+                            "`{text}` is not an address such as 127.0.0.1:50052"
                         ))
                     })
             }),

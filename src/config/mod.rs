@@ -143,8 +143,12 @@ pub struct CimdConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
-    /// `server.listen`: the gRPC address.
+    /// `server.listen`: the gRPC address of the decision API (`Evaluate`, health,
+    /// reflection).
     pub listen: SocketAddr,
+    /// `server.admin_listen`: where `AdminService` and `StepUpService` are served; `None`
+    /// (an empty string) serves them on `listen` too.
+    pub admin_listen: Option<SocketAddr>,
     /// `server.max_metadata_bytes`: the largest DCR `metadata_json` accepted.
     pub max_metadata_bytes: usize,
     /// `server.shutdown_grace_secs`: how long in-flight calls may run after SIGINT/SIGTERM.
@@ -222,6 +226,7 @@ impl Default for Config {
         Config {
             server: ServerConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                admin_listen: None,
                 max_metadata_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(10),
                 allow_insecure: false,

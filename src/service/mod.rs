@@ -50,24 +50,25 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Assembles clientgate from `config`, binds `config.server.listen` and serves until
-/// `shutdown` resolves; then lets in-flight calls finish and flushes the store.
-/// `on_listening` receives the bound address (useful with port 0). Returns what the store
-/// recorded while serving.
+/// Assembles clientgate from `config`, binds `config.server.listen` (and
+/// `server.admin_listen` when it is set apart) and serves until `shutdown` resolves; then
+/// lets in-flight calls finish and flushes the store. `on_listening` receives the bound
+/// decision address (useful with port 0). Returns what the store recorded while serving.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<StoreStats, ServeError> {
     let app = App::open(config)?;
-    let listener = bind(app.config.server.listen).await?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: app.config.server.listen,
-        source,
-    })?;
+    let (decision_listener, addr) = bind(app.config.server.listen).await?;
+    let admin = match app.config.server.admin_listen {
+        Some(admin_addr) => Some(bind(admin_addr).await?),
+        None => None,
+    };
     let policies = app.engine.policies();
     info!(
         %addr,
+        admin_addr = %admin.as_ref().map_or(addr, |(_, admin_addr)| *admin_addr),
         policy_version = %policies.version,
         policies = policies.policy_count(),
         profile = app.config.validation.profile.as_str(),
@@ -82,33 +83,50 @@ pub async fn run(
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<StepUpServiceServer<StepUpApi>>().await;
     on_listening(addr);
-    let (stopping_sender, stopping_receiver) = tokio::sync::oneshot::channel::<()>();
-    let stopping = async move {
+    let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         shutdown.await;
         info!("shutting down: finishing in-flight calls");
         health
             .set_not_serving::<RegistrationServiceServer<RegistrationApi>>()
             .await;
-        let _ = stopping_sender.send(());
+        let _ = stopping_sender.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    // Without TCP_NODELAY, small gRPC responses wait out delayed ACKs (~40 ms each).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let reflection_gate = app
         .config
         .auth
         .reflection_requires_auth
         .then(|| Gate::new(app.credentials.clone()));
-    let routes = with_reflection(apis(&app).add_service(health_service), reflection_gate)?;
-    let serving = Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, stopping);
+    let decisions = Routes::new(decision_api(&app)).add_service(health_service.clone());
+    let (decisions, admin_serving) = match admin {
+        None => (with_admin(decisions, &app), None),
+        Some((admin_listener, _)) => {
+            let routes = with_reflection(
+                with_admin(Routes::new(health_service), &app),
+                reflection_gate.clone(),
+            )?;
+            let serving = Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming(admin_listener), stopped(stopping.clone()));
+            (decisions, Some(serving))
+        }
+    };
+    let decision_serving = Server::builder()
+        .add_routes(with_reflection(decisions, reflection_gate)?)
+        .serve_with_incoming_shutdown(incoming(decision_listener), stopped(stopping.clone()));
+    let serving = async move {
+        match admin_serving {
+            Some(admin_serving) => tokio::try_join!(decision_serving, admin_serving).map(drop),
+            None => decision_serving.await,
+        }
+    };
     let grace = app.config.server.shutdown_grace;
     let grace_over = async move {
-        if stopping_receiver.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+        stopped(stopping).await;
+        tokio::time::sleep(grace).await;
     };
     tokio::select! {
         served = serving => served?,
@@ -130,22 +148,37 @@ pub async fn run(
     Ok(stats)
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
+/// A listener on `addr` and the address it got (the port, when `addr` asks for 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Listen { addr, source })
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    Ok((listener, bound))
 }
 
-/// The decision, admin and step-up services over the assembled engine.
-fn apis(app: &App) -> Routes {
+/// The connections of `listener`. Without TCP_NODELAY, small gRPC responses wait out
+/// delayed ACKs (~40 ms each).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// `RegistrationService` over the assembled engine: the decision API.
+fn decision_api(app: &App) -> RegistrationServiceServer<RegistrationApi> {
     let max_message = app.config.server.max_metadata_bytes + MESSAGE_OVERHEAD_BYTES;
-    let gate = Gate::new(app.credentials.clone());
-    let registration = RegistrationServiceServer::new(RegistrationApi::new(
+    RegistrationServiceServer::new(RegistrationApi::new(
         app.engine.clone(),
         app.config.server.max_metadata_bytes,
-        gate.clone(),
+        Gate::new(app.credentials.clone()),
     ))
-    .max_decoding_message_size(max_message);
+    .max_decoding_message_size(max_message)
+}
+
+/// `routes` with `AdminService` and `StepUpService`: the admin API.
+fn with_admin(routes: Routes, app: &App) -> Routes {
+    let gate = Gate::new(app.credentials.clone());
     let admin = AdminServiceServer::new(AdminApi::new(
         app.engine.clone(),
         app.config.validation.profile,
@@ -153,9 +186,7 @@ fn apis(app: &App) -> Routes {
         gate.clone(),
     ));
     let step_ups = StepUpServiceServer::new(StepUpApi::new(app.engine.clone(), gate));
-    Routes::new(registration)
-        .add_service(admin)
-        .add_service(step_ups)
+    routes.add_service(admin).add_service(step_ups)
 }
 
 /// `routes` with gRPC server reflection, v1 and v1alpha (grpcurl speaks either), for the
