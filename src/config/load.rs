@@ -178,6 +178,21 @@ impl Config {
                         ))
                     })
             }),
+            "server.max_connections" => raw
+                .integer_in(1..=1_000_000)
+                .map(|count| self.server.max_connections = count as usize),
+            "server.first_byte_timeout_ms" => raw
+                .integer_in(100..=60_000)
+                .map(|ms| self.server.first_byte_timeout = Duration::from_millis(ms)),
+            "server.max_concurrent_streams" => raw
+                .integer_in(1..=10_000)
+                .map(|count| self.server.max_concurrent_streams = count as usize),
+            "server.call_timeout_secs" => raw
+                .integer_in(1..=3600)
+                .map(|secs| self.server.call_timeout = Duration::from_secs(secs)),
+            "server.keepalive_secs" => raw
+                .integer_in(1..=3600)
+                .map(|secs| self.server.keepalive = Duration::from_secs(secs)),
             "server.max_metadata_bytes" => raw
                 .integer_in(1024..=4_194_304)
                 .map(|bytes| self.server.max_metadata_bytes = bytes as usize),

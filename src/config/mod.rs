@@ -156,6 +156,18 @@ pub struct ServerConfig {
     /// `server.allow_insecure`: serve beyond loopback without TLS and authentication (behind
     /// a proxy that provides both). Logged as a warning at every start.
     pub allow_insecure: bool,
+    /// `server.max_connections`: connections open at once per listener; one more is closed.
+    pub max_connections: usize,
+    /// `server.first_byte_timeout_ms`: a new connection that sends nothing this long is
+    /// closed.
+    pub first_byte_timeout: Duration,
+    /// `server.max_concurrent_streams`: calls in flight at once on one connection.
+    pub max_concurrent_streams: usize,
+    /// `server.call_timeout_secs`: the deadline of every call.
+    pub call_timeout: Duration,
+    /// `server.keepalive_secs`: HTTP/2 pings this often; a peer that does not answer within
+    /// the same time is disconnected.
+    pub keepalive: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -230,6 +242,11 @@ impl Default for Config {
                 max_metadata_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(10),
                 allow_insecure: false,
+                max_connections: 4096,
+                first_byte_timeout: Duration::from_secs(5),
+                max_concurrent_streams: 128,
+                call_timeout: Duration::from_secs(30),
+                keepalive: Duration::from_secs(20),
             },
             policy: PolicyConfig {
                 dir: PathBuf::from("policies"),

@@ -4,6 +4,7 @@
 mod admin;
 mod convert;
 mod gate;
+mod listener;
 mod registration;
 mod step_up;
 
@@ -13,7 +14,6 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 pub use admin::AdminApi;
@@ -60,6 +60,10 @@ pub async fn run(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<StoreStats, ServeError> {
     let app = App::open(config)?;
+    match listener::raise_open_files_limit() {
+        Ok(limit) => info!(open_files = limit, "open-file limit"),
+        Err(error) => warn!(%error, "cannot raise the open-file limit"),
+    }
     let (decision_listener, addr) = bind(app.config.server.listen).await?;
     let admin = match app.config.server.admin_listen {
         Some(admin_addr) => Some(bind(admin_addr).await?),
@@ -108,15 +112,18 @@ pub async fn run(
                 with_admin(Routes::new(health_service), &app),
                 reflection_gate.clone(),
             )?;
-            let serving = Server::builder()
+            let serving = server(&app)
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming(admin_listener), stopped(stopping.clone()));
+                .serve_with_incoming_shutdown(
+                    incoming(admin_listener, &app),
+                    stopped(stopping.clone()),
+                );
             (decisions, Some(serving))
         }
     };
-    let decision_serving = Server::builder()
+    let decision_serving = server(&app)
         .add_routes(with_reflection(decisions, reflection_gate)?)
-        .serve_with_incoming_shutdown(incoming(decision_listener), stopped(stopping.clone()));
+        .serve_with_incoming_shutdown(incoming(decision_listener, &app), stopped(stopping.clone()));
     let serving = async move {
         match admin_serving {
             Some(admin_serving) => tokio::try_join!(decision_serving, admin_serving).map(drop),
@@ -159,10 +166,29 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError>
     Ok((listener, bound))
 }
 
-/// The connections of `listener`. Without TCP_NODELAY, small gRPC responses wait out
-/// delayed ACKs (~40 ms each).
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The connections of `listener`, within the configured limits.
+fn incoming(
+    listener: TcpListener,
+    app: &App,
+) -> impl tokio_stream::Stream<Item = std::io::Result<listener::Guarded>> + Send + 'static {
+    listener::incoming(
+        listener,
+        listener::Limits {
+            max_connections: app.config.server.max_connections,
+            first_byte: app.config.server.first_byte_timeout,
+        },
+    )
+}
+
+/// A server with the configured per-connection limits, per-call deadline and keepalive.
+fn server(app: &App) -> Server {
+    let limits = &app.config.server;
+    Server::builder()
+        .concurrency_limit_per_connection(limits.max_concurrent_streams)
+        .max_concurrent_streams(Some(limits.max_concurrent_streams as u32))
+        .timeout(limits.call_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive))
 }
 
 /// `RegistrationService` over the assembled engine: the decision API.

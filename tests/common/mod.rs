@@ -64,7 +64,13 @@ impl Server {
         data: &Path,
         extra_args: &[&str],
     ) -> Result<Server, (Option<ExitStatus>, String)> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        Server::try_start_command(Server::command(policies, data, extra_args))
+    }
+
+    /// The command that [`Server::start`] runs, for a test to adjust before it starts it.
+    pub fn command(policies: &Path, data: &Path, extra_args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clientgate"));
+        command
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -73,7 +79,13 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(extra_args)
-            .env_remove("RUST_LOG")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    /// Runs `command` (a `clientgate serve`) and waits until it listens.
+    pub fn try_start_command(mut command: Command) -> Result<Server, (Option<ExitStatus>, String)> {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,156 @@
+//! Accepting connections within limits (review F-7): a cap on open connections, a deadline
+//! for a new connection's first byte (a socket that never speaks is closed, so idle
+//! sockets cannot hold the listener), TCP_NODELAY, and the caller's address for the
+//! audit trail. HTTP/2 keepalive, the streams per connection and the per-call deadline
+//! are set on the server itself (`service::run`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// The limits of one listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once at most; one more is closed at once.
+    pub max_connections: usize,
+    /// How long a new connection may stay silent before it is closed.
+    pub first_byte: Duration,
+}
+
+/// The connections of `listener`, each holding one of `limits.max_connections` places.
+/// Accepting runs on its own task, which ends when the server stops taking connections.
+pub fn incoming(
+    listener: TcpListener,
+    limits: Limits,
+) -> impl Stream<Item = std::io::Result<Guarded>> + Send + 'static {
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let places = Arc::new(Semaphore::new(limits.max_connections));
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before it was accepted:
+                    // wait a moment rather than spin on the same error.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(place) = places.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection refused: the listener is full"
+                );
+                continue;
+            };
+            // Without TCP_NODELAY, small gRPC responses wait out delayed ACKs (~40 ms each).
+            let _ = stream.set_nodelay(true);
+            let guarded = Guarded {
+                stream,
+                _place: place,
+                first_byte: Some(Box::pin(tokio::time::sleep(limits.first_byte))),
+            };
+            if sender.send(Ok(guarded)).await.is_err() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
+/// How long accepting pauses after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// An accepted connection: its place under the cap is given back when it closes, and it is
+/// closed if its first byte does not arrive in time.
+pub struct Guarded {
+    stream: TcpStream,
+    _place: OwnedSemaphorePermit,
+    first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Connected for Guarded {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let Some(deadline) = self.first_byte.as_mut() else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.first_byte = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the connection sent nothing in time",
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, so that a burst of sockets does
+/// not exhaust the default 1,024 descriptors; returns the limit now in force.
+#[cfg(unix)]
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    Ok(u64::MAX)
+}
