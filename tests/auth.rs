@@ -545,3 +545,50 @@ async fn the_admin_api_can_listen_apart_from_the_decision_api() {
         assert_eq!(health.into_inner().status, 1);
     }
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unix_socket_listener_serves_with_the_mode_it_was_given() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("clientgate.sock");
+    // A stale socket file from an earlier run is replaced.
+    std::fs::write(&socket, b"").unwrap();
+    let listen = format!("unix:{}", socket.display());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"));
+    command
+        .args(["serve", "--listen", &listen, "--policies"])
+        .arg(starter_policies())
+        .arg("--data")
+        .arg(data.path())
+        .env_remove("RUST_LOG")
+        .env("CLIENTGATE_SERVER_SOCKET_MODE", "0660");
+    let server = match Server::try_start_command(command) {
+        Ok(server) => server,
+        Err((status, log)) => panic!("clientgate did not start ({status:?}):\n{log}"),
+    };
+    assert_eq!(server.addr, listen);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "server.socket_mode applies");
+    let path = socket.clone();
+    let channel = tonic::transport::Endpoint::try_from("http://clientgate.local")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connects over the Unix socket");
+    let mut registration = RegistrationServiceClient::new(channel);
+    let answer = registration
+        .evaluate(dcr(WEB_CLIENT, "203.0.113.7"))
+        .await
+        .expect("Evaluate over the Unix socket, with no [auth]: the socket is local")
+        .into_inner();
+    assert_eq!(answer.decision(), Decision::Approve);
+}

@@ -21,7 +21,7 @@ use crate::auth::{Credentials, TokenEntry, token_digest};
 use crate::cimd::cache::CacheBounds;
 use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
 use crate::cimd::source::CimdSource;
-use crate::config::{Config, TokenSecret};
+use crate::config::{Config, ListenAddr, TokenSecret};
 use crate::engine::{Engine, EngineSettings, check_context};
 use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
 use crate::registration::software_statement::{IssuerError, TrustedIssuers};
@@ -143,10 +143,10 @@ pub fn credentials(config: &Config) -> Result<Credentials, AppError> {
 /// beyond it, this build (which serves no TLS) needs `server.allow_insecure`, and then says
 /// so at every start. `Ok(Some(warning))` when it serves insecurely by choice.
 pub fn exposure(config: &Config, credentials: &Credentials) -> Result<Option<String>, AppError> {
-    let exposed = std::iter::once(config.server.listen)
-        .chain(config.server.admin_listen)
-        .find(|addr| !addr.ip().is_loopback());
-    let Some(addr) = exposed else {
+    let exposed = std::iter::once(&config.server.listen)
+        .chain(config.server.admin_listen.as_ref())
+        .find(|addr| !addr.is_local());
+    let Some(ListenAddr::Tcp(addr)) = exposed.cloned() else {
         return Ok(None);
     };
     let missing = match credentials {

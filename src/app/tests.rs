@@ -242,3 +242,62 @@ mod software_statements {
         assert_eq!(error_code(&evaluated), "invalid_software_statement");
     }
 }
+
+mod exposure {
+    use super::*;
+    use crate::auth::Credentials;
+    use crate::config::ListenAddr;
+
+    fn config(listen: &str, admin: Option<&str>, allow_insecure: bool) -> Config {
+        let mut config = Config::default();
+        config.server.listen = ListenAddr::parse(listen).unwrap();
+        config.server.admin_listen = admin.map(|admin| ListenAddr::parse(admin).unwrap());
+        config.server.allow_insecure = allow_insecure;
+        config
+    }
+
+    #[test]
+    fn only_loopback_and_unix_sockets_are_served_unprotected() {
+        let open = Credentials::Open;
+        for local in [
+            "127.0.0.1:50051",
+            "[::1]:50051",
+            "unix:/run/clientgate.sock",
+        ] {
+            assert!(
+                matches!(exposure(&config(local, None, false), &open), Ok(None)),
+                "{local}"
+            );
+        }
+        for exposed in ["0.0.0.0:50051", "192.0.2.10:50051", "[::]:50051"] {
+            let refused = exposure(&config(exposed, None, false), &open).unwrap_err();
+            assert!(
+                refused
+                    .to_string()
+                    .contains("without TLS and without authentication"),
+                "{exposed}: {refused}"
+            );
+        }
+        let admin_exposed = exposure(&config("127.0.0.1:1", Some("0.0.0.0:2"), false), &open);
+        assert!(admin_exposed.is_err(), "the admin listener counts too");
+    }
+
+    #[test]
+    fn allow_insecure_serves_beyond_loopback_and_says_so() {
+        let warning = exposure(&config("0.0.0.0:50051", None, true), &Credentials::Open)
+            .unwrap()
+            .expect("a warning at every start");
+        assert!(warning.contains("`server.allow_insecure`"), "{warning}");
+        let with_tokens = exposure(
+            &config("0.0.0.0:50051", None, false),
+            &Credentials::Tokens(Vec::new()),
+        )
+        .unwrap_err();
+        assert!(
+            with_tokens
+                .to_string()
+                .contains("beyond loopback without TLS:"),
+            "tokens travel in the clear without TLS: {with_tokens}"
+        );
+    }
+}

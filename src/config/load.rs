@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{Raw, ValueError, flatten};
-use super::{Config, LogFormat, MIB, TokenConfig, TokenSecret, env};
+use super::{Config, ListenAddr, LogFormat, MIB, TokenConfig, TokenSecret, env};
 use crate::auth::Role;
 use crate::registration::Profile;
 
@@ -157,24 +157,31 @@ impl Config {
     ) -> Result<(), Unknown> {
         let result = match key {
             "server.listen" => raw.string().and_then(|text| {
-                text.parse()
+                ListenAddr::parse(&text)
                     .map(|addr| self.server.listen = addr)
-                    .map_err(|_| {
+                    .ok_or_else(|| {
                         invalid(format!(
-                            "`{text}` is not an address such as 127.0.0.1:50051"
+                            "`{text}` is not an address such as 127.0.0.1:50051 or unix:/run/clientgate.sock"
                         ))
                     })
+            }),
+            "server.socket_mode" => raw.string().and_then(|text| {
+                u32::from_str_radix(text.trim(), 8)
+                    .ok()
+                    .filter(|mode| *mode <= 0o777)
+                    .map(|mode| self.server.socket_mode = Some(mode))
+                    .ok_or_else(|| invalid(format!("`{text}` is not an octal mode such as \"0660\"")))
             }),
             "server.admin_listen" => raw.string().and_then(|text| {
                 if text.trim().is_empty() {
                     self.server.admin_listen = None;
                     return Ok(());
                 }
-                text.parse()
+                ListenAddr::parse(&text)
                     .map(|addr| self.server.admin_listen = Some(addr))
-                    .map_err(|_| {
+                    .ok_or_else(|| {
                         invalid(format!(
-                            "`{text}` is not an address such as 127.0.0.1:50052"
+                            "`{text}` is not an address such as 127.0.0.1:50052 or unix:/run/clientgate-admin.sock"
                         ))
                     })
             }),

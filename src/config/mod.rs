@@ -49,6 +49,42 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
+/// Where a listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    /// `unix:/path`: a Unix domain socket, reachable only through the file system.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// `host:port` or `unix:/path`.
+    pub fn parse(text: &str) -> Option<ListenAddr> {
+        match text.strip_prefix("unix:") {
+            Some(path) if !path.is_empty() => Some(ListenAddr::Unix(PathBuf::from(path))),
+            Some(_) => None,
+            None => text.parse().ok().map(ListenAddr::Tcp),
+        }
+    }
+
+    /// Whether only this machine can reach it: a loopback address or a Unix socket.
+    pub fn is_local(&self) -> bool {
+        match self {
+            ListenAddr::Tcp(addr) => addr.ip().is_loopback(),
+            ListenAddr::Unix(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// `[auth]`: who may call, and with which roles.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuthConfig {
@@ -144,11 +180,14 @@ pub struct CimdConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     /// `server.listen`: the gRPC address of the decision API (`Evaluate`, health,
-    /// reflection).
-    pub listen: SocketAddr,
+    /// reflection): `host:port`, or `unix:/path` for a Unix domain socket.
+    pub listen: ListenAddr,
     /// `server.admin_listen`: where `AdminService` and `StepUpService` are served; `None`
     /// (an empty string) serves them on `listen` too.
-    pub admin_listen: Option<SocketAddr>,
+    pub admin_listen: Option<ListenAddr>,
+    /// `server.socket_mode`: the permissions of a Unix socket (`"0660"`); `None` leaves
+    /// them to the umask.
+    pub socket_mode: Option<u32>,
     /// `server.max_metadata_bytes`: the largest DCR `metadata_json` accepted.
     pub max_metadata_bytes: usize,
     /// `server.shutdown_grace_secs`: how long in-flight calls may run after SIGINT/SIGTERM.
@@ -237,8 +276,9 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             server: ServerConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                listen: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 50051))),
                 admin_listen: None,
+                socket_mode: None,
                 max_metadata_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(10),
                 allow_insecure: false,

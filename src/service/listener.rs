@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 /// The limits of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,18 +25,51 @@ pub struct Limits {
     pub first_byte: Duration,
 }
 
-/// The connections of `listener`, each holding one of `limits.max_connections` places.
-/// Accepting runs on its own task, which ends when the server stops taking connections.
-pub fn incoming(
+/// The TCP connections of `listener`, with TCP_NODELAY (without it, small gRPC responses
+/// wait out delayed ACKs, ~40 ms each).
+pub fn incoming_tcp(
     listener: TcpListener,
     limits: Limits,
-) -> impl Stream<Item = std::io::Result<Guarded>> + Send + 'static {
+) -> impl Stream<Item = std::io::Result<Guarded<TcpStream>>> + Send + 'static {
+    let listener = Arc::new(listener);
+    accepting(limits, move || {
+        let listener = listener.clone();
+        async move {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+    })
+}
+
+/// The connections of a Unix socket.
+#[cfg(unix)]
+pub fn incoming_unix(
+    listener: tokio::net::UnixListener,
+    limits: Limits,
+) -> impl Stream<Item = std::io::Result<Guarded<tokio::net::UnixStream>>> + Send + 'static {
+    let listener = Arc::new(listener);
+    accepting(limits, move || {
+        let listener = listener.clone();
+        async move { Ok(listener.accept().await?.0) }
+    })
+}
+
+/// Accepts with `accept` on its own task, each connection holding one of
+/// `limits.max_connections` places; the task ends when the server stops taking
+/// connections.
+fn accepting<S, F, A>(limits: Limits, mut accept: A) -> ReceiverStream<std::io::Result<Guarded<S>>>
+where
+    S: Send + 'static,
+    F: std::future::Future<Output = std::io::Result<S>> + Send,
+    A: FnMut() -> F + Send + 'static,
+{
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         let places = Arc::new(Semaphore::new(limits.max_connections));
         loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
+            let stream = match accept().await {
+                Ok(stream) => stream,
                 Err(error) => {
                     // Out of descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin on the same error.
@@ -52,8 +85,6 @@ pub fn incoming(
                 );
                 continue;
             };
-            // Without TCP_NODELAY, small gRPC responses wait out delayed ACKs (~40 ms each).
-            let _ = stream.set_nodelay(true);
             let guarded = Guarded {
                 stream,
                 _place: place,
@@ -72,21 +103,21 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// An accepted connection: its place under the cap is given back when it closes, and it is
 /// closed if its first byte does not arrive in time.
-pub struct Guarded {
-    stream: TcpStream,
+pub struct Guarded<S> {
+    stream: S,
     _place: OwnedSemaphorePermit,
     first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl Connected for Guarded {
-    type ConnectInfo = TcpConnectInfo;
+impl<S: Connected> Connected for Guarded<S> {
+    type ConnectInfo = S::ConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> S::ConnectInfo {
         self.stream.connect_info()
     }
 }
 
-impl AsyncRead for Guarded {
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -113,7 +144,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -9,7 +9,6 @@ mod registration;
 mod step_up;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -23,7 +22,7 @@ pub use step_up::StepUpApi;
 use gate::Gate;
 
 use crate::app::{App, AppError, maintenance, reload};
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::registration_service_server::RegistrationServiceServer;
 use crate::proto::step_up_service_server::StepUpServiceServer;
@@ -41,7 +40,7 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
-        addr: SocketAddr,
+        addr: String,
         source: std::io::Error,
     },
     #[error("the gRPC server failed: {0}")]
@@ -57,22 +56,23 @@ pub enum ServeError {
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(ListenAddr),
 ) -> Result<StoreStats, ServeError> {
     let app = App::open(config)?;
     match listener::raise_open_files_limit() {
         Ok(limit) => info!(open_files = limit, "open-file limit"),
         Err(error) => warn!(%error, "cannot raise the open-file limit"),
     }
-    let (decision_listener, addr) = bind(app.config.server.listen).await?;
-    let admin = match app.config.server.admin_listen {
-        Some(admin_addr) => Some(bind(admin_addr).await?),
+    let mode = app.config.server.socket_mode;
+    let (decision_listener, addr) = bind(&app.config.server.listen, mode).await?;
+    let admin = match &app.config.server.admin_listen {
+        Some(admin_addr) => Some(bind(admin_addr, mode).await?),
         None => None,
     };
     let policies = app.engine.policies();
     info!(
         %addr,
-        admin_addr = %admin.as_ref().map_or(addr, |(_, admin_addr)| *admin_addr),
+        admin_addr = %admin.as_ref().map_or(&addr, |(_, admin_addr)| admin_addr),
         policy_version = %policies.version,
         policies = policies.policy_count(),
         profile = app.config.validation.profile.as_str(),
@@ -86,7 +86,7 @@ pub async fn run(
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<StepUpServiceServer<StepUpApi>>().await;
-    on_listening(addr);
+    on_listening(addr.clone());
     let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -112,18 +112,16 @@ pub async fn run(
                 with_admin(Routes::new(health_service), &app),
                 reflection_gate.clone(),
             )?;
-            let serving = server(&app)
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
-                    incoming(admin_listener, &app),
-                    stopped(stopping.clone()),
-                );
+            let serving = serve(&app, routes, admin_listener, stopped(stopping.clone()));
             (decisions, Some(serving))
         }
     };
-    let decision_serving = server(&app)
-        .add_routes(with_reflection(decisions, reflection_gate)?)
-        .serve_with_incoming_shutdown(incoming(decision_listener, &app), stopped(stopping.clone()));
+    let decision_serving = serve(
+        &app,
+        with_reflection(decisions, reflection_gate)?,
+        decision_listener,
+        stopped(stopping.clone()),
+    );
     let serving = async move {
         match admin_serving {
             Some(admin_serving) => tokio::try_join!(decision_serving, admin_serving).map(drop),
@@ -155,29 +153,77 @@ pub async fn run(
     Ok(stats)
 }
 
-/// A listener on `addr` and the address it got (the port, when `addr` asks for 0).
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| ServeError::Listen { addr, source })?;
-    Ok((listener, bound))
+/// A bound listener.
+enum Listener {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
 }
 
-/// The connections of `listener`, within the configured limits.
-fn incoming(
-    listener: TcpListener,
+/// A listener on `addr` and the address it got (the port, when `addr` asks for 0). A Unix
+/// socket left by an earlier run is replaced, one that answers is refused; `mode` sets
+/// its permissions.
+async fn bind(addr: &ListenAddr, mode: Option<u32>) -> Result<(Listener, ListenAddr), ServeError> {
+    let failed = |source| ServeError::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    match addr {
+        ListenAddr::Tcp(tcp) => {
+            let listener = TcpListener::bind(tcp).await.map_err(failed)?;
+            let bound = listener.local_addr().map_err(failed)?;
+            Ok((Listener::Tcp(listener), ListenAddr::Tcp(bound)))
+        }
+        #[cfg(unix)]
+        ListenAddr::Unix(path) => {
+            use std::os::unix::fs::PermissionsExt;
+            if path.exists() {
+                if tokio::net::UnixStream::connect(path).await.is_ok() {
+                    return Err(failed(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "another process answers on this socket",
+                    )));
+                }
+                std::fs::remove_file(path).map_err(failed)?;
+            }
+            let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
+            if let Some(mode) = mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(failed)?;
+            }
+            Ok((Listener::Unix(listener), addr.clone()))
+        }
+        #[cfg(not(unix))]
+        ListenAddr::Unix(_) => Err(failed(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "Unix sockets need a Unix system",
+        ))),
+    }
+}
+
+type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// Serves `routes` on `listener`, within the configured limits, until `stopped`.
+fn serve(
     app: &App,
-) -> impl tokio_stream::Stream<Item = std::io::Result<listener::Guarded>> + Send + 'static {
-    listener::incoming(
-        listener,
-        listener::Limits {
-            max_connections: app.config.server.max_connections,
-            first_byte: app.config.server.first_byte_timeout,
-        },
-    )
+    routes: Routes,
+    listener: Listener,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Serving {
+    let limits = listener::Limits {
+        max_connections: app.config.server.max_connections,
+        first_byte: app.config.server.first_byte_timeout,
+    };
+    let router = server(app).add_routes(routes);
+    match listener {
+        Listener::Tcp(tcp) => Box::pin(
+            router.serve_with_incoming_shutdown(listener::incoming_tcp(tcp, limits), stopped),
+        ),
+        #[cfg(unix)]
+        Listener::Unix(unix) => Box::pin(
+            router.serve_with_incoming_shutdown(listener::incoming_unix(unix, limits), stopped),
+        ),
+    }
 }
 
 /// A server with the configured per-connection limits, per-call deadline and keepalive.
