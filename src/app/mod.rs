@@ -47,9 +47,9 @@ pub enum AppError {
     },
     #[error(
         "clientgate will not serve `{addr}` beyond loopback {missing}: callers could approve \
-         their own registrations and read the decision log. Listen on 127.0.0.1, or configure \
-         `[[auth.tokens]]`, put clientgate behind a proxy that terminates TLS (this build \
-         serves no TLS itself) and set `server.allow_insecure = true`"
+         their own registrations and read the decision log. Listen on 127.0.0.1, or set \
+         `tls.cert_file` and `tls.key_file` and configure `[[auth.tokens]]`, or (behind a \
+         proxy that provides both) set `server.allow_insecure = true`"
     )]
     Insecure { addr: SocketAddr, missing: String },
 }
@@ -139,9 +139,9 @@ pub fn credentials(config: &Config) -> Result<Credentials, AppError> {
     Ok(Credentials::Tokens(tokens))
 }
 
-/// Whether clientgate may serve `server.listen` as configured. Loopback is always allowed;
-/// beyond it, this build (which serves no TLS) needs `server.allow_insecure`, and then says
-/// so at every start. `Ok(Some(warning))` when it serves insecurely by choice.
+/// Whether clientgate may serve `server.listen` as configured. Loopback and Unix sockets are
+/// always allowed; beyond them, TLS and tokens are needed, or `server.allow_insecure`, which
+/// is then said at every start. `Ok(Some(warning))` when it serves insecurely by choice.
 pub fn exposure(config: &Config, credentials: &Credentials) -> Result<Option<String>, AppError> {
     let exposed = std::iter::once(&config.server.listen)
         .chain(config.server.admin_listen.as_ref())
@@ -149,9 +149,11 @@ pub fn exposure(config: &Config, credentials: &Credentials) -> Result<Option<Str
     let Some(ListenAddr::Tcp(addr)) = exposed.cloned() else {
         return Ok(None);
     };
-    let missing = match credentials {
-        Credentials::Open => "without TLS and without authentication",
-        Credentials::Tokens(_) => "without TLS",
+    let missing = match (config.tls.is_on(), credentials) {
+        (true, Credentials::Tokens(_)) => return Ok(None),
+        (true, Credentials::Open) => "without authentication",
+        (false, Credentials::Open) => "without TLS and without authentication",
+        (false, Credentials::Tokens(_)) => "without TLS",
     };
     if config.server.allow_insecure {
         Ok(Some(format!(

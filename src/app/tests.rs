@@ -300,4 +300,22 @@ mod exposure {
             "tokens travel in the clear without TLS: {with_tokens}"
         );
     }
+
+    #[test]
+    fn tls_and_tokens_serve_beyond_loopback() {
+        let mut tls = config("0.0.0.0:50051", None, false);
+        tls.tls.cert_file = Some("cert.pem".into());
+        tls.tls.key_file = Some("key.pem".into());
+        assert!(matches!(
+            exposure(&tls, &Credentials::Tokens(Vec::new())),
+            Ok(None)
+        ));
+        let anyone = exposure(&tls, &Credentials::Open).unwrap_err();
+        assert!(
+            anyone
+                .to_string()
+                .contains("beyond loopback without authentication:"),
+            "{anyone}"
+        );
+    }
 }

@@ -16,6 +16,7 @@ const SECTIONS: &[&str] = &[
     "step_up",
     "cimd",
     "auth",
+    "tls",
     "log",
 ];
 

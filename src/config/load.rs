@@ -132,6 +132,22 @@ impl Config {
                 errors.push(unknown("command line", key));
             }
         }
+        let tls = &config.tls;
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            errors.push(ConfigError {
+                source: "configuration".to_owned(),
+                key: "tls.cert_file".to_owned(),
+                message: "`tls.cert_file` and `tls.key_file` go together".to_owned(),
+            });
+        }
+        if tls.client_ca_file.is_some() && tls.cert_file.is_none() {
+            errors.push(ConfigError {
+                source: "configuration".to_owned(),
+                key: "tls.client_ca_file".to_owned(),
+                message: "client certificates need TLS: set `tls.cert_file` and `tls.key_file`"
+                    .to_owned(),
+            });
+        }
         if config.cimd.cache_min > config.cimd.cache_max {
             errors.push(ConfigError {
                 source: "configuration".to_owned(),
@@ -334,6 +350,15 @@ impl Config {
             "server.allow_insecure" => raw
                 .boolean()
                 .map(|allow| self.server.allow_insecure = allow),
+            "tls.cert_file" => raw.string().map(|path| {
+                self.tls.cert_file = (!path.is_empty()).then(|| PathBuf::from(path));
+            }),
+            "tls.key_file" => raw.string().map(|path| {
+                self.tls.key_file = (!path.is_empty()).then(|| PathBuf::from(path));
+            }),
+            "tls.client_ca_file" => raw.string().map(|path| {
+                self.tls.client_ca_file = (!path.is_empty()).then(|| PathBuf::from(path));
+            }),
             "auth.reflection_requires_auth" => raw
                 .boolean()
                 .map(|required| self.auth.reflection_requires_auth = required),

@@ -47,6 +47,25 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: TLS on every TCP listener, and client certificates when `client_ca_file` is set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsConfig {
+    /// `tls.cert_file`, `tls.key_file`: the PEM certificate chain and its private key,
+    /// read again when either file changes.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// `tls.client_ca_file`: PEM roots; every client must then present a certificate they
+    /// issued.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn is_on(&self) -> bool {
+        self.cert_file.is_some()
+    }
 }
 
 /// Where a listener listens.
@@ -353,6 +372,7 @@ impl Default for Config {
                 format: LogFormat::Text,
             },
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }

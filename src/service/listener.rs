@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::Connected;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// The limits of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,14 +32,43 @@ pub fn incoming_tcp(
     limits: Limits,
 ) -> impl Stream<Item = std::io::Result<Guarded<TcpStream>>> + Send + 'static {
     let listener = Arc::new(listener);
-    accepting(limits, move || {
-        let listener = listener.clone();
-        async move {
-            let (stream, _) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-    })
+    accepting(
+        limits,
+        move || {
+            let listener = listener.clone();
+            async move {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+        },
+        |stream| async move { Ok(stream) },
+    )
+}
+
+/// The TLS connections of `listener`: each handshake runs on its own task and must finish
+/// within `limits.first_byte`.
+pub fn incoming_tls(
+    listener: TcpListener,
+    limits: Limits,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl Stream<Item = std::io::Result<Guarded<Tls>>> + Send + 'static {
+    let listener = Arc::new(listener);
+    accepting(
+        limits,
+        move || {
+            let listener = listener.clone();
+            async move {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+        },
+        move |stream| {
+            let acceptor = acceptor.clone();
+            async move { Ok(Tls(acceptor.accept(stream).await?)) }
+        },
+    )
 }
 
 /// The connections of a Unix socket.
@@ -49,27 +78,39 @@ pub fn incoming_unix(
     limits: Limits,
 ) -> impl Stream<Item = std::io::Result<Guarded<tokio::net::UnixStream>>> + Send + 'static {
     let listener = Arc::new(listener);
-    accepting(limits, move || {
-        let listener = listener.clone();
-        async move { Ok(listener.accept().await?.0) }
-    })
+    accepting(
+        limits,
+        move || {
+            let listener = listener.clone();
+            async move { Ok(listener.accept().await?.0) }
+        },
+        |stream| async move { Ok(stream) },
+    )
 }
 
 /// Accepts with `accept` on its own task, each connection holding one of
-/// `limits.max_connections` places; the task ends when the server stops taking
-/// connections.
-fn accepting<S, F, A>(limits: Limits, mut accept: A) -> ReceiverStream<std::io::Result<Guarded<S>>>
+/// `limits.max_connections` places, then readies it with `upgrade` (a TLS handshake) on a
+/// task of its own, within `limits.first_byte`. The accepting task ends when the server
+/// stops taking connections.
+fn accepting<R, S, F, A, U, G>(
+    limits: Limits,
+    mut accept: A,
+    upgrade: U,
+) -> ReceiverStream<std::io::Result<Guarded<S>>>
 where
+    R: Send + 'static,
     S: Send + 'static,
-    F: std::future::Future<Output = std::io::Result<S>> + Send,
+    F: std::future::Future<Output = std::io::Result<R>> + Send,
     A: FnMut() -> F + Send + 'static,
+    G: std::future::Future<Output = std::io::Result<S>> + Send + 'static,
+    U: Fn(R) -> G + Send + 'static,
 {
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         let places = Arc::new(Semaphore::new(limits.max_connections));
         loop {
-            let stream = match accept().await {
-                Ok(stream) => stream,
+            let raw = match accept().await {
+                Ok(raw) => raw,
                 Err(error) => {
                     // Out of descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin on the same error.
@@ -85,17 +126,72 @@ where
                 );
                 continue;
             };
-            let guarded = Guarded {
-                stream,
-                _place: place,
-                first_byte: Some(Box::pin(tokio::time::sleep(limits.first_byte))),
-            };
-            if sender.send(Ok(guarded)).await.is_err() {
+            if sender.is_closed() {
                 return;
             }
+            let ready = upgrade(raw);
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let stream = match tokio::time::timeout(limits.first_byte, ready).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "a connection failed its handshake");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("a connection did not finish its handshake in time");
+                        return;
+                    }
+                };
+                let guarded = Guarded {
+                    stream,
+                    _place: place,
+                    first_byte: Some(Box::pin(tokio::time::sleep(limits.first_byte))),
+                };
+                let _ = sender.send(Ok(guarded)).await;
+            });
         }
     });
     ReceiverStream::new(receiver)
+}
+
+/// A TLS connection, whose caller address is that of its TCP connection.
+pub struct Tls(tokio_rustls::server::TlsStream<TcpStream>);
+
+impl Connected for Tls {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl AsyncRead for Tls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 /// How long accepting pauses after a failed accept.

@@ -7,6 +7,7 @@ mod gate;
 mod listener;
 mod registration;
 mod step_up;
+mod tls;
 
 use std::future::Future;
 
@@ -28,6 +29,9 @@ use crate::proto::registration_service_server::RegistrationServiceServer;
 use crate::proto::step_up_service_server::StepUpServiceServer;
 use crate::store::{StoreError, StoreStats};
 
+/// How often the TLS certificate files are checked for a change.
+const CERTIFICATE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Room for the rest of an Evaluate message around its metadata.
 const MESSAGE_OVERHEAD_BYTES: usize = 16 * 1024;
 
@@ -47,6 +51,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Assembles clientgate from `config`, binds `config.server.listen` (and
@@ -63,6 +69,7 @@ pub async fn run(
         Ok(limit) => info!(open_files = limit, "open-file limit"),
         Err(error) => warn!(%error, "cannot raise the open-file limit"),
     }
+    let tls = tls::acceptor(&app.config.tls)?;
     let mode = app.config.server.socket_mode;
     let (decision_listener, addr) = bind(&app.config.server.listen, mode).await?;
     let admin = match &app.config.server.admin_listen {
@@ -79,7 +86,14 @@ pub async fn run(
         data = %app.config.store.dir.display(),
         "clientgate listening"
     );
-    let background = spawn_background(&app);
+    let mut background = spawn_background(&app);
+    if let Some((_, certificates)) = &tls {
+        background.push(tokio::spawn(tls::watch(
+            certificates.clone(),
+            CERTIFICATE_CHECK_EVERY,
+        )));
+    }
+    let acceptor = tls.map(|(acceptor, _)| acceptor);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<RegistrationServiceServer<RegistrationApi>>()
@@ -112,7 +126,13 @@ pub async fn run(
                 with_admin(Routes::new(health_service), &app),
                 reflection_gate.clone(),
             )?;
-            let serving = serve(&app, routes, admin_listener, stopped(stopping.clone()));
+            let serving = serve(
+                &app,
+                routes,
+                admin_listener,
+                acceptor.clone(),
+                stopped(stopping.clone()),
+            );
             (decisions, Some(serving))
         }
     };
@@ -120,6 +140,7 @@ pub async fn run(
         &app,
         with_reflection(decisions, reflection_gate)?,
         decision_listener,
+        acceptor,
         stopped(stopping.clone()),
     );
     let serving = async move {
@@ -203,11 +224,13 @@ async fn bind(addr: &ListenAddr, mode: Option<u32>) -> Result<(Listener, ListenA
 
 type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
-/// Serves `routes` on `listener`, within the configured limits, until `stopped`.
+/// Serves `routes` on `listener` (over TLS when `tls` is set and the listener is TCP),
+/// within the configured limits, until `stopped`.
 fn serve(
     app: &App,
     routes: Routes,
     listener: Listener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Serving {
     let limits = listener::Limits {
@@ -216,9 +239,15 @@ fn serve(
     };
     let router = server(app).add_routes(routes);
     match listener {
-        Listener::Tcp(tcp) => Box::pin(
-            router.serve_with_incoming_shutdown(listener::incoming_tcp(tcp, limits), stopped),
-        ),
+        Listener::Tcp(tcp) => match tls {
+            Some(acceptor) => Box::pin(router.serve_with_incoming_shutdown(
+                listener::incoming_tls(tcp, limits, acceptor),
+                stopped,
+            )),
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(listener::incoming_tcp(tcp, limits), stopped),
+            ),
+        },
         #[cfg(unix)]
         Listener::Unix(unix) => Box::pin(
             router.serve_with_incoming_shutdown(listener::incoming_unix(unix, limits), stopped),
