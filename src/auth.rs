@@ -64,12 +64,36 @@ impl std::fmt::Debug for TokenEntry {
     }
 }
 
+/// A configured client certificate identity: a DNS name its certificate must be valid
+/// for, and the roles it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientEntry {
+    pub subject: String,
+    pub roles: Vec<Role>,
+}
+
 /// Who may call. `Open` when no `[auth]` is configured: every caller may do everything,
-/// which the server allows only on loopback (see `app::check_exposure`).
+/// which the server allows only on loopback (see `app::exposure`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credentials {
     Open,
-    Tokens(Vec<TokenEntry>),
+    Known {
+        tokens: Vec<TokenEntry>,
+        clients: Vec<ClientEntry>,
+    },
+}
+
+/// The client certificate a caller presented (already verified against the client CA by
+/// the TLS handshake): whether it is valid for a DNS name.
+pub trait PresentedCertificate {
+    fn is_for(&self, subject: &str) -> bool;
+}
+
+/// What a call presented: its `authorization` metadata and its client certificate.
+#[derive(Clone, Copy, Default)]
+pub struct Presented<'a> {
+    pub authorization: Option<&'a str>,
+    pub certificate: Option<&'a dyn PresentedCertificate>,
 }
 
 /// The caller of one RPC, once authenticated.
@@ -79,6 +103,8 @@ pub enum Identity {
     Unauthenticated,
     /// The holder of the named token.
     Token { name: String, roles: Vec<Role> },
+    /// The holder of a client certificate valid for `subject`.
+    Certificate { subject: String, roles: Vec<Role> },
 }
 
 impl Identity {
@@ -87,6 +113,7 @@ impl Identity {
         match self {
             Identity::Unauthenticated => None,
             Identity::Token { name, .. } => Some(name),
+            Identity::Certificate { subject, .. } => Some(subject),
         }
     }
 }
@@ -102,6 +129,8 @@ pub enum AuthError {
     Malformed,
     #[error("the bearer token is not one this clientgate knows")]
     UnknownToken,
+    #[error("the client certificate is for none of the `[[auth.clients]]` subjects")]
+    UnknownCertificate,
     #[error("`{caller}` lacks the `{needed}` role this call needs (it has: {held})")]
     Forbidden {
         caller: String,
@@ -124,61 +153,79 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Credentials {
-    /// Who presented `authorization` (the metadata value, if any). Every configured token
-    /// is compared, in constant time, whichever matches.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Identity, AuthError> {
-        self.identify(authorization, "any role")
+    /// Who presented `presented`: a bearer token first (every configured token compared,
+    /// in constant time), else the client certificate.
+    pub fn authenticate(&self, presented: Presented<'_>) -> Result<Identity, AuthError> {
+        self.identify(presented, "any role")
     }
 
     fn identify(
         &self,
-        authorization: Option<&str>,
+        presented: Presented<'_>,
         needed: &'static str,
     ) -> Result<Identity, AuthError> {
-        let Credentials::Tokens(tokens) = self else {
+        let Credentials::Known { tokens, clients } = self else {
             return Ok(Identity::Unauthenticated);
         };
-        let Some(value) = authorization else {
-            return Err(AuthError::Missing { needed });
-        };
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(AuthError::Malformed)?;
-        let digest = token_digest(token);
-        let mut found = None;
-        for entry in tokens {
-            if same_digest(&entry.sha256, &digest) && found.is_none() {
-                found = Some(entry);
-            }
+        if let Some(value) = presented.authorization {
+            return token_identity(tokens, value);
         }
-        let entry = found.ok_or(AuthError::UnknownToken)?;
-        Ok(Identity::Token {
-            name: entry.name.clone(),
-            roles: entry.roles.clone(),
-        })
+        if let Some(certificate) = presented.certificate {
+            let client = clients
+                .iter()
+                .find(|client| certificate.is_for(&client.subject))
+                .ok_or(AuthError::UnknownCertificate)?;
+            return Ok(Identity::Certificate {
+                subject: client.subject.clone(),
+                roles: client.roles.clone(),
+            });
+        }
+        Err(AuthError::Missing { needed })
     }
 
     /// Authenticates the caller and checks that it holds `needed`.
-    pub fn authorize(
-        &self,
-        authorization: Option<&str>,
-        needed: Role,
-    ) -> Result<Identity, AuthError> {
-        let identity = self.identify(authorization, needed.phrase())?;
+    pub fn authorize(&self, presented: Presented<'_>, needed: Role) -> Result<Identity, AuthError> {
+        let identity = self.identify(presented, needed.phrase())?;
         require(&identity, needed)?;
         Ok(identity)
     }
+}
+
+fn token_identity(tokens: &[TokenEntry], value: &str) -> Result<Identity, AuthError> {
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or(AuthError::Malformed)?;
+    let digest = token_digest(token);
+    let mut found = None;
+    for entry in tokens {
+        if same_digest(&entry.sha256, &digest) && found.is_none() {
+            found = Some(entry);
+        }
+    }
+    let entry = found.ok_or(AuthError::UnknownToken)?;
+    Ok(Identity::Token {
+        name: entry.name.clone(),
+        roles: entry.roles.clone(),
+    })
 }
 
 /// Checks that `identity` holds `needed`.
 pub fn require(identity: &Identity, needed: Role) -> Result<(), AuthError> {
     match identity {
         Identity::Unauthenticated => Ok(()),
-        Identity::Token { roles, .. } if roles.iter().any(|role| role.grants(needed)) => Ok(()),
-        Identity::Token { name, roles } => Err(AuthError::Forbidden {
+        Identity::Token { roles, .. } | Identity::Certificate { roles, .. }
+            if roles.iter().any(|role| role.grants(needed)) =>
+        {
+            Ok(())
+        }
+        Identity::Token { name, roles }
+        | Identity::Certificate {
+            subject: name,
+            roles,
+        } => Err(AuthError::Forbidden {
             caller: name.clone(),
             needed: needed.as_str(),
             held: if roles.is_empty() {
@@ -204,11 +251,17 @@ mod tests {
             sha256: token_digest(token),
             roles: roles.to_vec(),
         };
-        Credentials::Tokens(vec![
-            entry("as", "as-secret", &[Role::Evaluate]),
-            entry("ops", "ops-secret", &[Role::Operator]),
-            entry("root", "root-secret", &[Role::Admin]),
-        ])
+        Credentials::Known {
+            tokens: vec![
+                entry("as", "as-secret", &[Role::Evaluate]),
+                entry("ops", "ops-secret", &[Role::Operator]),
+                entry("root", "root-secret", &[Role::Admin]),
+            ],
+            clients: vec![ClientEntry {
+                subject: "as.example.com".to_owned(),
+                roles: vec![Role::Evaluate],
+            }],
+        }
     }
 
     #[test]
@@ -226,7 +279,12 @@ mod tests {
             ("root-secret", Admin, true),
         ];
         for (token, needed, allowed) in cases {
-            let result = credentials().authorize(Some(&format!("Bearer {token}")), *needed);
+            let value = format!("Bearer {token}");
+            let presented = Presented {
+                authorization: Some(&value),
+                certificate: None,
+            };
+            let result = credentials().authorize(presented, *needed);
             assert_eq!(result.is_ok(), *allowed, "{token} → {needed:?}: {result:?}");
         }
     }
@@ -255,7 +313,13 @@ mod tests {
         ];
         for (presented, expected) in cases {
             let error = credentials
-                .authorize(*presented, Role::Operator)
+                .authorize(
+                    Presented {
+                        authorization: *presented,
+                        certificate: None,
+                    },
+                    Role::Operator,
+                )
                 .expect_err("refused");
             assert_eq!(&error, expected);
             for secret in ["as-secret", "guessed-secret", "b3BzOnNlY3JldA=="] {
@@ -266,7 +330,9 @@ mod tests {
 
     #[test]
     fn with_no_auth_configured_every_caller_is_unauthenticated_and_allowed() {
-        let identity = Credentials::Open.authorize(None, Role::Admin).unwrap();
+        let identity = Credentials::Open
+            .authorize(Presented::default(), Role::Admin)
+            .unwrap();
         assert_eq!(identity, Identity::Unauthenticated);
         assert_eq!(identity.name(), None);
     }
@@ -281,5 +347,52 @@ mod tests {
         let mut first = digest;
         first[0] ^= 0x80;
         assert!(!same_digest(&digest, &first));
+    }
+
+    struct For(&'static str);
+
+    impl PresentedCertificate for For {
+        fn is_for(&self, subject: &str) -> bool {
+            self.0 == subject
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_is_known_by_its_subject_and_a_token_comes_first() {
+        let credentials = credentials();
+        let as_certificate = For("as.example.com");
+        let by_certificate = Presented {
+            authorization: None,
+            certificate: Some(&as_certificate),
+        };
+        assert_eq!(
+            credentials.authorize(by_certificate, Role::Evaluate),
+            Ok(Identity::Certificate {
+                subject: "as.example.com".to_owned(),
+                roles: vec![Role::Evaluate],
+            })
+        );
+        assert!(matches!(
+            credentials.authorize(by_certificate, Role::Operator),
+            Err(AuthError::Forbidden { .. })
+        ));
+        let stranger = For("stranger.example");
+        let unknown = Presented {
+            authorization: None,
+            certificate: Some(&stranger),
+        };
+        assert_eq!(
+            credentials.authorize(unknown, Role::Evaluate),
+            Err(AuthError::UnknownCertificate)
+        );
+        let both = Presented {
+            authorization: Some("Bearer ops-secret"),
+            certificate: Some(&as_certificate),
+        };
+        assert_eq!(
+            credentials.authorize(both, Role::Operator).unwrap().name(),
+            Some("ops"),
+            "a token, when sent, is who calls"
+        );
     }
 }

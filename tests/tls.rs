@@ -305,3 +305,68 @@ async fn a_new_certificate_is_taken_from_its_files_while_calls_go_on() {
         "a new handshake gets the new certificate"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_is_an_identity_with_the_roles_configured_for_its_subject() {
+    use clientgate::proto::ListDecisionsRequest;
+    use clientgate::proto::admin_service_client::AdminServiceClient;
+    use tonic::Code;
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let ca = Ca::new("clientgate test CA");
+    let (cert, key) = ca.issue(&["localhost", "127.0.0.1"], "clientgate");
+    write(dir.path(), "server.pem", &cert);
+    write(dir.path(), "server.key", &key);
+    let clients = Ca::new("clients CA");
+    let client_ca = write(dir.path(), "clients.pem", &clients.pem());
+    let server = tls_server(
+        dir.path(),
+        data.path(),
+        &format!(
+            "client_ca_file = \"{}\"\n\n\
+             [[auth.clients]]\nsubject = \"as.example.com\"\nroles = [\"evaluate\"]\n\n\
+             [[auth.clients]]\nsubject = \"ops.example.com\"\nroles = [\"operator\"]\n",
+            client_ca.display()
+        ),
+    );
+    let channel_for = |name: &'static str| {
+        let (cert, key) = clients.issue(&[name], name);
+        let addr = server.addr.clone();
+        let root = ca.pem();
+        async move {
+            tls_channel(
+                &addr,
+                &[&root],
+                Some(identity(&cert, &key)),
+                Arc::new(std::sync::Mutex::new(Vec::new())),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let list = |channel: Channel| async move {
+        AdminServiceClient::new(channel)
+            .list_decisions(ListDecisionsRequest::default())
+            .await
+            .map(drop)
+            .map_err(|status| status.code())
+    };
+
+    let the_as = channel_for("as.example.com").await;
+    assert_eq!(evaluate(the_as.clone()).await.unwrap(), Decision::Approve);
+    assert_eq!(list(the_as).await, Err(Code::PermissionDenied));
+
+    let ops = channel_for("ops.example.com").await;
+    assert_eq!(list(ops.clone()).await, Ok(()));
+    assert_eq!(
+        evaluate(ops).await.map_err(|status| status.code()),
+        Err(Code::PermissionDenied)
+    );
+
+    let stranger = channel_for("stranger.example.com").await;
+    assert_eq!(
+        evaluate(stranger).await.map_err(|status| status.code()),
+        Err(Code::Unauthenticated),
+        "a certificate of the client CA for no configured subject is nobody"
+    );
+}

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use tracing::{info, warn};
 
-use crate::auth::{Credentials, TokenEntry, token_digest};
+use crate::auth::{ClientEntry, Credentials, TokenEntry, token_digest};
 use crate::cimd::cache::CacheBounds;
 use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
 use crate::cimd::source::CimdSource;
@@ -114,7 +114,7 @@ impl App {
 
 /// The configured callers: `Open` when no token is configured; a `token_file` is read now.
 pub fn credentials(config: &Config) -> Result<Credentials, AppError> {
-    if config.auth.tokens.is_empty() {
+    if config.auth.tokens.is_empty() && config.auth.clients.is_empty() {
         return Ok(Credentials::Open);
     }
     let mut tokens = Vec::new();
@@ -136,7 +136,16 @@ pub fn credentials(config: &Config) -> Result<Credentials, AppError> {
             roles: token.roles.clone(),
         });
     }
-    Ok(Credentials::Tokens(tokens))
+    let clients = config
+        .auth
+        .clients
+        .iter()
+        .map(|client| ClientEntry {
+            subject: client.subject.clone(),
+            roles: client.roles.clone(),
+        })
+        .collect();
+    Ok(Credentials::Known { tokens, clients })
 }
 
 /// Whether clientgate may serve `server.listen` as configured. Loopback and Unix sockets are
@@ -150,10 +159,10 @@ pub fn exposure(config: &Config, credentials: &Credentials) -> Result<Option<Str
         return Ok(None);
     };
     let missing = match (config.tls.is_on(), credentials) {
-        (true, Credentials::Tokens(_)) => return Ok(None),
+        (true, Credentials::Known { .. }) => return Ok(None),
         (true, Credentials::Open) => "without authentication",
         (false, Credentials::Open) => "without TLS and without authentication",
-        (false, Credentials::Tokens(_)) => "without TLS",
+        (false, Credentials::Known { .. }) => "without TLS",
     };
     if config.server.allow_insecure {
         Ok(Some(format!(

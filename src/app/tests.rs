@@ -290,7 +290,10 @@ mod exposure {
         assert!(warning.contains("`server.allow_insecure`"), "{warning}");
         let with_tokens = exposure(
             &config("0.0.0.0:50051", None, false),
-            &Credentials::Tokens(Vec::new()),
+            &Credentials::Known {
+                tokens: Vec::new(),
+                clients: Vec::new(),
+            },
         )
         .unwrap_err();
         assert!(
@@ -307,7 +310,13 @@ mod exposure {
         tls.tls.cert_file = Some("cert.pem".into());
         tls.tls.key_file = Some("key.pem".into());
         assert!(matches!(
-            exposure(&tls, &Credentials::Tokens(Vec::new())),
+            exposure(
+                &tls,
+                &Credentials::Known {
+                    tokens: Vec::new(),
+                    clients: Vec::new(),
+                }
+            ),
             Ok(None)
         ));
         let anyone = exposure(&tls, &Credentials::Open).unwrap_err();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{Raw, ValueError, flatten};
-use super::{Config, ListenAddr, LogFormat, MIB, TokenConfig, TokenSecret, env};
+use super::{ClientConfig, Config, ListenAddr, LogFormat, MIB, TokenConfig, TokenSecret, env};
 use crate::auth::Role;
 use crate::registration::Profile;
 
@@ -138,6 +138,14 @@ impl Config {
                 source: "configuration".to_owned(),
                 key: "tls.cert_file".to_owned(),
                 message: "`tls.cert_file` and `tls.key_file` go together".to_owned(),
+            });
+        }
+        if !config.auth.clients.is_empty() && tls.client_ca_file.is_none() {
+            errors.push(ConfigError {
+                source: "configuration".to_owned(),
+                key: "auth.clients".to_owned(),
+                message: "client certificates are only asked for with `tls.client_ca_file`"
+                    .to_owned(),
             });
         }
         if tls.client_ca_file.is_some() && tls.cert_file.is_none() {
@@ -365,6 +373,9 @@ impl Config {
             "auth.tokens" => raw.tables().map(|tables| {
                 self.auth.tokens = tokens(source, &tables, errors);
             }),
+            "auth.clients" => raw.tables().map(|tables| {
+                self.auth.clients = clients(source, &tables, errors);
+            }),
             "log.level" => raw.string().and_then(|level| {
                 check_log_level(&level)?;
                 self.log.level = level;
@@ -515,6 +526,66 @@ fn tokens(source: &str, tables: &[toml::Table], errors: &mut Vec<ConfigError>) -
         }
     }
     tokens
+}
+
+/// The `[[auth.clients]]` tables, each checked like the tokens.
+fn clients(
+    source: &str,
+    tables: &[toml::Table],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ClientConfig> {
+    let mut clients: Vec<ClientConfig> = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let mut problem = |member: &str, message: String| {
+            errors.push(ConfigError {
+                source: source.to_owned(),
+                key: format!("auth.clients[{index}]{member}"),
+                message,
+            });
+        };
+        if let Some(unknown) = table
+            .keys()
+            .find(|key| !["subject", "roles"].contains(&key.as_str()))
+        {
+            problem(
+                &format!(".{unknown}"),
+                "not a client setting (subject, roles)".to_owned(),
+            );
+            continue;
+        }
+        let subject = table
+            .get("subject")
+            .and_then(toml::Value::as_str)
+            .map(str::trim);
+        let Some(subject) = subject.filter(|subject| !subject.is_empty()) else {
+            problem(
+                ".subject",
+                "every client needs the DNS name its certificate is for".to_owned(),
+            );
+            continue;
+        };
+        let roles: Option<Vec<Role>> =
+            table
+                .get("roles")
+                .and_then(toml::Value::as_array)
+                .and_then(|roles| {
+                    roles
+                        .iter()
+                        .map(|role| role.as_str().and_then(Role::parse))
+                        .collect()
+                });
+        match roles {
+            Some(roles) if !roles.is_empty() => clients.push(ClientConfig {
+                subject: subject.to_owned(),
+                roles,
+            }),
+            _ => problem(
+                ".roles",
+                "expected one or more of evaluate, operator, admin".to_owned(),
+            ),
+        }
+    }
+    clients
 }
 
 fn parse_digest(hex: &str) -> Option<[u8; 32]> {

@@ -111,8 +111,18 @@ pub struct AuthConfig {
     /// None configured: callers are not authenticated, and clientgate serves on loopback
     /// only (`server.allow_insecure` aside).
     pub tokens: Vec<TokenConfig>,
+    /// `[[auth.clients]]`: `subject` (a DNS name the client certificate is valid for) and
+    /// `roles`; needs `tls.client_ca_file`.
+    pub clients: Vec<ClientConfig>,
     /// `auth.reflection_requires_auth`: serve gRPC reflection only to known callers.
     pub reflection_requires_auth: bool,
+}
+
+/// One `[[auth.clients]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub subject: String,
+    pub roles: Vec<Role>,
 }
 
 /// One `[[auth.tokens]]` entry.

@@ -1,16 +1,28 @@
-//! The door every RPC passes: the caller's `authorization: Bearer <token>` metadata
-//! checked against the configured credentials for the role the call needs.
+//! The door every RPC passes: the caller's `authorization: Bearer <token>` metadata, or
+//! its client certificate, checked against the configured credentials for the role the
+//! call needs.
 
 use std::sync::Arc;
 
 use tonic::Request;
 
-use crate::auth::{AuthError, Credentials, Identity, Role};
+use super::listener::TlsPeer;
+use crate::auth::{AuthError, Credentials, Identity, Presented, PresentedCertificate, Role};
 use crate::errors::ServiceError;
 
 #[derive(Clone)]
 pub struct Gate {
     credentials: Arc<Credentials>,
+}
+
+/// A verified client certificate, matched by DNS name.
+struct Certificate<'a>(webpki::EndEntityCert<'a>);
+
+impl PresentedCertificate for Certificate<'_> {
+    fn is_for(&self, subject: &str) -> bool {
+        rustls::pki_types::ServerName::try_from(subject)
+            .is_ok_and(|name| self.0.verify_is_valid_for_subject_name(&name).is_ok())
+    }
 }
 
 impl Gate {
@@ -20,24 +32,51 @@ impl Gate {
 
     /// The caller of `request`, if it holds `needed`.
     pub fn admit<T>(&self, request: &Request<T>, needed: Role) -> Result<Identity, ServiceError> {
-        let authorization = match request.metadata().get("authorization") {
-            None => None,
-            Some(value) => Some(value.to_str().map_err(|_| AuthError::Malformed)?),
-        };
-        Ok(self.credentials.authorize(authorization, needed)?)
+        self.with_presented(request, |presented| {
+            self.credentials.authorize(presented, needed)
+        })
     }
 
     /// Any known caller of `request`, whatever its roles.
     pub fn identify<T>(&self, request: &Request<T>) -> Result<Identity, ServiceError> {
+        self.with_presented(request, |presented| {
+            self.credentials.authenticate(presented)
+        })
+    }
+
+    fn with_presented<T>(
+        &self,
+        request: &Request<T>,
+        check: impl FnOnce(Presented<'_>) -> Result<Identity, AuthError>,
+    ) -> Result<Identity, ServiceError> {
         let authorization = match request.metadata().get("authorization") {
             None => None,
             Some(value) => Some(value.to_str().map_err(|_| AuthError::Malformed)?),
         };
-        Ok(self.credentials.authenticate(authorization)?)
+        let der = request
+            .extensions()
+            .get::<TlsPeer>()
+            .and_then(|peer| peer.certificate.as_ref());
+        let parsed = der.and_then(|der| webpki::EndEntityCert::try_from(der).ok().map(Certificate));
+        let presented = Presented {
+            authorization,
+            certificate: parsed
+                .as_ref()
+                .map(|certificate| certificate as &dyn PresentedCertificate),
+        };
+        Ok(check(presented)?)
     }
 }
 
 /// The caller's address as the connection shows it, for the audit trail.
 pub fn peer<T>(request: &Request<T>) -> Option<String> {
-    request.remote_addr().map(|addr| addr.to_string())
+    request
+        .remote_addr()
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<TlsPeer>()
+                .and_then(|peer| peer.tcp.remote_addr())
+        })
+        .map(|addr| addr.to_string())
 }

@@ -155,14 +155,29 @@ where
     ReceiverStream::new(receiver)
 }
 
-/// A TLS connection, whose caller address is that of its TCP connection.
+/// A TLS connection.
 pub struct Tls(tokio_rustls::server::TlsStream<TcpStream>);
 
-impl Connected for Tls {
-    type ConnectInfo = TcpConnectInfo;
+/// What a call learns of its TLS connection: the TCP one's addresses and the client
+/// certificate, if the client presented one (verified by the handshake).
+#[derive(Clone, Debug)]
+pub struct TlsPeer {
+    pub tcp: TcpConnectInfo,
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+}
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.0.get_ref().0.connect_info()
+impl Connected for Tls {
+    type ConnectInfo = TlsPeer;
+
+    fn connect_info(&self) -> TlsPeer {
+        let (tcp, session) = self.0.get_ref();
+        TlsPeer {
+            tcp: tcp.connect_info(),
+            certificate: session
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|certificate| certificate.clone().into_owned()),
+        }
     }
 }
 
