@@ -38,7 +38,10 @@ fn evaluate_examples() -> Vec<(Value, Value)> {
     let blocks = blocks();
     let mut examples = Vec::new();
     for (index, (tag, text)) in blocks.iter().enumerate() {
-        if tag != "sh" || !text.contains("RegistrationService/Evaluate") {
+        // A call shown with its JSON response (the "Callers and roles" example shows
+        // refusals instead, checked by its own test).
+        let answered = blocks.get(index + 1).is_some_and(|(tag, _)| tag == "json");
+        if tag != "sh" || !text.contains("RegistrationService/Evaluate") || !answered {
             continue;
         }
         let body = text
@@ -315,5 +318,89 @@ fn the_eval_and_test_examples_print_what_the_readme_shows() {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+/// The refusals the README shows under "Callers and roles": `(call, code, message)`.
+fn shown_refusals() -> Vec<(String, String, String)> {
+    let block = blocks()
+        .into_iter()
+        .find(|(tag, text)| tag == "text" && text.starts_with("without the header, Evaluate:"))
+        .expect("the README shows the refusals")
+        .1;
+    let lines: Vec<&str> = block.lines().collect();
+    lines
+        .chunks(3)
+        .map(|chunk| {
+            let field = |line: &str, name: &str| {
+                line.trim()
+                    .strip_prefix(name)
+                    .unwrap_or_else(|| panic!("`{line}` lacks `{name}`"))
+                    .to_owned()
+            };
+            (
+                chunk[0].trim_end_matches(':').to_owned(),
+                field(chunk[1], "Code: "),
+                field(chunk[2], "Message: "),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_callers_and_roles_example_gives_the_refusals_it_shows() {
+    use sha2::{Digest, Sha256};
+    let token = "readme-example-token-1";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clientgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[auth.tokens]]\nname = \"as-prod\"\nsha256 = \"{}\"\nroles = [\"evaluate\"]\n",
+            hex::encode(Sha256::digest(token.as_bytes()))
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &starter_policies(),
+        data.path(),
+        &["--config", config.to_str().unwrap()],
+    );
+    fn authorized<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            "Bearer readme-example-token-1".parse().unwrap(),
+        );
+        request
+    }
+    let body = r#"{"redirect_uris":["https://app.example.com/cb"]}"#;
+    let mut registration = server.registration().await;
+    registration
+        .evaluate(authorized(dcr(body, "")))
+        .await
+        .expect("the AS's token is let in");
+    let without = registration.evaluate(dcr(body, "")).await.unwrap_err();
+    let mut step_ups = StepUpServiceClient::new(server.channel().await);
+    let resolving = step_ups
+        .resolve_step_up(authorized(ResolveStepUpRequest {
+            ticket_id: "01JDQ8ZK2M4X7B9C3D5E6F7G8J".to_owned(),
+            approve: true,
+            resolver: String::new(),
+            note: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    let got = [
+        ("without the header, Evaluate", without),
+        ("with $TOKEN, ResolveStepUp", resolving),
+    ];
+    let shown = shown_refusals();
+    assert_eq!(shown.len(), got.len());
+    for ((call, code, message), (expected_call, status)) in shown.iter().zip(got) {
+        assert_eq!(call, expected_call);
+        assert_eq!(code, &format!("{:?}", status.code()), "{call}");
+        assert_eq!(message, status.message(), "{call}");
     }
 }
