@@ -553,8 +553,27 @@ async fn a_unix_socket_listener_serves_with_the_mode_it_was_given() {
     let dir = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let socket = dir.path().join("clientgate.sock");
-    // A stale socket file from an earlier run is replaced.
-    std::fs::write(&socket, b"").unwrap();
+    // A regular file in the way is never removed.
+    let in_the_way = dir.path().join("not-a-socket");
+    std::fs::write(&in_the_way, b"keep me").unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["serve", "--listen"])
+        .arg(format!("unix:{}", in_the_way.display()))
+        .arg("--policies")
+        .arg(starter_policies())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not a socket"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(std::fs::read(&in_the_way).unwrap(), b"keep me");
+    // A socket left by an earlier run is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     let listen = format!("unix:{}", socket.display());
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"));
     command

@@ -197,8 +197,16 @@ async fn bind(addr: &ListenAddr, mode: Option<u32>) -> Result<(Listener, ListenA
         }
         #[cfg(unix)]
         ListenAddr::Unix(path) => {
-            use std::os::unix::fs::PermissionsExt;
-            if path.exists() {
+            use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+            if let Ok(existing) = std::fs::symlink_metadata(path) {
+                // Only a socket left by an earlier run is replaced: never a file, a link
+                // or a socket another process still answers on.
+                if !existing.file_type().is_socket() {
+                    return Err(failed(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "the path exists and is not a socket",
+                    )));
+                }
                 if tokio::net::UnixStream::connect(path).await.is_ok() {
                     return Err(failed(std::io::Error::new(
                         std::io::ErrorKind::AddrInUse,
