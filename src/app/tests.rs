@@ -4,29 +4,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::engine::{EvaluateInput, Registration};
+use crate::engine::test_input as input;
 use crate::policy::load_policy_dir;
 use crate::step_up::{ADMIN_APPROVAL, TicketState};
 use crate::store::SledStore;
-use crate::vocab::{Caller, Decision};
-
-fn input(metadata_json: &str) -> EvaluateInput {
-    EvaluateInput {
-        tenant: "acme".to_owned(),
-        registration: Registration::Dcr {
-            metadata_json: metadata_json.to_owned(),
-            initial_access_token: false,
-        },
-        caller: Caller {
-            ip: Some("203.0.113.7".parse().unwrap()),
-            ..Caller::default()
-        },
-        step_up_ticket: String::new(),
-        completed_challenges: Vec::new(),
-        dry_run: false,
-        explain: false,
-    }
-}
+use crate::vocab::Decision;
 
 #[tokio::test]
 async fn a_step_up_records_a_pending_ticket_with_its_challenges() {

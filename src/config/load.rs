@@ -502,27 +502,13 @@ fn tokens(source: &str, tables: &[toml::Table], errors: &mut Vec<ConfigError>) -
                 continue;
             }
         };
-        let Some(roles) = table.get("roles").and_then(toml::Value::as_array) else {
-            problem(
-                ".roles",
-                "expected a list of roles: evaluate, operator, admin".to_owned(),
-            );
-            continue;
-        };
-        let parsed: Option<Vec<Role>> = roles
-            .iter()
-            .map(|role| role.as_str().and_then(Role::parse))
-            .collect();
-        match parsed {
-            Some(roles) if !roles.is_empty() => tokens.push(TokenConfig {
+        match roles(table) {
+            Some(roles) => tokens.push(TokenConfig {
                 name,
                 secret,
                 roles,
             }),
-            _ => problem(
-                ".roles",
-                "expected one or more of evaluate, operator, admin".to_owned(),
-            ),
+            None => problem(".roles", ROLES_EXPECTED.to_owned()),
         }
     }
     tokens
@@ -564,28 +550,29 @@ fn clients(
             );
             continue;
         };
-        let roles: Option<Vec<Role>> =
-            table
-                .get("roles")
-                .and_then(toml::Value::as_array)
-                .and_then(|roles| {
-                    roles
-                        .iter()
-                        .map(|role| role.as_str().and_then(Role::parse))
-                        .collect()
-                });
-        match roles {
-            Some(roles) if !roles.is_empty() => clients.push(ClientConfig {
+        match roles(table) {
+            Some(roles) => clients.push(ClientConfig {
                 subject: subject.to_owned(),
                 roles,
             }),
-            _ => problem(
-                ".roles",
-                "expected one or more of evaluate, operator, admin".to_owned(),
-            ),
+            None => problem(".roles", ROLES_EXPECTED.to_owned()),
         }
     }
     clients
+}
+
+const ROLES_EXPECTED: &str = "expected a list of one or more of evaluate, operator, admin";
+
+/// The `roles` of a `[[auth.tokens]]` or `[[auth.clients]]` table: `None` unless it is a
+/// non-empty list of known roles.
+fn roles(table: &toml::Table) -> Option<Vec<Role>> {
+    let roles: Vec<Role> = table
+        .get("roles")?
+        .as_array()?
+        .iter()
+        .map(|role| role.as_str().and_then(Role::parse))
+        .collect::<Option<_>>()?;
+    (!roles.is_empty()).then_some(roles)
 }
 
 fn parse_digest(hex: &str) -> Option<[u8; 32]> {

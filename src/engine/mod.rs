@@ -98,6 +98,26 @@ pub(crate) fn test_settings() -> EngineSettings {
     }
 }
 
+/// A DCR call for the crate's unit tests: tenant `acme`, caller 203.0.113.7, recorded.
+#[cfg(test)]
+pub(crate) fn test_input(metadata_json: &str) -> EvaluateInput {
+    EvaluateInput {
+        tenant: "acme".to_owned(),
+        registration: Registration::Dcr {
+            metadata_json: metadata_json.to_owned(),
+            initial_access_token: false,
+        },
+        caller: Caller {
+            ip: Some("203.0.113.7".parse().unwrap()),
+            ..Caller::default()
+        },
+        step_up_ticket: String::new(),
+        completed_challenges: Vec::new(),
+        dry_run: false,
+        explain: false,
+    }
+}
+
 impl EngineSettings {
     pub fn document_rules(&self) -> DocumentRules {
         DocumentRules {

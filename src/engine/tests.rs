@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::test_input as input;
 use super::*;
 use crate::policy::load_policy_dir;
 use crate::step_up::{ADMIN_APPROVAL, TicketState};
@@ -15,24 +16,6 @@ fn settings() -> EngineSettings {
 
 fn starter() -> PolicyBundle {
     load_policy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
-}
-
-fn input(metadata_json: &str) -> EvaluateInput {
-    EvaluateInput {
-        tenant: "acme".to_owned(),
-        registration: Registration::Dcr {
-            metadata_json: metadata_json.to_owned(),
-            initial_access_token: false,
-        },
-        caller: Caller {
-            ip: Some("203.0.113.7".parse().unwrap()),
-            ..Caller::default()
-        },
-        step_up_ticket: String::new(),
-        completed_challenges: Vec::new(),
-        dry_run: false,
-        explain: false,
-    }
 }
 
 /// Stepped up by the starter pack: its redirect URI is on another domain than `client_uri`.

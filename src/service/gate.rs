@@ -53,10 +53,12 @@ impl Gate {
             None => None,
             Some(value) => Some(value.to_str().map_err(|_| AuthError::Malformed)?),
         };
+        // A token, when sent, is who calls: the certificate is parsed only without one.
         let der = request
             .extensions()
             .get::<TlsPeer>()
-            .and_then(|peer| peer.certificate.as_ref());
+            .and_then(|peer| peer.certificate.as_ref())
+            .filter(|_| authorization.is_none());
         let parsed = der.and_then(|der| webpki::EndEntityCert::try_from(der).ok().map(Certificate));
         let presented = Presented {
             authorization,

@@ -25,25 +25,12 @@ pub struct Limits {
     pub first_byte: Duration,
 }
 
-/// The TCP connections of `listener`, with TCP_NODELAY (without it, small gRPC responses
-/// wait out delayed ACKs, ~40 ms each).
+/// The TCP connections of `listener`.
 pub fn incoming_tcp(
     listener: TcpListener,
     limits: Limits,
 ) -> impl Stream<Item = std::io::Result<Guarded<TcpStream>>> + Send + 'static {
-    let listener = Arc::new(listener);
-    accepting(
-        limits,
-        move || {
-            let listener = listener.clone();
-            async move {
-                let (stream, _) = listener.accept().await?;
-                let _ = stream.set_nodelay(true);
-                Ok(stream)
-            }
-        },
-        |stream| async move { Ok(stream) },
-    )
+    upgraded_tcp(listener, limits, |stream| async move { Ok(stream) })
 }
 
 /// The TLS connections of `listener`: each handshake runs on its own task and must finish
@@ -53,6 +40,24 @@ pub fn incoming_tls(
     limits: Limits,
     acceptor: tokio_rustls::TlsAcceptor,
 ) -> impl Stream<Item = std::io::Result<Guarded<Tls>>> + Send + 'static {
+    upgraded_tcp(listener, limits, move |stream| {
+        let acceptor = acceptor.clone();
+        async move { Ok(Tls(acceptor.accept(stream).await?)) }
+    })
+}
+
+/// TCP connections with TCP_NODELAY (without it, small gRPC responses wait out delayed
+/// ACKs, ~40 ms each), readied by `upgrade`.
+fn upgraded_tcp<S, U, G>(
+    listener: TcpListener,
+    limits: Limits,
+    upgrade: U,
+) -> ReceiverStream<std::io::Result<Guarded<S>>>
+where
+    S: Send + 'static,
+    G: std::future::Future<Output = std::io::Result<S>> + Send + 'static,
+    U: Fn(TcpStream) -> G + Send + 'static,
+{
     let listener = Arc::new(listener);
     accepting(
         limits,
@@ -64,10 +69,7 @@ pub fn incoming_tls(
                 Ok(stream)
             }
         },
-        move |stream| {
-            let acceptor = acceptor.clone();
-            async move { Ok(Tls(acceptor.accept(stream).await?)) }
-        },
+        upgrade,
     )
 }
 
