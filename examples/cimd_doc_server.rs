@@ -6,11 +6,13 @@
 //! it (`[cimd]` `allow_loopback`, `ca_file`, `resolve`: development only).
 //!
 //! ```sh
-//! cargo run --example cimd_doc_server -- [DIR [OUT_DIR]]
+//! cargo run --example cimd_doc_server -- [--tls] [DIR [OUT_DIR]]
 //! ```
 //!
 //! The configuration goes to `OUT_DIR/clientgate.toml` (default: a directory under the
-//! system's temporary directory). A document with an `x-served-at` member is served at that
+//! system's temporary directory), with the test CA beside it as `OUT_DIR/test-ca.pem`. With
+//! `--tls` the same CA also issues clientgate's own certificate (`localhost`, `127.0.0.1`),
+//! written to `OUT_DIR` with its key, and the configuration serves it (`[tls]`). A document with an `x-served-at` member is served at that
 //! URL instead of its `client_id`: a test fixture for a document that claims another
 //! client_id than the URL it is served from.
 
@@ -24,12 +26,16 @@ use doc_server::{Behaviour, DocServer};
 
 #[tokio::main]
 async fn main() {
-    let dir = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-cimd")
-        });
+    let (flags, args): (Vec<String>, Vec<String>) = std::env::args()
+        .skip(1)
+        .partition(|arg| arg.starts_with("--"));
+    if let Some(unknown) = flags.iter().find(|flag| *flag != "--tls") {
+        eprintln!("unknown option {unknown}; usage: cimd_doc_server [--tls] [DIR [OUT_DIR]]");
+        std::process::exit(2);
+    }
+    let dir = args.first().map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-cimd")
+    });
     let docs = DocServer::start().await;
     let mut served = Vec::new();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -61,19 +67,25 @@ async fn main() {
         docs.route(host, &format!("/{path}"), Behaviour::json(body));
         served.push(client_id);
     }
-    let out = std::env::args()
-        .nth(2)
+    let out = args
+        .get(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("clientgate-cimd-dev"));
     std::fs::create_dir_all(&out).expect("a config directory");
-    let config = docs.write_config(&out, true, "");
+    std::fs::copy(&docs.ca_file, out.join("test-ca.pem")).expect("a copy of the test CA");
+    let tls = if flags.is_empty() {
+        String::new()
+    } else {
+        docs.write_clientgate_tls(&out)
+    };
+    let config = docs.write_config(&out, true, &tls);
     served.sort();
     served.dedup();
     println!(
         "serving {} documents on https://{} (test CA: {})",
         served.len(),
         docs.addr,
-        docs.ca_file.display()
+        out.join("test-ca.pem").display()
     );
     for client_id in &served {
         println!("  {client_id}");

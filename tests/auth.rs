@@ -486,6 +486,102 @@ fn a_token_table_with_problems_is_refused_with_the_member_at_fault() {
     );
 }
 
+/// Runs `clientgate token new` with `args`.
+fn token_new(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["token", "new"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_made_by_token_new_is_let_in_with_its_roles_and_its_file_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("as.token");
+    let made = token_new(&[
+        "--name",
+        "as-prod",
+        "--role",
+        "evaluate",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = std::fs::read_to_string(&out).unwrap().trim_end().to_owned();
+    let table = String::from_utf8(made.stdout).unwrap();
+    assert!(
+        !table.contains(&token),
+        "the table never holds the token: {table}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&made.stderr).contains(&token),
+        "with --out, the token is only in the file"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only its owner reads the token file");
+    }
+    let again = token_new(&[
+        "--name",
+        "other",
+        "--role",
+        "admin",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing token file is never overwritten"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim_end(), token);
+
+    let config = dir.path().join("clientgate.toml");
+    std::fs::write(&config, &table).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &starter_policies(),
+        data.path(),
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut clients = Clients::of(&server).await;
+    let body = r#"{"redirect_uris":["https://app.example.com/cb"]}"#;
+    clients
+        .registration
+        .evaluate(with_token(dcr(body, ""), Some(&token)))
+        .await
+        .expect("the made token is let in");
+    let denied = clients
+        .admin
+        .list_decisions(with_token(ListDecisionsRequest::default(), Some(&token)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.code(),
+        Code::PermissionDenied,
+        "it holds only the role asked for"
+    );
+}
+
+#[test]
+fn token_new_refuses_an_unknown_role_naming_the_roles() {
+    let made = token_new(&["--name", "x", "--role", "root"]);
+    assert_eq!(made.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        stderr.contains("`root` is not a role (evaluate, operator, admin)"),
+        "{stderr}"
+    );
+    assert!(made.stdout.is_empty(), "no table for a refused token");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_api_can_listen_apart_from_the_decision_api() {
     use tonic_health::pb::HealthCheckRequest;

@@ -170,6 +170,58 @@ fn as_strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The token of the walk-through's `clientgate token new --name alice@example.com --role
+/// evaluate --role admin`.
+const WALK_THROUGH_TOKEN: &str = "cg_readme-walk-through-token";
+
+/// The walk-through's `clientgate.toml`: the `[[auth.tokens]]` table of its token.
+fn walk_through_tokens() -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "[[auth.tokens]]\nname = \"alice@example.com\"\nsha256 = \"{}\"\nroles = [\"evaluate\", \"admin\"]\n",
+        hex::encode(Sha256::digest(WALK_THROUGH_TOKEN.as_bytes()))
+    )
+}
+
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[test]
+fn every_grpcurl_call_of_the_readme_sends_a_token() {
+    let calls: Vec<String> = blocks()
+        .into_iter()
+        .filter(|(tag, _)| tag == "sh")
+        .flat_map(|(_, text)| {
+            text.lines()
+                .filter(|line| line.trim_start().starts_with("grpcurl "))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(calls.len() >= 14, "the walk-through's calls: {calls:#?}");
+    for call in &calls {
+        assert!(
+            call.contains(r#"-H "authorization: Bearer $TOKEN""#),
+            "a README call without the token fails on a server with [auth]: {call}"
+        );
+    }
+}
+
+/// The JSON the README shows after its `ResolveStepUp` call.
+fn shown_resolution() -> Value {
+    let blocks = blocks();
+    let at = blocks
+        .iter()
+        .position(|(tag, text)| tag == "sh" && text.contains("StepUpService/ResolveStepUp"))
+        .expect("the README resolves a ticket");
+    serde_json::from_str(&blocks[at + 1].1).expect("the resolution shown is JSON")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
     let (cimd, dcr): (Vec<_>, Vec<_>) = evaluate_examples()
@@ -182,8 +234,16 @@ async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
     );
     assert_eq!(cimd.len(), 2, "CIMD: an approve and a step-up");
 
+    // The walk-through's server: the starter policies and `clientgate.toml` with its token.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("clientgate.toml");
+    std::fs::write(&config, walk_through_tokens()).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&starter_policies(), data.path(), &[]);
+    let server = Server::start(
+        &starter_policies(),
+        data.path(),
+        &["--config", config.to_str().unwrap()],
+    );
     let mut client = server.registration().await;
     let mut step_ups = StepUpServiceClient::new(server.channel().await);
     let mut last_ticket = String::new();
@@ -191,26 +251,42 @@ async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
         let mut call = call(request);
         if let Some(proof) = call.step_up.as_mut() {
             // The README's ticket id is from another run: approve this run's ticket, as the
-            // walk-through does, and present it.
-            step_ups
-                .resolve_step_up(ResolveStepUpRequest {
-                    ticket_id: last_ticket.clone(),
-                    approve: true,
-                    resolver: "alice@example.com".to_owned(),
-                    note: String::new(),
-                })
+            // walk-through does (no `resolver`: the token says who), and present it.
+            let resolved = step_ups
+                .resolve_step_up(with_token(
+                    ResolveStepUpRequest {
+                        ticket_id: last_ticket.clone(),
+                        approve: true,
+                        resolver: String::new(),
+                        note: "callbacks.example.net is our vendor".to_owned(),
+                    },
+                    WALK_THROUGH_TOKEN,
+                ))
                 .await
-                .unwrap();
+                .unwrap()
+                .into_inner();
+            let shown = shown_resolution();
+            assert_eq!(resolved.resolver, shown["resolver"].as_str().unwrap());
+            assert_eq!(resolved.note, shown["note"].as_str().unwrap());
+            assert_eq!(
+                resolved.state().as_str_name(),
+                shown["state"].as_str().unwrap()
+            );
             proof.ticket_id = last_ticket.clone();
         }
-        let response = client.evaluate(call).await.unwrap().into_inner();
+        let response = client
+            .evaluate(with_token(call, WALK_THROUGH_TOKEN))
+            .await
+            .unwrap()
+            .into_inner();
         if let Some(step_up) = &response.step_up {
             last_ticket = step_up.ticket_id.clone();
         }
         assert_shown(response, shown);
     }
 
-    // The CIMD walk-through runs against the example document server's documents.
+    // The CIMD walk-through runs against the example document server's documents, with the
+    // token appended to the configuration it writes.
     let docs = DocServer::start().await;
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-cimd");
@@ -225,21 +301,25 @@ async fn the_grpcurl_walk_through_gives_the_decisions_it_shows() {
             .unwrap();
         docs.route(host, &format!("/{path}"), Behaviour::json(body.clone()));
     }
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = docs
-        .write_config(config_dir.path(), true, "")
+    let cimd_config_dir = tempfile::tempdir().unwrap();
+    let cimd_config = docs
+        .write_config(cimd_config_dir.path(), true, &walk_through_tokens())
         .display()
         .to_string();
     let cimd_data = tempfile::tempdir().unwrap();
     let cimd_server = Server::start(
         &starter_policies(),
         cimd_data.path(),
-        &["--config", &config],
+        &["--config", &cimd_config],
     );
     let mut client = cimd_server.registration().await;
     for (request, shown) in &cimd {
         assert_shown(
-            client.evaluate(call(request)).await.unwrap().into_inner(),
+            client
+                .evaluate(with_token(call(request), WALK_THROUGH_TOKEN))
+                .await
+                .unwrap()
+                .into_inner(),
             shown,
         );
     }
@@ -367,29 +447,24 @@ async fn the_callers_and_roles_example_gives_the_refusals_it_shows() {
         data.path(),
         &["--config", config.to_str().unwrap()],
     );
-    fn authorized<T>(message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            "Bearer readme-example-token-1".parse().unwrap(),
-        );
-        request
-    }
     let body = r#"{"redirect_uris":["https://app.example.com/cb"]}"#;
     let mut registration = server.registration().await;
     registration
-        .evaluate(authorized(dcr(body, "")))
+        .evaluate(with_token(dcr(body, ""), token))
         .await
         .expect("the AS's token is let in");
     let without = registration.evaluate(dcr(body, "")).await.unwrap_err();
     let mut step_ups = StepUpServiceClient::new(server.channel().await);
     let resolving = step_ups
-        .resolve_step_up(authorized(ResolveStepUpRequest {
-            ticket_id: "01JDQ8ZK2M4X7B9C3D5E6F7G8J".to_owned(),
-            approve: true,
-            resolver: String::new(),
-            note: String::new(),
-        }))
+        .resolve_step_up(with_token(
+            ResolveStepUpRequest {
+                ticket_id: "01JDQ8ZK2M4X7B9C3D5E6F7G8J".to_owned(),
+                approve: true,
+                resolver: String::new(),
+                note: String::new(),
+            },
+            token,
+        ))
         .await
         .unwrap_err();
     let got = [

@@ -1,5 +1,5 @@
 //! The `clientgate` command line: one file per command (`serve`, `check`, `eval`, `test`,
-//! `bench`), as thin edges (files, network, printing) around the library; `policies.rs`
+//! `bench`, `token`), as thin edges (files, network, printing) around the library; `policies.rs`
 //! holds what the policy author's commands share.
 //!
 //! Exit statuses: 0 done (or stopped cleanly; for `eval`, APPROVE), 1 failed (invalid
@@ -12,6 +12,7 @@ mod eval;
 mod policies;
 mod serve;
 mod test;
+mod token;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
     Test(test::TestArgs),
     /// Measure what one decision costs with these policies (no store, no network).
     Bench(bench::BenchArgs),
+    /// Make a bearer token for a caller (its `[[auth.tokens]]` table, never the token).
+    Token(token::TokenArgs),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -51,5 +54,6 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::eval(args),
         Command::Test(args) => test::test(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Token(args) => token::token(args),
     }
 }

@@ -76,6 +76,7 @@ struct State {
 pub struct DocServer {
     pub addr: SocketAddr,
     pub ca_file: PathBuf,
+    ca: CertifiedIssuer<'static, KeyPair>,
     state: Arc<Mutex<State>>,
     _dir: tempfile::TempDir,
 }
@@ -146,6 +147,7 @@ impl DocServer {
         DocServer {
             addr,
             ca_file,
+            ca,
             state,
             _dir: dir,
         }
@@ -170,6 +172,24 @@ impl DocServer {
             .filter(|seen| seen.host == host && seen.path == path)
             .cloned()
             .collect()
+    }
+
+    /// A certificate for clientgate itself on this machine (`localhost`, `127.0.0.1`),
+    /// issued by this server's test CA, written to `dir` with its key; the `[tls]` table
+    /// that serves it.
+    pub fn write_clientgate_tls(&self, dir: &Path) -> String {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let certificate = params.signed_by(&key, &self.ca).unwrap();
+        let (cert_file, key_file) = (dir.join("clientgate.pem"), dir.join("clientgate.key"));
+        std::fs::write(&cert_file, certificate.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert_file.display(),
+            key_file.display()
+        )
     }
 
     /// A clientgate configuration file that reaches this server for every test host.

@@ -5,7 +5,8 @@
 //   clientgate's SSRF-guarded fetcher touches the network (oidc-provider's own fetch is
 //   switched off by `allowFetch`).
 // - Step-up: `holdPendingClients` keeps authorization requests of a client registered on a
-//   STEP_UP waiting until its ticket is approved.
+//   STEP_UP waiting: each one evaluates the registration again with its ticket, so the AS
+//   needs only clientgate's `evaluate` role; the first APPROVE releases the client.
 // - Obligations: `require_consent` makes the consent screen appear (interactions.js).
 
 import Provider, { errors } from 'oidc-provider';
@@ -21,8 +22,10 @@ const CIMD_REUSE_MS = 60_000;
 
 export function createProvider({ issuer, clientgate, log }) {
   const cimd = new CimdClients(clientgate, log);
+  const clients = new ClientAdapter(cimd);
+  const held = new Map();
   const provider = new Provider(issuer, {
-    adapter: (name) => (name === 'Client' ? new ClientAdapter(cimd) : new MemoryAdapter()),
+    adapter: (name) => (name === 'Client' ? clients : new MemoryAdapter()),
     clients: [],
     cookies: { keys: ['clientgate-example-not-secret'] },
     extraClientMetadata: { properties: CLIENTGATE_PROPERTIES },
@@ -55,20 +58,25 @@ export function createProvider({ issuer, clientgate, log }) {
     },
   });
   provider.proxy = false;
-  provider.use(decideRegistrations(clientgate, log));
-  provider.use(holdPendingClients(provider, clientgate));
+  provider.use(decideRegistrations(clientgate, held, log));
+  provider.use(holdPendingClients(clientgate, clients, held, log));
   provider.use(interactions(provider));
   return provider;
 }
 
-/** `POST /reg`: clientgate decides; a DENY is the RFC 7591 error, anything else registers. */
-function decideRegistrations(clientgate, log) {
+/**
+ * `POST /reg`: clientgate decides; a DENY is the RFC 7591 error, anything else registers.
+ * A client registered on a STEP_UP is `held` with the request clientgate decided, which its
+ * authorization requests present again with the ticket.
+ */
+function decideRegistrations(clientgate, held, log) {
   return async (ctx, next) => {
     if (ctx.method !== 'POST' || ctx.path !== '/reg') return next();
     const body = await readBody(ctx.req);
+    const caller = { ip: ctx.ip, userAgent: ctx.get('user-agent') };
     let answer;
     try {
-      answer = await clientgate.evaluateDcr(body, { ip: ctx.ip, userAgent: ctx.get('user-agent') });
+      answer = await clientgate.evaluateDcr(body, caller);
     } catch (error) {
       // Fail closed: no decision, no client.
       log({ event: 'clientgate unreachable', error: error.message });
@@ -99,30 +107,62 @@ function decideRegistrations(clientgate, log) {
     }
     // oidc-provider reads an already-read body from here.
     ctx.request.body = metadata;
-    return next();
+    await next();
+    if (answer.decision === 'DECISION_STEP_UP' && ctx.status === 201) {
+      held.set(ctx.body.client_id, { body, caller, ticketId: answer.step_up.ticket_id });
+    }
+    return undefined;
   };
 }
 
 /**
- * Authorization requests of a client registered on a STEP_UP wait for its ticket.
+ * Authorization requests of a client registered on a STEP_UP wait for its ticket: each
+ * evaluates the registration again with the ticket (STEP_UP while it is pending, DENY once
+ * denied or expired, APPROVE once approved), which needs only the `evaluate` role. The
+ * first APPROVE releases the client for good, with that decision's metadata marks.
  * oidc-provider serves the authorization endpoint on GET only (`enableHttpPostMethods` is
  * off, and the tests check that POST is not served); turn POST on and this hold must read
  * the form too.
  */
-function holdPendingClients(provider, clientgate) {
+function holdPendingClients(clientgate, clients, held, log) {
+  const refuse = (ctx, status, title, html) => {
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.body = page(title, html);
+  };
   return async (ctx, next) => {
     if (ctx.path !== '/auth' || typeof ctx.query.client_id !== 'string') return next();
-    const client = await provider.Client.find(ctx.query.client_id).catch(() => undefined);
-    const ticketId = client?.clientgate_ticket;
+    const clientId = ctx.query.client_id;
+    const registered = await clients.store.find(clientId);
+    const ticketId = registered?.clientgate_ticket;
     if (!ticketId) return next();
-    const ticket = await clientgate.getStepUp(ticketId);
-    if (ticket.state === 'STEP_UP_STATE_APPROVED') return next();
-    ctx.status = 403;
-    ctx.type = 'html';
-    if (ticket.state === 'STEP_UP_STATE_PENDING') {
-      ctx.body = page('Waiting for approval', `<p id="waiting">This application is waiting for an administrator's approval (ticket <code>${escape(ticketId)}</code>). Try again once it is approved.</p>`);
+    const registration = held.get(clientId);
+    if (!registration) {
+      // Registered as pending by an earlier run of this AS: nothing to present again.
+      refuse(ctx, 403, 'Not approved', `<p id="refused">This application's registration (ticket <code>${escape(ticketId)}</code>) is no longer known here; register it again.</p>`);
+      return undefined;
+    }
+    let answer;
+    try {
+      answer = await clientgate.evaluateDcr(registration.body, { ...registration.caller, ticketId });
+    } catch (error) {
+      log({ event: 'clientgate unreachable', error: error.message });
+      refuse(ctx, 503, 'Try again later', '<p>The registration policy service is unreachable; try again later.</p>');
+      return undefined;
+    }
+    log({ event: 'held client decided', client_id: clientId, ticket_id: ticketId, decision_id: answer.decision_id, decision: answer.decision });
+    if (answer.decision === 'DECISION_APPROVE') {
+      held.delete(clientId);
+      const { clientgate_ticket: _released, ...metadata } = registered;
+      metadata.clientgate_decision_id = answer.decision_id;
+      metadata.clientgate_obligations = answer.obligations;
+      await clients.store.upsert(clientId, metadata);
+      return next();
+    }
+    if (answer.decision === 'DECISION_STEP_UP') {
+      refuse(ctx, 403, 'Waiting for approval', `<p id="waiting">This application is waiting for an administrator's approval (ticket <code>${escape(ticketId)}</code>). Try again once it is approved.</p>`);
     } else {
-      ctx.body = page('Not approved', `<p id="refused">An administrator did not approve this application (ticket <code>${escape(ticketId)}</code>, ${escape(ticket.state)}). ${escape(ticket.note)}</p>`);
+      refuse(ctx, 403, 'Not approved', `<p id="refused">An administrator did not approve this application (ticket <code>${escape(ticketId)}</code>): ${escape(answer.error.error_description)}</p>`);
     }
     return undefined;
   };

@@ -1,23 +1,27 @@
-// End to end: the release clientgate with the starter policies, a loopback HTTPS host
-// serving CIMD documents, and the example authorization server, driven by the MCP
-// TypeScript SDK's `auth()` with a scripted browser.
+// End to end: the release clientgate with the starter policies, TLS and tokens, a loopback
+// HTTPS host serving CIMD documents, and the example authorization server (holding only
+// the `evaluate` role), driven by the MCP TypeScript SDK's `auth()` with a scripted browser.
+// The tests themselves call clientgate as an operator.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+
+import grpc from '@grpc/grpc-js';
 
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 
-import { Clientgate, call } from '../src/clientgate.js';
+import { Clientgate } from '../src/clientgate.js';
 import { MemoryClient, REDIRECT_URI, browse, startAuthorizationServer, startStack, stopAll } from './harness.js';
 
 const CLAUDE_CODE = 'https://claude.ai/oauth/claude-code-client-metadata';
 
 let stack;
-let clientgate;
+let operator;
 
 before(async () => {
   stack = await startStack();
-  clientgate = new Clientgate(stack.clientgateAddress, 'default');
+  operator = new Clientgate({ address: stack.clientgateAddress, token: stack.operatorToken, caFile: stack.caFile });
 });
 
 after(() => stopAll());
@@ -52,7 +56,7 @@ test('a CIMD client (Claude Code\'s real document) gets tokens, and the decision
   assert.ok(client.saved.tokens.access_token, 'tokens issued');
   assert.ok(browsed.consent, 'require_consent (loopback-only native client) showed the consent screen');
 
-  const listed = await call(clientgate.admin, 'ListDecisions', { client_id: CLAUDE_CODE });
+  const listed = await operator.call('admin', 'ListDecisions', { client_id: CLAUDE_CODE });
   assert.ok(listed.decisions.length >= 1, 'ListDecisions lists the CIMD decision');
   assert.equal(listed.decisions[0].decision, 'DECISION_APPROVE');
   assert.ok(stack.asLog.some((line) => line.includes(listed.decisions.at(-1).decision_id)), 'the AS logged the decision id');
@@ -66,7 +70,7 @@ test('a DCR client with https redirects on its own domain is approved and gets t
   assert.ok(browsed.code, `no authorization code: ${browsed.html}`);
   assert.ok(client.saved.tokens.access_token);
   assert.equal(browsed.consent, false, 'no obligation, no consent screen');
-  const registered = await call(clientgate.admin, 'ListDecisions', { decision: 'DECISION_APPROVE' });
+  const registered = await operator.call('admin', 'ListDecisions', { decision: 'DECISION_APPROVE' });
   assert.ok(registered.decisions.some((record) => record.client_name === 'Web App'));
 });
 
@@ -96,7 +100,9 @@ test('a DCR client with a fragment in its redirect URI is denied with clientgate
 });
 
 async function resolve(ticketId, approve) {
-  return call(clientgate.stepUps, 'ResolveStepUp', { ticket_id: ticketId, approve, resolver: 'e2e@example.com', note: approve ? '' : 'not ours' });
+  const resolved = await operator.call('stepUps', 'ResolveStepUp', { ticket_id: ticketId, approve, note: approve ? '' : 'not ours' });
+  assert.equal(resolved.resolver, 'e2e-operator', 'the resolver recorded is who the token says called');
+  return resolved;
 }
 
 function pendingTicket(name) {
@@ -128,6 +134,10 @@ test('a DCR client that is stepped up waits for approval, then completes the sam
   await resolve(pendingTicket('Borrowed Name'), true);
   const approved = await browse(client.authorizationUrl, client.redirectUrl);
   assert.ok(approved.code, `no code after approval: ${approved.html}`);
+  const held = stack.asLog.map((entry) => { try { return JSON.parse(entry); } catch { return {}; } })
+    .filter((entry) => entry.event === 'held client decided' && entry.client_id === client.saved.client.client_id);
+  assert.deepEqual(held.map((entry) => entry.decision), ['DECISION_STEP_UP', 'DECISION_APPROVE'],
+    'the hold asked clientgate with the ticket (evaluate role only): pending, then approved once');
   assert.equal(await auth(client, { serverUrl, authorizationCode: approved.code }), 'AUTHORIZED');
   assert.ok(client.saved.tokens.access_token);
 });
@@ -152,7 +162,7 @@ test('a CIMD document that claims another client_id is refused, and the AS never
   const { browsed } = await signIn(client);
   assert.equal(browsed.code, undefined);
   assert.match(browsed.html, /clientgate refused this client/u);
-  const listed = await call(clientgate.admin, 'ListDecisions', { client_id: impostor });
+  const listed = await operator.call('admin', 'ListDecisions', { client_id: impostor });
   assert.equal(listed.decisions[0].decision, 'DECISION_DENY');
   assert.ok(listed.decisions[0].findings.some((finding) => finding.code === 'client_id_mismatch'), JSON.stringify(listed.decisions[0].findings));
   assert.ok(!stack.asLog.some((line) => line.includes('oidc-provider fetch refused')), 'oidc-provider never tried to fetch a document');
@@ -177,6 +187,36 @@ test('a CIMD client from an unapproved domain waits for approval, then gets toke
   assert.ok(approved.code, `no code after approval: ${approved.html}`);
   assert.equal(await auth(client, { serverUrl, authorizationCode: approved.code }), 'AUTHORIZED');
   assert.ok(client.saved.tokens.access_token);
+});
+
+test('clientgate lets in only the AS\'s token, over TLS, and that token cannot approve', async () => {
+  const body = JSON.stringify(metadata({ client_name: 'Probe', redirect_uris: ['https://app.example.com/callback'] }));
+  const request = { dcr: { metadata_json: body }, dry_run: true };
+  const tokenless = new Clientgate({ address: stack.clientgateAddress, caFile: stack.caFile });
+  await assert.rejects(tokenless.call('registration', 'Evaluate', request), (error) => error.code === grpc.status.UNAUTHENTICATED);
+
+  const as = new Clientgate({ address: stack.clientgateAddress, token: readFileSync(stack.asTokenFile, 'utf8').trim(), caFile: stack.caFile });
+  assert.equal((await as.call('registration', 'Evaluate', request)).decision, 'DECISION_APPROVE');
+  const ticketId = pendingTicket('Borrowed Name');
+  await assert.rejects(
+    as.call('stepUps', 'ResolveStepUp', { ticket_id: ticketId, approve: true }),
+    (error) => error.code === grpc.status.PERMISSION_DENIED && /lacks the `operator` role/u.test(error.details),
+  );
+  await assert.rejects(as.call('admin', 'ListDecisions', {}), (error) => error.code === grpc.status.PERMISSION_DENIED);
+
+  const plaintext = new Clientgate({ address: stack.clientgateAddress, token: stack.operatorToken });
+  await assert.rejects(plaintext.call('admin', 'ListDecisions', {}), (error) => error.code === grpc.status.UNAVAILABLE, 'a plaintext caller gets no answer');
+});
+
+test('an AS without its token fails closed: clientgate refuses it and nothing is registered', async () => {
+  const tokenless = await startAuthorizationServer(stack.clientgateAddress, { caFile: stack.caFile });
+  const response = await fetch(`${tokenless.issuer}/reg`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(metadata({ client_name: 'Anyone', redirect_uris: ['https://app.example.com/callback'] })),
+  });
+  assert.equal(response.status, 503);
+  assert.ok(tokenless.log.some((line) => line.includes('clientgate unreachable') && line.includes('UNAUTHENTICATED')), tokenless.log.join('\n'));
 });
 
 test('with clientgate unreachable, the AS fails closed: no registration, no CIMD client', async () => {

@@ -1,9 +1,11 @@
 // Starts what the end-to-end tests need, all on 127.0.0.1: the CIMD document server (test
-// CA, clientgate's development `[cimd]` keys), the release clientgate with the starter
-// policies, and the example authorization server. Drives a "browser" through the sign-in.
+// CA, clientgate's development `[cimd]` keys, and clientgate's TLS certificate from the same
+// CA), the release clientgate with the starter policies, TLS and two tokens made by
+// `clientgate token new` (the AS's, `evaluate` only; the tests' operator's), and the example
+// authorization server. Drives a "browser" through the sign-in.
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -45,10 +47,22 @@ function start(name, command, args, { env, ready, stream = 'stdout' }) {
   });
 }
 
-/** Starts one more authorization server, talking to clientgate at `address`. */
-export async function startAuthorizationServer(address) {
+/** Makes a token with `roles` by `clientgate token new`, its table appended to `config`;
+ * returns the file that holds it. */
+function makeToken(work, config, name, roles) {
+  const file = path.join(work, `${name}.token`);
+  const table = execFileSync(path.join(RELEASE, 'clientgate'), [
+    'token', 'new', '--name', name, ...roles.flatMap((role) => ['--role', role]), '--out', file,
+  ], { encoding: 'utf8' });
+  appendFileSync(config, `\n${table}`);
+  return file;
+}
+
+/** Starts one more authorization server, talking to clientgate at `address` with the
+ * token in `tokenFile`, over TLS trusting `caFile` when given. */
+export async function startAuthorizationServer(address, { tokenFile, caFile } = {}) {
   const as = await start('authorization server', process.execPath, [path.join(EXAMPLE, 'src', 'server.js')], {
-    env: { CLIENTGATE_ADDR: address, PORT: '0' },
+    env: { CLIENTGATE_ADDR: address, CLIENTGATE_TOKEN_FILE: tokenFile ?? '', CLIENTGATE_CA_FILE: caFile ?? '', PORT: '0' },
     ready: (line) => {
       try {
         const entry = JSON.parse(line);
@@ -65,30 +79,38 @@ export async function startAuthorizationServer(address) {
 export async function startStack() {
   const work = mkdtempSync(path.join(tmpdir(), 'clientgate-e2e-'));
   const docs = await start('cimd_doc_server', path.join(RELEASE, 'examples', 'cimd_doc_server'), [
+    '--tls',
     path.join(EXAMPLE, 'test', 'documents'),
     work,
   ], { ready: (line) => (line.startsWith('serving ') ? line : undefined) });
+  const config = path.join(work, 'clientgate.toml');
+  const asToken = makeToken(work, config, 'as-example', ['evaluate']);
+  const operatorToken = makeToken(work, config, 'e2e-operator', ['operator']);
+  const caFile = path.join(work, 'test-ca.pem');
 
   const gate = await start('clientgate', path.join(RELEASE, 'clientgate'), [
     'serve',
     '--listen', '127.0.0.1:0',
     '--policies', path.join(ROOT, 'policies'),
     '--data', path.join(work, 'data'),
-    '--config', path.join(work, 'clientgate.toml'),
+    '--config', config,
   ], {
     env: { RUST_LOG: 'info' },
     stream: 'stderr',
     ready: (line) => (line.includes('clientgate listening') ? /addr=(\S+)/u.exec(line)[1] : undefined),
   });
 
-  const as = await startAuthorizationServer(gate.found);
+  const as = await startAuthorizationServer(gate.found, { tokenFile: asToken, caFile });
   return {
     issuer: as.issuer,
     clientgateAddress: gate.found,
+    asTokenFile: asToken,
+    operatorToken: readFileSync(operatorToken, 'utf8').trim(),
+    caFile,
     asLog: as.log,
     clientgateLog: gate.output,
     docsLog: docs.output,
-    config: readFileSync(path.join(work, 'clientgate.toml'), 'utf8'),
+    config: readFileSync(config, 'utf8'),
   };
 }
 
