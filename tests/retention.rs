@@ -75,6 +75,7 @@ fn decision(n: u64) -> (DecisionRecord, Vec<RateKey>) {
         client_metadata_json: format!(
             r#"{{"redirect_uris":["https://app{n}.example.com/callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code"],"response_types":["code"],"client_name":"Client {n}"}}"#
         ),
+        redeemed_ticket: None,
     };
     let keys = vec![
         RateKey {

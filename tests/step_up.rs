@@ -180,6 +180,140 @@ async fn an_approved_ticket_completes_the_step_up_for_the_same_registration_only
     assert_eq!(codes(&unknown), vec!["step_up_ticket_unknown"]);
 }
 
+/// The review's F-2 repro: the cross-domain registration, widened after the operator looked.
+const WIDENED: &str = r#"{"client_name":"Example","client_uri":"https://bank.example","redirect_uris":["https://callbacks.other.example.net/cb"],"grant_types":["authorization_code","refresh_token","client_credentials"],"scope":"admin offline_access openid","token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://attacker.example/jwks.json"}"#;
+
+#[tokio::test]
+async fn an_approval_covers_exactly_what_the_operator_saw_once() {
+    let Held {
+        mut client,
+        mut step_ups,
+        ticket_id,
+        decision: held,
+        _data,
+        _server,
+    } = held(&[]).await;
+
+    // The operator sees exactly what an approval registers, and why it was held.
+    let pending = get(&mut step_ups, &ticket_id).await;
+    assert_eq!(pending.client_metadata_json, held.client_metadata_json);
+    assert_eq!(
+        pending.redirect_uri_hosts,
+        vec!["callbacks.other.example.net"]
+    );
+    assert_eq!(pending.client_id_host, "", "DCR has no client_id host");
+    assert_eq!(pending.reasons, held.reasons);
+    assert_eq!(pending.findings, held.findings);
+    assert!(
+        pending
+            .findings
+            .iter()
+            .any(|f| f.code == "uri_host_mismatch"),
+        "{:?}",
+        pending.findings
+    );
+    assert_eq!(pending.max_uses, 1);
+    step_ups
+        .resolve_step_up(resolve(&ticket_id, true))
+        .await
+        .unwrap();
+
+    let widened = client
+        .evaluate(EvaluateRequest {
+            caller: Some(clientgate::proto::Caller {
+                ip: "198.51.100.99".to_owned(),
+                ..Default::default()
+            }),
+            ..with_ticket(WIDENED, &ticket_id)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(widened.decision(), Decision::Deny);
+    assert_eq!(codes(&widened), vec!["step_up_ticket_mismatch"]);
+    let refusal = &widened
+        .findings
+        .iter()
+        .find(|f| f.severity() == Severity::Error)
+        .unwrap()
+        .message;
+    assert!(
+        refusal.contains(
+            "the metadata differs in `client_uri`, `grant_types`, `jwks_uri`, `scope`, `token_endpoint_auth_method`"
+        ),
+        "{refusal}"
+    );
+
+    let admitted = client
+        .evaluate(with_ticket(CROSS_DOMAIN_CLIENT, &ticket_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        admitted.decision(),
+        Decision::Approve,
+        "{:?}",
+        admitted.findings
+    );
+    let again = client
+        .evaluate(with_ticket(CROSS_DOMAIN_CLIENT, &ticket_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.decision(), Decision::Deny, "a ticket approves once");
+    assert_eq!(codes(&again), vec!["step_up_ticket_used"]);
+
+    let redeemed = get(&mut step_ups, &ticket_id).await;
+    assert_eq!(redeemed.redemptions.len(), 1, "the redemption is recorded");
+    assert_eq!(redeemed.redemptions[0].decision_id, admitted.decision_id);
+    let mut admin =
+        clientgate::proto::admin_service_client::AdminServiceClient::new(_server.channel().await);
+    let record = admin
+        .get_decision(clientgate::proto::GetDecisionRequest {
+            decision_id: admitted.decision_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        record.redeemed_ticket, ticket_id,
+        "and the decision names its ticket"
+    );
+}
+
+#[tokio::test]
+async fn step_up_ticket_uses_gives_a_ticket_more_approvals() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clientgate.toml");
+    std::fs::write(&config, "[step_up]\nticket_uses = 2\n").unwrap();
+    let Held {
+        mut client,
+        mut step_ups,
+        ticket_id,
+        _data,
+        _server,
+        ..
+    } = held(&["--config", config.to_str().unwrap()]).await;
+    step_ups
+        .resolve_step_up(resolve(&ticket_id, true))
+        .await
+        .unwrap();
+    let mut decisions = Vec::new();
+    for _ in 0..3 {
+        let answer = client
+            .evaluate(with_ticket(CROSS_DOMAIN_CLIENT, &ticket_id))
+            .await
+            .unwrap()
+            .into_inner();
+        decisions.push(answer.decision());
+    }
+    assert_eq!(
+        decisions,
+        vec![Decision::Approve, Decision::Approve, Decision::Deny]
+    );
+    assert_eq!(get(&mut step_ups, &ticket_id).await.max_uses, 2);
+}
+
 #[tokio::test]
 async fn a_denied_ticket_keeps_the_registration_out() {
     let Held {

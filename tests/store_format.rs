@@ -69,6 +69,26 @@ fn an_approved_ticket_of_format_1_decodes_as_it_meant() {
 }
 
 #[test]
+fn a_bound_and_redeemed_ticket_of_format_1_decodes_as_it_meant() {
+    let ticket: StepUpTicket = round_trip("ticket-bound-redeemed.json");
+    let binding = ticket.binding.as_ref().expect("what it approves");
+    assert_eq!(
+        binding.metadata_sha256,
+        "2d9e6a0ef2b1d8f8cc3b2f7f3c1fb8f3ad2b55ab0ad1c5dc9ae8b70f3fd4b9c1"
+    );
+    assert_eq!(binding.document_sha256.as_deref(), Some("bfa1cddb"));
+    assert_eq!(ticket.reasons[0].policy_id, "step_up_unapproved_domains");
+    assert_eq!(ticket.findings[0].code, Code::UriHostMismatch);
+    assert_eq!(ticket.max_uses, 2);
+    assert_eq!(
+        ticket.redemptions[0].decision_id,
+        "01JDQ8ZK2M4X7B9C3D5E6F7G9A"
+    );
+    assert_eq!(ticket.redemptions[0].at_ms, 1_732_003_700_000);
+    assert!(ticket.has_uses_left(), "one of two uses taken");
+}
+
+#[test]
 fn a_ticket_written_before_the_review_fields_existed_still_decodes() {
     let stored = fixture("ticket-pending-before-review-fields.json");
     let ticket: StepUpTicket = serde_json::from_value(stored).unwrap();

@@ -264,6 +264,7 @@ pub fn engine_settings(config: &Config) -> Result<EngineSettings, AppError> {
         profile: config.validation.profile,
         attested_challenges: config.step_up.attested_challenges.clone(),
         step_up_ttl: config.step_up.ticket_ttl,
+        ticket_uses: config.step_up.ticket_uses,
         cimd_supported_grant_types: config.cimd.supported_grant_types.clone(),
         cimd_allow_loopback: config.cimd.allow_loopback,
         rate_windows: config.rates.windows.clone(),

@@ -204,6 +204,10 @@ pub fn decide_offline(
                 ttl: settings.step_up_ttl.max(Duration::from_millis(1)),
                 client_id: prepared.client_id.clone(),
                 client_name: None,
+                binding: prepared.binding(),
+                reasons: Vec::new(),
+                findings: Vec::new(),
+                max_uses: settings.ticket_uses,
             },
         );
         let approval = OperatorResolution {

@@ -253,6 +253,9 @@ impl Config {
             "step_up.ticket_ttl_secs" => raw
                 .integer_in(1..=2_592_000)
                 .map(|secs| self.step_up.ticket_ttl = Duration::from_secs(secs)),
+            "step_up.ticket_uses" => raw
+                .integer_in(1..=1000)
+                .map(|uses| self.step_up.ticket_uses = uses as u32),
             "step_up.attested_challenges" => raw.strings().and_then(|kinds| {
                 if kinds
                     .iter()

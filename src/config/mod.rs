@@ -285,6 +285,8 @@ pub struct StepUpConfig {
     pub ticket_ttl: Duration,
     /// `step_up.attested_challenges`: challenge kinds the AS may report as completed.
     pub attested_challenges: Vec<String>,
+    /// `step_up.ticket_uses`: how many approvals one approved ticket gives.
+    pub ticket_uses: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -340,6 +342,7 @@ impl Default for Config {
                     .iter()
                     .map(|kind| kind.to_string())
                     .collect(),
+                ticket_uses: crate::step_up::DEFAULT_TICKET_USES,
             },
             cimd: CimdConfig {
                 connect_timeout: Duration::from_secs(2),

@@ -53,6 +53,9 @@ pub struct DecisionDraft {
     pub software_id: Option<String>,
     /// A STEP_UP that does not keep a presented pending ticket opens this one.
     pub opens: Option<StepUpTicket>,
+    /// An APPROVE given by an approved ticket redeems one of its uses; the store records
+    /// it with the decision, or refuses when none is left.
+    pub redeems: Option<String>,
 }
 
 /// Decides one DCR registration without recording it, with nothing observed but `ticket`:
@@ -113,10 +116,12 @@ pub fn decide(
     let (mut completed, warnings) =
         step_up::accept_attested(&input.completed_challenges, &settings.attested_challenges);
     findings.extend(warnings);
+    let binding = prepared.binding();
     let redemption = step_up::redeem(
         observed.ticket.as_ref(),
         &input.tenant,
         &prepared.fingerprint,
+        &binding,
     );
     completed.extend(redemption.completed);
     findings.extend(redemption.refusal);
@@ -128,7 +133,7 @@ pub fn decide(
         error: None,
         step_up: None,
         obligations: Vec::new(),
-        client_metadata_json: metadata.to_json(),
+        client_metadata_json: binding.client_metadata_json.clone(),
         policy_version: policies.version.clone(),
         fingerprint: prepared.fingerprint.clone(),
         explain_json: None,
@@ -144,6 +149,7 @@ pub fn decide(
         client_name: metadata.client_name.clone(),
         software_id: metadata.software_id.clone(),
         opens: None,
+        redeems: None,
     };
     if findings.iter().any(Finding::is_error) {
         let code = errors::error_for_findings(&findings, prepared.registration_type);
@@ -199,26 +205,34 @@ pub fn decide(
     let outcome = policies.decide(&signals, &prepared.fingerprint, input.explain);
     let challenges = outcome.challenges.clone();
     apply_outcome(&mut answer, outcome, prepared.registration_type);
-    if answer.decision == Decision::StepUp {
-        let (reference, opens) = step_up::hold(
-            redemption.pending.as_ref(),
-            NewTicket {
-                ticket_id: stamp.ticket_id.clone(),
-                decision_id: stamp.decision_id.clone(),
-                tenant: input.tenant.clone(),
-                fingerprint: prepared.fingerprint.clone(),
-                challenges,
-                now_ms: millis(stamp.now),
-                ttl: settings.step_up_ttl,
-                client_id: draft.client_id.clone(),
-                client_name: draft.client_name.clone(),
-            },
-        );
-        answer.step_up = Some(reference);
-        draft.opens = opens;
-    }
     findings.extend(std::mem::take(&mut answer.findings));
     answer.findings = findings;
+    match answer.decision {
+        Decision::StepUp => {
+            let (reference, opens) = step_up::hold(
+                redemption.pending.as_ref(),
+                NewTicket {
+                    ticket_id: stamp.ticket_id.clone(),
+                    decision_id: stamp.decision_id.clone(),
+                    tenant: input.tenant.clone(),
+                    fingerprint: prepared.fingerprint.clone(),
+                    challenges,
+                    now_ms: millis(stamp.now),
+                    ttl: settings.step_up_ttl,
+                    client_id: draft.client_id.clone(),
+                    client_name: draft.client_name.clone(),
+                    binding,
+                    reasons: answer.reasons.clone(),
+                    findings: answer.findings.clone(),
+                    max_uses: settings.ticket_uses,
+                },
+            );
+            answer.step_up = Some(reference);
+            draft.opens = opens;
+        }
+        Decision::Approve => draft.redeems = redemption.redeems,
+        Decision::Deny => {}
+    }
     Decided { answer, draft }
 }
 

@@ -31,7 +31,7 @@ use crate::registration::software_statement::TrustedIssuers;
 use crate::registration::{Finding, Profile};
 use crate::step_up::StepUpRef;
 use crate::step_up::{self, PresentedTicket};
-use crate::store::{DecisionRecord, Store};
+use crate::store::{DecisionRecord, Store, StoreError};
 use crate::vocab::{Caller, from_millis, millis};
 use crate::vocab::{Decision, Reason};
 
@@ -67,6 +67,8 @@ pub struct EngineSettings {
     /// Challenge kinds the authorization server may attest in `completed_challenges`.
     pub attested_challenges: Vec<String>,
     pub step_up_ttl: Duration,
+    /// How many approvals one approved ticket gives.
+    pub ticket_uses: u32,
     /// Grant types a CIMD client may keep; others are filtered out.
     pub cimd_supported_grant_types: Vec<String>,
     /// Development only: loopback CIMD hosts are not special-use.
@@ -87,6 +89,7 @@ pub(crate) fn test_settings() -> EngineSettings {
         profile: Profile::Mcp,
         attested_challenges: owned(crate::step_up::DEFAULT_ATTESTED_CHALLENGES),
         step_up_ttl: Duration::from_secs(600),
+        ticket_uses: crate::step_up::DEFAULT_TICKET_USES,
         cimd_supported_grant_types: owned(crate::cimd::document::DEFAULT_SUPPORTED_GRANT_TYPES),
         cimd_allow_loopback: false,
         rate_windows: vec![
@@ -221,39 +224,59 @@ impl Engine {
     /// never a decision.
     pub async fn evaluate(&self, input: EvaluateInput) -> Result<Evaluated, ServiceError> {
         let started = Instant::now();
-        let stamp = mint(SystemTime::now());
         let policies = self.policies();
-        let ticket = self.presented_ticket(&input.step_up_ticket, stamp.now)?;
-        let prepared = self.prepare(&input, stamp.now).await;
-        let keys = prepared.rate_keys(&input);
-        let counts =
-            self.store
-                .rate_counts(&keys, &self.settings.rate_windows, millis(stamp.now))?;
-        let observed = Observed {
+        let prepared = self.prepare(&input, SystemTime::now()).await;
+        // A decision that redeems an approved ticket is recorded only while the ticket has
+        // a use left; when another decision took the last one first, decide again (the
+        // ticket now reads as used). Each round re-reads what the store observed.
+        let mut round = 0;
+        loop {
+            round += 1;
+            let stamp = mint(SystemTime::now());
+            let observed = self.observe(&input, &prepared, stamp.now)?;
+            let Decided { mut answer, draft } = decide(
+                &policies,
+                &self.settings,
+                &input,
+                &prepared,
+                &observed,
+                &stamp,
+            );
+            if input.dry_run {
+                return Ok(answer);
+            }
+            let opens = draft.opens.clone();
+            let record = record_of(&input, &answer, draft, &stamp, started);
+            let rate_keys = observed.rates.iter().map(|(key, _)| key.clone()).collect();
+            match self.store.record(record.clone(), opens, rate_keys).await {
+                Err(StoreError::TicketSpent { .. }) if round < 3 => continue,
+                outcome => outcome?,
+            }
+            if let Some(candidate) = self.shadow() {
+                self.shadow_evaluate(&input, &answer, &candidate, &prepared, &observed, &record);
+            }
+            answer.decision_id = Some(record.decision_id);
+            return Ok(answer);
+        }
+    }
+
+    /// What the store knows now that bears on deciding `prepared`.
+    fn observe(
+        &self,
+        input: &EvaluateInput,
+        prepared: &Prepared,
+        now: SystemTime,
+    ) -> Result<Observed, ServiceError> {
+        let ticket = self.presented_ticket(&input.step_up_ticket, now)?;
+        let keys = prepared.rate_keys(input);
+        let counts = self
+            .store
+            .rate_counts(&keys, &self.settings.rate_windows, millis(now))?;
+        Ok(Observed {
             ticket,
             rates: keys.into_iter().zip(counts).collect(),
             duplicates: self.store.fingerprint_stats(&prepared.fingerprint)?,
-        };
-        let Decided { mut answer, draft } = decide(
-            &policies,
-            &self.settings,
-            &input,
-            &prepared,
-            &observed,
-            &stamp,
-        );
-        if input.dry_run {
-            return Ok(answer);
-        }
-        let opens = draft.opens.clone();
-        let record = record_of(&input, &answer, draft, &stamp, started);
-        let rate_keys = observed.rates.iter().map(|(key, _)| key.clone()).collect();
-        self.store.record(record.clone(), opens, rate_keys).await?;
-        if let Some(candidate) = self.shadow() {
-            self.shadow_evaluate(&input, &answer, &candidate, &prepared, &observed, &record);
-        }
-        answer.decision_id = Some(record.decision_id);
-        Ok(answer)
+        })
     }
 
     /// Validates the registration; for CIMD, resolves the document first (cache or one
@@ -387,5 +410,6 @@ fn record_of(
         policy_version: answer.policy_version.clone(),
         latency_micros: started.elapsed().as_micros() as u64,
         client_metadata_json: answer.client_metadata_json.clone(),
+        redeemed_ticket: draft.redeems,
     }
 }

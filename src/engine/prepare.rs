@@ -12,6 +12,7 @@ use crate::registration::findings::FindingList;
 use crate::registration::software_statement::{StatementCheck, verify};
 use crate::registration::uri::registrable_domain;
 use crate::registration::{Code, Finding, Profile, Validation, validate_dcr};
+use crate::step_up::Binding;
 use crate::store::{RateDimension, RateKey};
 use crate::vocab::RegistrationType;
 
@@ -30,6 +31,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// What a ticket opened for this registration binds, and what a ticket presented with
+    /// it must have bound: the normalized metadata as the answer returns it, and the CIMD
+    /// document's hash.
+    pub fn binding(&self) -> Binding {
+        Binding::of(
+            &self.validation.metadata.to_json(),
+            self.cimd.as_ref().map(|info| info.document_sha256.as_str()),
+        )
+    }
+
     fn new(
         validation: Validation,
         registration_type: RegistrationType,

@@ -98,6 +98,7 @@ mod tests {
             error_description: None,
             obligations: Vec::new(),
             step_up: None,
+            redeemed_ticket: None,
             policy_version: String::new(),
             latency_micros: 0,
             client_metadata_json: "{}".to_owned(),

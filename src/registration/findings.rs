@@ -81,6 +81,7 @@ codes! {
     StepUpTicketUnknown => "step_up_ticket_unknown", rule "";
     StepUpTicketMismatch => "step_up_ticket_mismatch", rule "";
     StepUpTicketExpired => "step_up_ticket_expired", rule "";
+    StepUpTicketUsed => "step_up_ticket_used", rule "";
     StepUpDenied => "step_up_denied", rule "";
     NotHttps => "not_https", rule "1";
     NoPath => "no_path", rule "2";

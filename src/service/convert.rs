@@ -283,6 +283,7 @@ pub fn decision_record(record: DecisionRecord) -> proto::DecisionRecord {
         latency_micros: record.latency_micros,
         client_metadata_json: record.client_metadata_json,
         software_id: record.software_id.unwrap_or_default(),
+        redeemed_ticket: record.redeemed_ticket.unwrap_or_default(),
     }
 }
 
@@ -304,9 +305,62 @@ pub fn step_up_ticket(ticket: StepUpTicket) -> proto::StepUp {
         resolver: ticket.resolver,
         note: ticket.note,
         fingerprint: ticket.fingerprint,
+        client_id_host: ticket
+            .client_id
+            .as_deref()
+            .and_then(host_of)
+            .unwrap_or_default(),
         client_id: ticket.client_id.unwrap_or_default(),
         client_name: ticket.client_name.unwrap_or_default(),
+        redirect_uri_hosts: ticket
+            .binding
+            .as_ref()
+            .map(|binding| redirect_uri_hosts(&binding.client_metadata_json))
+            .unwrap_or_default(),
+        document_sha256: ticket
+            .binding
+            .as_ref()
+            .and_then(|binding| binding.document_sha256.clone())
+            .unwrap_or_default(),
+        client_metadata_json: ticket
+            .binding
+            .map(|binding| binding.client_metadata_json)
+            .unwrap_or_default(),
+        reasons: ticket.reasons.into_iter().map(reason).collect(),
+        findings: ticket.findings.into_iter().map(finding).collect(),
+        max_uses: ticket.max_uses,
+        redemptions: ticket
+            .redemptions
+            .into_iter()
+            .map(|redemption| proto::TicketRedemption {
+                decision_id: redemption.decision_id,
+                redeemed_at: Some(timestamp_ms(redemption.at_ms)),
+            })
+            .collect(),
     }
+}
+
+/// The host of a URL, as people reading a ticket compare it (a private-use scheme's
+/// `cursor://anysphere.cursor-mcp/…` has one too).
+fn host_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+}
+
+/// The distinct hosts of the `redirect_uris` of normalized metadata, in order.
+fn redirect_uri_hosts(client_metadata_json: &str) -> Vec<String> {
+    let metadata: serde_json::Value =
+        serde_json::from_str(client_metadata_json).unwrap_or_default();
+    let mut hosts: Vec<String> = Vec::new();
+    for uri in metadata["redirect_uris"].as_array().into_iter().flatten() {
+        if let Some(host) = uri.as_str().and_then(host_of)
+            && !hosts.contains(&host)
+        {
+            hosts.push(host);
+        }
+    }
+    hosts
 }
 
 pub fn ticket_query(request: proto::ListStepUpsRequest) -> Result<TicketQuery, ServiceError> {

@@ -22,11 +22,17 @@ mod tests;
 
 pub use lifecycle::{OperatorResolution, ResolveRefusal, as_of, effective_state, expire, resolve};
 pub use redeem::{PresentedTicket, Redemption, accept_attested, redeem};
-pub use ticket::{NewTicket, StepUpRef, StepUpTicket, TicketState, hold, is_retained};
+pub use ticket::{
+    Binding, NewTicket, StepUpRef, StepUpTicket, TicketRedemption, TicketState, hold, is_retained,
+};
 
 /// The step-up challenge that only an operator can complete: the authorization server can
 /// never attest it in `completed_challenges`.
 pub const ADMIN_APPROVAL: &str = "admin_approval";
+
+/// How many approvals an approved ticket gives unless configured otherwise
+/// (`step_up.ticket_uses`): one.
+pub const DEFAULT_TICKET_USES: u32 = 1;
 
 /// The challenge kinds the authorization server may attest unless configured otherwise
 /// (`step_up.attested_challenges`).

@@ -21,7 +21,20 @@ fn ticket() -> StepUpTicket {
         note: String::new(),
         client_id: None,
         client_name: None,
+        binding: Some(bound()),
+        reasons: Vec::new(),
+        findings: Vec::new(),
+        max_uses: 1,
+        redemptions: Vec::new(),
     }
+}
+
+/// The registration the test ticket was opened for.
+fn bound() -> Binding {
+    Binding::of(
+        r#"{"client_name":"App","redirect_uris":["https://app.example.com/cb"],"scope":"openid"}"#,
+        None,
+    )
 }
 
 fn answer(approve: bool, now_ms: u64) -> OperatorResolution {
@@ -83,6 +96,10 @@ fn new_ticket() -> NewTicket {
         ttl: Duration::from_secs(60),
         client_id: Some("https://app.example.com/client.json".to_owned()),
         client_name: Some("App".to_owned()),
+        binding: bound(),
+        reasons: Vec::new(),
+        findings: Vec::new(),
+        max_uses: 1,
     }
 }
 
@@ -213,7 +230,12 @@ fn redeeming_a_presented_ticket() {
         },
     ];
     for case in cases {
-        let redemption = redeem(case.presented.as_ref(), case.tenant, case.fingerprint);
+        let redemption = redeem(
+            case.presented.as_ref(),
+            case.tenant,
+            case.fingerprint,
+            &bound(),
+        );
         assert_eq!(redemption.completed, case.completed, "{}", case.name);
         assert_eq!(
             redemption.refusal.as_ref().map(|finding| finding.code),
@@ -231,10 +253,125 @@ fn redeeming_a_presented_ticket() {
 
 #[test]
 fn a_denied_ticket_says_the_operators_note() {
-    let redemption = redeem(Some(&found(TicketState::Denied)), "default", "fp");
+    let redemption = redeem(Some(&found(TicketState::Denied)), "default", "fp", &bound());
     assert_eq!(
         redemption.refusal.unwrap().message,
         "an operator denied this registration: not ours"
+    );
+}
+
+/// The refusal an approved ticket gives for `presented`.
+fn refusal_for(presented: &Binding) -> Option<(Code, String)> {
+    redeem(
+        Some(&found(TicketState::Approved)),
+        "default",
+        "fp",
+        presented,
+    )
+    .refusal
+    .map(|finding| (finding.code, finding.message))
+}
+
+#[test]
+fn an_approved_ticket_approves_only_the_metadata_the_operator_saw() {
+    let approved = redeem(
+        Some(&found(TicketState::Approved)),
+        "default",
+        "fp",
+        &bound(),
+    );
+    assert_eq!(approved.refusal, None);
+    assert_eq!(approved.redeems.as_deref(), Some("T"));
+
+    let widened = Binding::of(
+        r#"{"client_name":"App","grant_types":["client_credentials"],"jwks_uri":"https://attacker.example/jwks.json","redirect_uris":["https://app.example.com/cb"],"scope":"admin offline_access openid"}"#,
+        None,
+    );
+    let (code, message) = refusal_for(&widened).expect("a wider registration is refused");
+    assert_eq!(code, Code::StepUpTicketMismatch);
+    assert_eq!(
+        message,
+        "step-up ticket `T` was issued for a registration that differs from this one: \
+         the metadata differs in `grant_types`, `jwks_uri`, `scope`"
+    );
+}
+
+#[test]
+fn a_cimd_ticket_is_bound_to_the_document_it_was_opened_for() {
+    let with_document = |sha: &str| Binding {
+        document_sha256: Some(sha.to_owned()),
+        ..bound()
+    };
+    let ticket = PresentedTicket::Found(Box::new(StepUpTicket {
+        state: TicketState::Approved,
+        binding: Some(with_document("aaaa")),
+        ..ticket()
+    }));
+    let redeem_with = |sha: &str| redeem(Some(&ticket), "default", "fp", &with_document(sha));
+    assert_eq!(redeem_with("aaaa").refusal, None);
+    let refusal = redeem_with("bbbb")
+        .refusal
+        .expect("a changed document is refused");
+    assert_eq!(refusal.code, Code::StepUpTicketMismatch);
+    assert!(
+        refusal.message.contains(
+            "the CIMD document changed since it was approved (sha256 aaaa then, bbbb now)"
+        ),
+        "{}",
+        refusal.message
+    );
+}
+
+#[test]
+fn a_used_ticket_denies_naming_the_decision_it_approved() {
+    let (approved, _) = resolve(ticket(), &answer(true, 1_500)).unwrap();
+    let used = approved.redeemed("D9", 1_600).expect("one use left");
+    assert_eq!(used.redemptions.len(), 1);
+    assert_eq!(used.redeemed("D10", 1_700), None, "no second approval");
+    let refusal = redeem(
+        Some(&PresentedTicket::Found(Box::new(used.clone()))),
+        "default",
+        "fp",
+        &bound(),
+    )
+    .refusal
+    .expect("a used ticket denies");
+    assert_eq!(refusal.code, Code::StepUpTicketUsed);
+    assert_eq!(
+        refusal.message,
+        "step-up ticket `T` was already redeemed by decision `D9`"
+    );
+    let twice = StepUpTicket {
+        max_uses: 2,
+        ..approved
+    };
+    let once = twice.redeemed("D9", 1_600).unwrap();
+    assert!(
+        once.redeemed("D10", 1_700).is_some(),
+        "a second use when configured"
+    );
+    assert_eq!(
+        ticket().redeemed("D9", 1_600),
+        None,
+        "a pending ticket gives no approval"
+    );
+}
+
+#[test]
+fn a_ticket_stored_before_binding_approves_nothing() {
+    let legacy = PresentedTicket::Found(Box::new(StepUpTicket {
+        state: TicketState::Approved,
+        binding: None,
+        ..ticket()
+    }));
+    let refusal = redeem(Some(&legacy), "default", "fp", &bound())
+        .refusal
+        .unwrap();
+    assert_eq!(refusal.code, Code::StepUpTicketMismatch);
+    assert!(
+        refusal.message.contains("predates metadata binding"),
+        "{}",
+        refusal.message
     );
 }
 

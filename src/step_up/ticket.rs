@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::registration::Finding;
+use crate::vocab::Reason;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketState {
@@ -47,6 +50,83 @@ pub struct StepUpTicket {
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_name: Option<String>,
+    // Members added within format 1: absent in tickets stored before them, and left out
+    // when empty, so those tickets read and write back as they were.
+    /// What an approval registers: the bound registration, exactly. `None` in a ticket
+    /// stored before binding, which therefore approves nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Binding>,
+    /// Why the decision that opened it stepped up: its reasons and findings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+    /// How many approvals one approved ticket gives (`step_up.ticket_uses`); a ticket
+    /// stored before this existed gives one.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub max_uses: u32,
+    /// The decisions this ticket approved, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redemptions: Vec<TicketRedemption>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(uses: &u32) -> bool {
+    *uses == 1
+}
+
+/// The registration a ticket approves: the normalized metadata, byte for byte as the
+/// decision returned it, its SHA-256, and for CIMD the SHA-256 of the document it came
+/// from. A ticket presented for anything else is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub client_metadata_json: String,
+    pub metadata_sha256: String,
+    #[serde(default)]
+    pub document_sha256: Option<String>,
+}
+
+impl Binding {
+    pub fn of(client_metadata_json: &str, document_sha256: Option<&str>) -> Binding {
+        use sha2::{Digest, Sha256};
+        Binding {
+            client_metadata_json: client_metadata_json.to_owned(),
+            metadata_sha256: hex::encode(Sha256::digest(client_metadata_json.as_bytes())),
+            document_sha256: document_sha256.map(str::to_owned),
+        }
+    }
+}
+
+/// One approval a ticket gave: the decision it was redeemed for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRedemption {
+    pub decision_id: String,
+    pub at_ms: u64,
+}
+
+impl StepUpTicket {
+    /// Whether an approved ticket still has an approval to give.
+    pub fn has_uses_left(&self) -> bool {
+        (self.redemptions.len() as u64) < u64::from(self.max_uses)
+    }
+
+    /// The ticket once it approved `decision_id`, or `None` when it had no approval left
+    /// or is not approved: the store applies this in the decision's own transaction, so
+    /// two simultaneous redemptions of a single-use ticket give one approval.
+    pub fn redeemed(&self, decision_id: &str, at_ms: u64) -> Option<StepUpTicket> {
+        if self.state != TicketState::Approved || !self.has_uses_left() {
+            return None;
+        }
+        let mut ticket = self.clone();
+        ticket.redemptions.push(TicketRedemption {
+            decision_id: decision_id.to_owned(),
+            at_ms,
+        });
+        Some(ticket)
+    }
 }
 
 /// The step-up ticket an answer (and its decision record) names.
@@ -71,6 +151,10 @@ pub struct NewTicket {
     pub ttl: Duration,
     pub client_id: Option<String>,
     pub client_name: Option<String>,
+    pub binding: Binding,
+    pub reasons: Vec<Reason>,
+    pub findings: Vec<Finding>,
+    pub max_uses: u32,
 }
 
 /// A STEP_UP's ticket. When the call presented a ticket that is still pending for this
@@ -106,6 +190,11 @@ pub fn hold(pending: Option<&StepUpTicket>, new: NewTicket) -> (StepUpRef, Optio
         note: String::new(),
         client_id: new.client_id,
         client_name: new.client_name,
+        binding: Some(new.binding),
+        reasons: new.reasons,
+        findings: new.findings,
+        max_uses: new.max_uses,
+        redemptions: Vec::new(),
     };
     (reference, Some(ticket))
 }

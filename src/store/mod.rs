@@ -36,9 +36,12 @@ pub struct StoreStats {
 
 /// What the decision service needs from storage.
 pub trait Store: Send + Sync + 'static {
-    /// Records a decision, the step-up ticket it opened if any, and one more registration
-    /// on each rate counter of `rate_keys`; an approval also counts for its fingerprint.
-    /// Resolves only once all of it is durable.
+    /// Records a decision, the step-up ticket it opened if any, the use of the approved
+    /// ticket it redeemed if any (`decision.redeemed_ticket`), and one more registration on
+    /// each rate counter of `rate_keys`; an approval also counts for its fingerprint.
+    /// Resolves only once all of it is durable. Nothing is written, and the answer is
+    /// [`StoreError::TicketSpent`], when the redeemed ticket has no use left by then (another
+    /// decision took it): the caller decides again.
     fn record(
         &self,
         decision: DecisionRecord,
@@ -148,6 +151,10 @@ pub enum StoreError {
     Encode { what: &'static str, message: String },
     #[error("stored record `{key}` is corrupt: {message}")]
     Corrupt { key: String, message: String },
+    /// Not a failure of the store: the approved ticket a decision redeems had no use left
+    /// when it was recorded. The engine decides again, and never answers this.
+    #[error("step-up ticket `{ticket_id}` has no approval left")]
+    TicketSpent { ticket_id: String },
 }
 
 /// Times (milliseconds since the epoch) before which records are pruned.

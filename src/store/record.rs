@@ -34,6 +34,9 @@ pub struct DecisionRecord {
     pub policy_version: String,
     pub latency_micros: u64,
     pub client_metadata_json: String,
+    /// The approved step-up ticket this decision redeemed (one of its uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_ticket: Option<String>,
 }
 
 /// Filters over step-up tickets.

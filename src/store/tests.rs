@@ -33,6 +33,7 @@ pub(super) fn record(ms: u64, tenant: &str, ip: &str, decision: Decision) -> Dec
         policy_version: "v1".to_owned(),
         latency_micros: 10,
         client_metadata_json: "{}".to_owned(),
+        redeemed_ticket: None,
     }
 }
 
@@ -189,12 +190,96 @@ async fn a_step_up_ticket_is_written_with_its_decision() {
         note: String::new(),
         client_id: None,
         client_name: Some("C".to_owned()),
+        binding: None,
+        reasons: Vec::new(),
+        findings: Vec::new(),
+        max_uses: 1,
+        redemptions: Vec::new(),
     };
     store
         .record(decision, Some(ticket.clone()), Vec::new())
         .await
         .unwrap();
     assert_eq!(store.get_ticket("01TICKET").unwrap(), Some(ticket));
+}
+
+#[tokio::test]
+async fn two_simultaneous_redemptions_of_a_single_use_ticket_record_one_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let opening = record(5_000, "default", "203.0.113.7", Decision::StepUp);
+    let ticket = StepUpTicket {
+        ticket_id: "01TICKET".to_owned(),
+        tenant: "default".to_owned(),
+        state: TicketState::Pending,
+        challenges: vec!["admin_approval".to_owned()],
+        fingerprint: opening.fingerprint.clone(),
+        decision_id: opening.decision_id.clone(),
+        created_at_ms: 5_000,
+        expires_at_ms: 9_000,
+        resolved_at_ms: None,
+        resolver: String::new(),
+        note: String::new(),
+        client_id: None,
+        client_name: Some("C".to_owned()),
+        binding: None,
+        reasons: Vec::new(),
+        findings: Vec::new(),
+        max_uses: 1,
+        redemptions: Vec::new(),
+    };
+    store
+        .record(opening, Some(ticket), Vec::new())
+        .await
+        .unwrap();
+    store
+        .resolve_ticket(
+            "01TICKET",
+            crate::step_up::OperatorResolution {
+                approve: true,
+                resolver: "ops".to_owned(),
+                note: String::new(),
+                now_ms: 6_000,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let redeeming = |ms: u64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let decision = DecisionRecord {
+                redeemed_ticket: Some("01TICKET".to_owned()),
+                ..record(ms, "default", "203.0.113.7", Decision::Approve)
+            };
+            let id = decision.decision_id.clone();
+            (id, store.record(decision, None, Vec::new()).await)
+        })
+    };
+    let (first, second) = (redeeming(7_000), redeeming(7_001));
+    let outcomes = [first.await.unwrap(), second.await.unwrap()];
+    let recorded: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(recorded.len(), 1, "exactly one approval: {outcomes:?}");
+    let spent = outcomes
+        .iter()
+        .find(|(_, outcome)| outcome.is_err())
+        .unwrap();
+    assert!(
+        matches!(&spent.1, Err(StoreError::TicketSpent { ticket_id }) if ticket_id == "01TICKET"),
+        "{spent:?}"
+    );
+    assert_eq!(
+        store.get_decision(&spent.0).unwrap(),
+        None,
+        "the refused redemption wrote nothing"
+    );
+    let ticket = store.get_ticket("01TICKET").unwrap().unwrap();
+    assert_eq!(ticket.redemptions.len(), 1);
+    assert_eq!(&ticket.redemptions[0].decision_id, recorded[0]);
 }
 
 #[tokio::test]

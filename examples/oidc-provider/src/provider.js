@@ -168,7 +168,8 @@ function holdPendingClients(clientgate, clients, held, log) {
   };
 }
 
-/** URL client_ids, resolved by clientgate and reused for a minute once approved. */
+/** URL client_ids, resolved by clientgate and reused for a minute once approved (for good
+ * once an operator's approval let them in). */
 class CimdClients {
   constructor(clientgate, log) {
     this.clientgate = clientgate;
@@ -213,7 +214,10 @@ class CimdClients {
     metadata.client_id = clientId;
     metadata.clientgate_decision_id = answer.decision_id;
     metadata.clientgate_obligations = answer.obligations;
-    this.approved.set(clientId, { metadata, until: Date.now() + CIMD_REUSE_MS });
+    // An operator's approval is redeemed once: the client it let in stays registered here
+    // (as a DCR client does), rather than asking again with a spent ticket.
+    const redeemed = this.tickets.delete(clientId);
+    this.approved.set(clientId, { metadata, until: redeemed ? Infinity : Date.now() + CIMD_REUSE_MS });
     return metadata;
   }
 }

@@ -25,6 +25,11 @@ fn ticket(decision: &DecisionRecord) -> StepUpTicket {
         note: String::new(),
         client_id: None,
         client_name: Some("C".to_owned()),
+        binding: None,
+        reasons: Vec::new(),
+        findings: Vec::new(),
+        max_uses: 1,
+        redemptions: Vec::new(),
     }
 }
 

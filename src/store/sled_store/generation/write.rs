@@ -63,6 +63,26 @@ impl Generation {
                 if let Some((ticket_id, json)) = &ticket_value {
                     tickets.insert(ticket_id.as_bytes(), json.as_slice())?;
                 }
+                if let Some(ticket_id) = &decision.redeemed_ticket {
+                    let spent = || {
+                        ConflictableTransactionError::Abort(StoreError::TicketSpent {
+                            ticket_id: ticket_id.clone(),
+                        })
+                    };
+                    let bytes = tickets.get(ticket_id.as_bytes())?.ok_or_else(spent)?;
+                    let ticket: StepUpTicket = serde_json::from_slice(&bytes).map_err(|error| {
+                        ConflictableTransactionError::Abort(StoreError::Corrupt {
+                            key: format!("step_up_tickets/{ticket_id}"),
+                            message: error.to_string(),
+                        })
+                    })?;
+                    let redeemed = ticket
+                        .redeemed(&decision.decision_id, decision.decided_at_ms)
+                        .ok_or_else(spent)?;
+                    let json = encode("step-up ticket", &redeemed)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    tickets.insert(ticket_id.as_bytes(), json)?;
+                }
                 for key in rate_keys {
                     let bucket = rate_bucket_key(key, minute);
                     let count = rates.get(&bucket)?.map_or(0, |bytes| decode_count(&bytes));
