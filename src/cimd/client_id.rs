@@ -159,6 +159,21 @@ fn check(raw: &str, findings: &mut FindingList, allow_loopback: bool) -> Option<
             format!("`{raw}` names a special-use address ({reason}); it is never fetched"),
         );
     }
+    // The string the AS sent is the URL fetched and the string the document must name,
+    // byte for byte (rule 9, F-5): any spelling the parser would rewrite — percent-escaped
+    // or non-ASCII host octets, fullwidth letters, numeric IPv4 forms, an empty port — is
+    // another identifier for the same document, and is refused.
+    if url.as_str() != raw && !findings.has_errors() {
+        findings.report(
+            Code::NonCanonical,
+            FIELD,
+            format!(
+                "`{raw}` is not in canonical form (it is fetched as `{}`); the client_id must be \
+                 that URL byte for byte",
+                url.as_str()
+            ),
+        );
+    }
     Some(url)
 }
 
@@ -461,14 +476,45 @@ mod tests {
     }
 
     #[test]
-    fn interop_only_warns_about_non_canonical_forms() {
-        let check = check_client_id(
-            "HTTPS://app.example.com/client.json",
-            Profile::Interop,
-            false,
+    fn every_profile_refuses_non_canonical_forms() {
+        for profile in [Profile::Mcp, Profile::Strict, Profile::Interop] {
+            let check = check_client_id("HTTPS://app.example.com/client.json", profile, false);
+            assert!(check.url.is_none(), "{profile:?}");
+            assert_eq!(check.findings[0].code.as_str(), "non_canonical");
+        }
+    }
+
+    /// F-5: spellings a WHATWG parser reads as `https://app.example.com/x.json`.
+    #[test]
+    fn spellings_the_parser_would_rewrite_are_refused_before_any_fetch() {
+        for raw in [
+            "https://%41pp.example.com/x.json",
+            "https://app.example.co%6D/x.json",
+            "https://\u{ff41}pp.example.com/x.json",
+            "https://app.example.com:/x.json",
+            "https://b\u{fc}cher.example/x.json",
+            "https://2130706433/x.json",
+            "https://0x7f.1/x.json",
+            "https://0177.0.0.1/x.json",
+            "https://app.example.com/\u{e4}.json",
+        ] {
+            let check = check_client_id(raw, Profile::Interop, true);
+            assert!(check.url.is_none(), "{raw} is fetched");
+            assert!(
+                check.findings.iter().any(|f| f.is_error()),
+                "{raw}: {:?}",
+                check.findings
+            );
+        }
+    }
+
+    #[test]
+    fn an_accepted_client_id_is_the_url_fetched_byte_for_byte() {
+        let check = check_client_id("https://app.example.com/x.json", Profile::Mcp, false);
+        assert_eq!(
+            check.url.unwrap().as_str(),
+            "https://app.example.com/x.json"
         );
-        assert!(check.url.is_some());
-        assert_eq!(check.findings[0].code.as_str(), "non_canonical");
     }
 
     #[test]

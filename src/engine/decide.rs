@@ -8,6 +8,7 @@ use super::prepare::{Prepared, prepare_dcr};
 use super::{EngineSettings, EvaluateInput, Evaluated};
 use crate::errors;
 use crate::policy::{PolicyBundle, PolicyOutcome};
+use crate::registration::findings::bounded;
 use crate::registration::{Finding, Validation};
 use crate::signals::{RequestFacts, derive_signals};
 use crate::step_up::{self, NewTicket, PresentedTicket, StepUpTicket};
@@ -152,6 +153,7 @@ pub fn decide(
         redeems: None,
     };
     if findings.iter().any(Finding::is_error) {
+        let findings = bounded(findings);
         let code = errors::error_for_findings(&findings, prepared.registration_type);
         answer.error = Some((code, describe_findings(&findings)));
         answer.findings = findings;
@@ -206,7 +208,7 @@ pub fn decide(
     let challenges = outcome.challenges.clone();
     apply_outcome(&mut answer, outcome, prepared.registration_type);
     findings.extend(std::mem::take(&mut answer.findings));
-    answer.findings = findings;
+    answer.findings = bounded(findings);
     match answer.decision {
         Decision::StepUp => {
             let (reference, opens) = step_up::hold(

@@ -82,6 +82,7 @@ codes! {
     StepUpTicketMismatch => "step_up_ticket_mismatch", rule "";
     StepUpTicketExpired => "step_up_ticket_expired", rule "";
     StepUpTicketUsed => "step_up_ticket_used", rule "";
+    FindingsTruncated => "findings_truncated", rule "";
     StepUpDenied => "step_up_denied", rule "";
     NotHttps => "not_https", rule "1";
     NoPath => "no_path", rule "2";
@@ -149,6 +150,60 @@ impl Finding {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+}
+
+/// Findings one decision carries at most (F-3); the rest are counted in one more.
+pub const MAX_FINDINGS: usize = 100;
+/// The longest finding message kept, in characters; a longer one ends in `…`. Messages
+/// quote what the caller sent, so this bounds what a decision echoes.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+/// The longest `field` kept, in characters.
+const MAX_FIELD_CHARS: usize = 120;
+
+/// `findings` bounded for the answer and the decision log: at most [`MAX_FINDINGS`] (the
+/// first ones, in order), then one `findings_truncated` finding with the severity of the
+/// worst left out that says how many were; every message and field cut to its bound. A
+/// bounded input gives a bounded output however many rules it breaks.
+pub fn bounded(findings: Vec<Finding>) -> Vec<Finding> {
+    let total = findings.len();
+    let mut findings = findings.into_iter();
+    let mut kept: Vec<Finding> = findings
+        .by_ref()
+        .take(MAX_FINDINGS)
+        .map(|finding| Finding {
+            field: cut(finding.field, MAX_FIELD_CHARS),
+            message: cut(finding.message, MAX_MESSAGE_CHARS),
+            ..finding
+        })
+        .collect();
+    let left_out: Vec<Finding> = findings.collect();
+    if !left_out.is_empty() {
+        let errors = left_out.iter().filter(|finding| finding.is_error()).count();
+        kept.push(Finding {
+            code: Code::FindingsTruncated,
+            severity: if errors > 0 {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            field: String::new(),
+            message: format!(
+                "and {} more findings ({errors} of them errors) not shown: {total} in all",
+                left_out.len()
+            ),
+        });
+    }
+    kept
+}
+
+/// `text` cut to `max` characters, ending in `…` when it was longer.
+pub fn cut(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Collects findings at the severity the profile gives them; a rule the profile turns off

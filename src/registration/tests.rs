@@ -545,3 +545,47 @@ fn every_finding_names_the_member_it_concerns() {
         .collect();
     assert_eq!(fields, vec!["redirect_uris[1]", "logo_uri"]);
 }
+
+#[test]
+fn sixteen_thousand_bad_redirect_uris_give_a_hundred_findings_and_a_count() {
+    use crate::registration::findings::{MAX_FINDINGS, bounded};
+    let uris: Vec<String> = (0..16_000).map(|n| format!("\"x{n}\"")).collect();
+    let body = format!("{{\"redirect_uris\":[{}]}}", uris.join(","));
+    assert!(body.len() < 150 * 1024);
+    let validation = validate_dcr(&body, Mcp);
+    assert!(
+        validation.findings.len() >= 16_000,
+        "the validator sees every one"
+    );
+    let findings = bounded(validation.findings);
+    assert_eq!(findings.len(), MAX_FINDINGS + 1);
+    let last = findings.last().unwrap();
+    assert_eq!(last.code, Code::FindingsTruncated);
+    assert!(
+        last.is_error(),
+        "errors were left out, so the count is an error"
+    );
+    assert!(last.message.starts_with("and "), "{}", last.message);
+    let echoed: usize = findings
+        .iter()
+        .map(|f| f.message.len() + f.field.len())
+        .sum();
+    assert!(echoed < 64 * 1024, "{echoed} bytes of findings");
+}
+
+#[test]
+fn a_long_echoed_value_is_cut_in_its_finding() {
+    use crate::registration::findings::{MAX_MESSAGE_CHARS, bounded};
+    let long = format!("https://app.example.com/{}#frag", "a".repeat(20_000));
+    let body = format!("{{\"redirect_uris\":[\"{long}\"]}}");
+    let findings = bounded(validate_dcr(&body, Mcp).findings);
+    assert!(!findings.is_empty());
+    for finding in &findings {
+        assert!(
+            finding.message.chars().count() <= MAX_MESSAGE_CHARS,
+            "{}",
+            finding.message
+        );
+    }
+    assert!(findings[0].message.ends_with('…'));
+}

@@ -20,6 +20,18 @@ const MAX_TENANT_LEN: usize = 64;
 const MAX_CHALLENGES: usize = 16;
 const MAX_USER_AGENT_LEN: usize = 1024;
 
+/// Refuses `text` longer than `max` characters, naming `field`.
+pub fn bounded_text(field: &'static str, text: &str, max: usize) -> Result<(), ServiceError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(ServiceError::invalid(
+            field,
+            format!("is {chars} characters long; at most {max} are kept"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an Evaluate call and turns it into the pipeline's input.
 pub fn evaluate_input(
     request: proto::EvaluateRequest,

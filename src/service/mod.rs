@@ -34,6 +34,9 @@ const CERTIFICATE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_s
 
 /// Room for the rest of an Evaluate message around its metadata.
 const MESSAGE_OVERHEAD_BYTES: usize = 16 * 1024;
+/// The largest admin or step-up request decoded (F-3): their fields are ids, filters and
+/// a note of at most 2,000 characters.
+const ADMIN_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Why the server could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -294,8 +297,11 @@ fn with_admin(routes: Routes, app: &App) -> Routes {
         app.reloader.clone(),
         gate.clone(),
     ));
-    let step_ups = StepUpServiceServer::new(StepUpApi::new(app.engine.clone(), gate));
-    routes.add_service(admin).add_service(step_ups)
+    let step_ups = StepUpServiceServer::new(StepUpApi::new(app.engine.clone(), gate))
+        .max_decoding_message_size(ADMIN_MESSAGE_BYTES);
+    routes
+        .add_service(admin.max_decoding_message_size(ADMIN_MESSAGE_BYTES))
+        .add_service(step_ups)
 }
 
 /// `routes` with gRPC server reflection, v1 and v1alpha (grpcurl speaks either), for the

@@ -30,6 +30,12 @@ impl StepUpApi {
     }
 }
 
+/// The longest `resolver` a resolution may name, in characters.
+pub const MAX_RESOLVER_CHARS: usize = 200;
+/// The longest `note` a resolution may carry, in characters (F-3: notes are listed with
+/// every ticket).
+pub const MAX_NOTE_CHARS: usize = 2_000;
+
 /// Who resolves: the authenticated caller, whatever `resolver` claims (a different claim
 /// is kept in the note, for display). With no `[auth]` configured, the claim is all there
 /// is (the audit trail marks it unauthenticated).
@@ -113,6 +119,9 @@ impl StepUpService for StepUpApi {
         if request.ticket_id.is_empty() {
             return Err(ServiceError::invalid("ticket_id", "must not be empty").into());
         }
+        convert::bounded_text("ticket_id", &request.ticket_id, 64)?;
+        convert::bounded_text("resolver", &request.resolver, MAX_RESOLVER_CHARS)?;
+        convert::bounded_text("note", &request.note, MAX_NOTE_CHARS)?;
         let (resolver, note) = resolver_and_note(&identity, &request.resolver, request.note)?;
         let now = SystemTime::now();
         let resolution = OperatorResolution {

@@ -431,3 +431,45 @@ async fn shadow_disagreements_are_listed_newest_first_in_pages_and_pruned_with_d
     let kept = store.list_disagreements(0, None).unwrap();
     assert_eq!(kept.disagreements, [disagreement(3_000)]);
 }
+
+#[tokio::test]
+async fn a_page_of_large_records_ends_at_its_byte_budget_with_a_token_for_the_rest() {
+    use crate::store::sled_store::PAGE_BYTE_BUDGET;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let large = "x".repeat(200 * 1024);
+    for ms in 1..=20 {
+        let decision = DecisionRecord {
+            client_metadata_json: format!("{{\"client_name\":\"{large}\"}}"),
+            ..record(ms, "default", "203.0.113.7", Decision::Deny)
+        };
+        store.record(decision, None, Vec::new()).await.unwrap();
+    }
+    let mut seen = 0;
+    let mut pages = 0;
+    let mut token = None;
+    loop {
+        let page = store
+            .list_decisions(&DecisionQuery {
+                page_size: 1000,
+                page_token: token,
+                ..DecisionQuery::default()
+            })
+            .unwrap();
+        let bytes: usize = page
+            .decisions
+            .iter()
+            .map(|d| d.client_metadata_json.len())
+            .sum();
+        assert!(bytes <= PAGE_BYTE_BUDGET, "a page of {bytes} bytes");
+        assert!(!page.decisions.is_empty());
+        seen += page.decisions.len();
+        pages += 1;
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 20, "paging still reaches every record");
+    assert!(pages >= 4, "{pages} pages");
+}

@@ -26,6 +26,8 @@ use crate::step_up::OperatorResolution;
 use crate::store::{AdminAction, AdminActionPage, CacheEntry};
 
 pub use self::generation::FORMAT_VERSION;
+#[cfg(test)]
+pub(crate) use self::generation::PAGE_BYTE_BUDGET;
 
 /// When pruning also compacts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

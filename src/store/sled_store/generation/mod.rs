@@ -29,6 +29,41 @@ const FORMAT_KEY: &[u8] = b"format_version";
 const SCAN_LIMIT: usize = 10_000;
 const MAX_PAGE_SIZE: usize = 1000;
 const DEFAULT_PAGE_SIZE: usize = 50;
+/// Stored bytes one page holds at most besides its count (F-3): a page of large records
+/// ends early, with a token for the rest. A page always holds at least one entry.
+pub const PAGE_BYTE_BUDGET: usize = 1024 * 1024;
+
+/// What is left of one page: entries and bytes.
+struct PageBudget {
+    entries: usize,
+    taken: usize,
+    bytes: usize,
+}
+
+impl PageBudget {
+    /// A page of `page_size` entries (0: the default; at most the maximum).
+    fn new(page_size: usize) -> PageBudget {
+        PageBudget {
+            entries: match page_size {
+                0 => DEFAULT_PAGE_SIZE,
+                size => size.min(MAX_PAGE_SIZE),
+            },
+            taken: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Takes an entry of `bytes` stored bytes if it still fits; `false` ends the page.
+    fn take(&mut self, bytes: usize) -> bool {
+        let fits = self.taken < self.entries
+            && (self.taken == 0 || self.bytes.saturating_add(bytes) <= PAGE_BYTE_BUDGET);
+        if fits {
+            self.taken += 1;
+            self.bytes = self.bytes.saturating_add(bytes);
+        }
+        fits
+    }
+}
 
 pub(super) struct Generation {
     pub(super) db: sled::Db,
@@ -107,7 +142,19 @@ impl Generation {
 impl Generation {
     /// One decision by its ULID.
     fn read_decision(&self, id: Ulid) -> Result<Option<DecisionRecord>, StoreError> {
-        read_json(&self.decisions, &id.to_bytes(), || id.to_string())
+        Ok(self.read_decision_sized(id)?.map(|(record, _)| record))
+    }
+
+    /// A decision and the bytes it takes in the store.
+    fn read_decision_sized(&self, id: Ulid) -> Result<Option<(DecisionRecord, usize)>, StoreError> {
+        let Some(bytes) = self.decisions.get(id.to_bytes())? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt {
+            key: id.to_string(),
+            message: error.to_string(),
+        })?;
+        Ok(Some((record, bytes.len())))
     }
 }
 

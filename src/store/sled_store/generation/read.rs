@@ -30,10 +30,7 @@ impl Generation {
         &self,
         query: &DecisionQuery,
     ) -> Result<DecisionPage, StoreError> {
-        let page_size = match query.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size => size.min(MAX_PAGE_SIZE),
-        };
+        let mut budget = PageBudget::new(query.page_size);
         let lower = Ulid::from_parts(query.since_ms.unwrap_or(0), 0);
         let mut upper = query
             .until_ms
@@ -70,13 +67,13 @@ impl Generation {
                 page.next_page_token = Some(id);
                 break;
             }
-            let Some(record) = self.read_decision(id)? else {
+            let Some((record, bytes)) = self.read_decision_sized(id)? else {
                 continue;
             };
             if !matches(query, &record) {
                 continue;
             }
-            if page.decisions.len() == page_size {
+            if !budget.take(bytes) {
                 // One more matches: the next page starts above it.
                 let last = page.decisions.last().map(|last| last.decision_id.as_str());
                 page.next_page_token = last.and_then(|last| Ulid::from_string(last).ok());
@@ -151,10 +148,7 @@ impl Generation {
         query: &TicketQuery,
         now_ms: u64,
     ) -> Result<TicketPage, StoreError> {
-        let page_size = match query.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size => size.min(MAX_PAGE_SIZE),
-        };
+        let mut budget = PageBudget::new(query.page_size);
         let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
             match &query.page_token {
                 Some(token) => Box::new(self.tickets.range(..token.as_bytes().to_vec()).rev()),
@@ -179,7 +173,7 @@ impl Generation {
             if !wanted {
                 continue;
             }
-            if page.tickets.len() == page_size {
+            if !budget.take(value.len()) {
                 page.next_page_token = page.tickets.last().map(|t| t.ticket_id.clone());
                 break;
             }
@@ -193,16 +187,13 @@ impl Generation {
         page_size: usize,
         page_token: Option<Ulid>,
     ) -> Result<DisagreementPage, StoreError> {
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size => size.min(MAX_PAGE_SIZE),
-        };
+        let mut budget = PageBudget::new(page_size);
         let upper = page_token.unwrap_or(Ulid(u128::MAX)).to_bytes();
         let mut page = DisagreementPage::default();
         for entry in self.disagreements.range(..upper).rev() {
             let (key, value) = entry?;
             let id = id_of_index_key(&key);
-            if page.disagreements.len() == page_size {
+            if !budget.take(value.len()) {
                 page.next_page_token = page
                     .disagreements
                     .last()
@@ -224,16 +215,13 @@ impl Generation {
         page_size: usize,
         page_token: Option<Ulid>,
     ) -> Result<AdminActionPage, StoreError> {
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size => size.min(MAX_PAGE_SIZE),
-        };
+        let mut budget = PageBudget::new(page_size);
         let upper = page_token.unwrap_or(Ulid(u128::MAX)).to_bytes();
         let mut page = AdminActionPage::default();
         for entry in self.admin_audit.range(..upper).rev() {
             let (key, value) = entry?;
             let id = id_of_index_key(&key);
-            if page.actions.len() == page_size {
+            if !budget.take(value.len()) {
                 page.next_page_token = Some(
                     page.actions
                         .last()
