@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("clientgate_descriptor.bin"))
+        // A request that does not decode is INVALID_ARGUMENT (src/proto/codec.rs).
+        .codec_path("crate::proto::codec::StrictCodec")
         .compile_with_config(
             prost_config,
             &["proto/clientgate/v1/clientgate.proto"],

@@ -2,6 +2,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod codec;
+
 tonic::include_proto!("clientgate.v1");
 
 /// The encoded descriptor set that server reflection serves.

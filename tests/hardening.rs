@@ -105,3 +105,166 @@ async fn an_oversized_note_or_resolver_is_refused_naming_the_field_and_nothing_i
         "no refused resolution took effect"
     );
 }
+
+/// Sends `bytes` as the request message of `path`, as a client with a broken encoder would.
+async fn raw_call(server: &Server, path: &'static str, bytes: Vec<u8>) -> tonic::Status {
+    #[derive(Clone, Default)]
+    struct Raw;
+    struct RawEncoder;
+    struct RawDecoder;
+    impl tonic::codec::Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = RawEncoder;
+        type Decoder = RawDecoder;
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+        fn decoder(&mut self) -> RawDecoder {
+            RawDecoder
+        }
+    }
+    impl tonic::codec::Encoder for RawEncoder {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(
+            &mut self,
+            item: Vec<u8>,
+            dst: &mut tonic::codec::EncodeBuf<'_>,
+        ) -> Result<(), tonic::Status> {
+            use prost::bytes::BufMut;
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl tonic::codec::Decoder for RawDecoder {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn decode(
+            &mut self,
+            src: &mut tonic::codec::DecodeBuf<'_>,
+        ) -> Result<Option<Vec<u8>>, tonic::Status> {
+            use prost::bytes::Buf;
+            Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+        }
+    }
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(bytes),
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        Raw,
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_does_not_decode_is_invalid_argument_not_internal() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), data.path(), &[]);
+    // `tenant` (field 1, a string) holding the byte 0xff: not UTF-8.
+    let not_utf8 = raw_call(
+        &server,
+        "/clientgate.v1.RegistrationService/Evaluate",
+        vec![0x0a, 0x01, 0xff],
+    )
+    .await;
+    assert_eq!(not_utf8.code(), Code::InvalidArgument, "{not_utf8:?}");
+    assert!(
+        not_utf8.message().contains("EvaluateRequest"),
+        "{}",
+        not_utf8.message()
+    );
+    // A length that runs past the end: truncated protobuf.
+    let truncated = raw_call(
+        &server,
+        "/clientgate.v1.StepUpService/GetStepUp",
+        vec![0x0a, 0x40, b'x'],
+    )
+    .await;
+    assert_eq!(truncated.code(), Code::InvalidArgument, "{truncated:?}");
+    let garbage = raw_call(
+        &server,
+        "/clientgate.v1.AdminService/ListDecisions",
+        vec![0xff; 16],
+    )
+    .await;
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ipv4_mapped_caller_is_the_ipv4_caller() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), data.path(), &[]);
+    let mut client = server.registration().await;
+    let answer = client
+        .evaluate(dcr(WEB_CLIENT, "::ffff:203.0.113.7"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.decision(),
+        Decision::Approve,
+        "a dual-stack AS is not denied by policy_evaluation_error: {:?}",
+        answer.findings
+    );
+    let listed = server
+        .admin()
+        .await
+        .list_decisions(ListDecisionsRequest {
+            ip: "203.0.113.7".to_owned(),
+            ..ListDecisionsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.decisions.len(),
+        1,
+        "recorded and filtered as 203.0.113.7"
+    );
+    assert_eq!(listed.decisions[0].ip, "203.0.113.7");
+}
+
+#[test]
+fn an_absurd_cache_lifetime_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clientgate.toml");
+    std::fs::write(&config, "[cimd]\ncache_max_secs = 18446744073709551\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg("--policies")
+        .arg(starter_policies())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cimd.cache_max_secs"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_that_names_a_member_twice_is_denied_naming_it() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), data.path(), &[]);
+    let mut client = server.registration().await;
+    // The review's F-10 repro: last-wins would approve `app.example.com`, while a first-wins
+    // parser in the AS would register `evil.example`.
+    let answer = client
+        .evaluate(dcr(
+            r#"{"client_name":"dup","redirect_uris":["https://evil.example/cb"],"redirect_uris":["https://app.example.com/cb"]}"#,
+            "",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision(), Decision::Deny);
+    assert_eq!(answer.findings[0].code, "duplicate_member");
+    assert_eq!(answer.findings[0].field, "redirect_uris");
+    assert_eq!(
+        answer.error.unwrap().error,
+        "invalid_redirect_uri",
+        "the OAuth error of the member named twice"
+    );
+}

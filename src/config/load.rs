@@ -284,11 +284,13 @@ impl Config {
             "cimd.max_in_flight_per_host" => raw
                 .integer_in(1..=1000)
                 .map(|count| self.cimd.max_in_flight_per_host = count as usize),
+            // At most 30 days (F-19): a document is fetched again within a month however
+            // long its cache headers say, and `now + lifetime` can never overflow.
             "cimd.cache_min_secs" => raw
-                .integer()
+                .integer_in(0..=2_592_000)
                 .map(|secs| self.cimd.cache_min = Duration::from_secs(secs)),
             "cimd.cache_max_secs" => raw
-                .integer()
+                .integer_in(1..=2_592_000)
                 .map(|secs| self.cimd.cache_max = Duration::from_secs(secs)),
             "cimd.supported_grant_types" => raw
                 .strings()

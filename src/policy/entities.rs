@@ -322,7 +322,7 @@ fn context_of(signals: &Signals) -> Result<Context, EntityError> {
     if let Some(ip) = signals.caller_ip {
         pairs.push((
             "ip".to_owned(),
-            RestrictedExpression::new_ip(ip.to_string()),
+            RestrictedExpression::new_ip(ip.to_canonical().to_string()),
         ));
     }
     Context::from_pairs(pairs).map_err(|error| EntityError::Context(error.to_string()))

@@ -76,6 +76,14 @@ pub(crate) fn parse_object(
     what: &str,
     findings: &mut FindingList,
 ) -> Option<Map<String, Value>> {
+    if let Some(member) = super::json::first_duplicate_member(text) {
+        findings.report(
+            Code::DuplicateMember,
+            &member,
+            format!("{what} names `{member}` twice; each member must appear once"),
+        );
+        return None;
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(object)) => Some(object),
         Ok(_) => {

@@ -44,6 +44,7 @@ macro_rules! codes {
 codes! {
     InvalidJson => "invalid_json", rule "29";
     NotObject => "not_object", rule "29";
+    DuplicateMember => "duplicate_member", rule "29";
     InvalidFieldType => "invalid_field_type", rule "78";
     RedirectUrisMissing => "redirect_uris_missing", rule "79";
     RedirectUrisInvalid => "redirect_uris_invalid", rule "45";

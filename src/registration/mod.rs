@@ -6,6 +6,7 @@
 
 pub mod dcr;
 pub mod findings;
+pub mod json;
 pub mod metadata;
 pub mod profile;
 pub mod software_statement;

@@ -79,10 +79,6 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
     (Code::RootPath, [Warning, Error, Warning]),
     // Rule 6 / Q2: a query in a client_id is SHOULD NOT.
     (Code::QueryDiscouraged, [Warning, Error, Warning]),
-    // Q3 / F-5: `HTTPS://`, upper-case hosts, `:443`, `%41pp`, fullwidth or numeric hosts
-    // are other strings than the URL fetched, so the client_id the AS registers would not be
-    // the one the document names: refused in every profile, before any fetch.
-    (Code::NonCanonical, [Error, Error, Error]),
     // Rule 31 / Q9 / C29: MCP requires client_name; generic CIMD shows the hostname instead.
     (Code::ClientNameMissing, [Error, Error, Off]),
     // Q11 / C25: grant types the AS does not support are filtered, not fatal.

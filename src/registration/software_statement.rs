@@ -60,7 +60,12 @@ pub fn check_shape(statement: &str) -> Result<StatementShape, ShapeError> {
 
 fn decode_object(part: &str) -> Option<Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
+    // A header or claims set that names a member twice is malformed (F-10).
+    let text = std::str::from_utf8(&bytes).ok()?;
+    if super::json::first_duplicate_member(text).is_some() {
+        return None;
+    }
+    match serde_json::from_str(text).ok()? {
         Value::Object(object) => Some(object),
         _ => None,
     }

@@ -74,12 +74,18 @@ pub fn evaluate_input(
     let caller = request.caller.unwrap_or_default();
     let ip = match caller.ip.trim() {
         "" => None,
-        text => Some(text.parse::<IpAddr>().map_err(|_| {
-            ServiceError::invalid(
-                "caller.ip",
-                format!("`{text}` is not an IPv4 or IPv6 address"),
-            )
-        })?),
+        // An IPv4-mapped address (`::ffff:203.0.113.7`, from a dual-stack socket) is the
+        // IPv4 caller (F-12): recorded, counted and shown to policies as `203.0.113.7`.
+        text => Some(
+            text.parse::<IpAddr>()
+                .map_err(|_| {
+                    ServiceError::invalid(
+                        "caller.ip",
+                        format!("`{text}` is not an IPv4 or IPv6 address"),
+                    )
+                })?
+                .to_canonical(),
+        ),
     };
     if caller.user_agent.len() > MAX_USER_AGENT_LEN {
         return Err(ServiceError::invalid(
