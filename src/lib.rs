@@ -12,7 +12,8 @@
 //! its own layer (`tests/layering.rs` holds the layers and checks the imports).
 //!
 //! - [`vocab`]: the words every layer shares: decisions, reasons, registration types, the
-//!   caller, the clock's unit.
+//!   caller, the clock's unit. [`address`], beside it: the special-use address set and the
+//!   rules that refuse an address (pure), which validation and the fetcher both apply.
 //! - [`registration`]: pure validation of registration metadata into normalized metadata
 //!   and typed findings; the profile table of disputed rules.
 //! - [`auth`]: who is calling (bearer tokens by their SHA-256) and the role each call
@@ -45,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod app;
 pub mod auth;
 pub mod authoring;

@@ -268,3 +268,28 @@ async fn a_registration_that_names_a_member_twice_is_denied_naming_it() {
         "the OAuth error of the member named twice"
     );
 }
+
+#[test]
+fn a_deny_cidr_that_does_not_parse_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clientgate.toml");
+    std::fs::write(
+        &config,
+        "[cimd]\ndeny_cidrs = [\"64:ff9b:1::/48\", \"10.0.0.0/33\"]\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg("--policies")
+        .arg(starter_policies())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cimd.deny_cidrs"), "{stderr}");
+    assert!(
+        stderr.contains("`/33` is not a prefix length of 0–32"),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// one above. `errors` shares the store's layer: it maps the store's failures to gRPC
 /// statuses, and the store keeps OAuth error codes on decision records.
 const LAYERS: &[&[&str]] = &[
-    &["vocab"],
+    &["vocab", "address"],
     &["registration", "auth"],
     &["signals", "fingerprint", "step_up"],
     &["store", "errors"],

@@ -266,7 +266,7 @@ pub fn engine_settings(config: &Config) -> Result<EngineSettings, AppError> {
         step_up_ttl: config.step_up.ticket_ttl,
         ticket_uses: config.step_up.ticket_uses,
         cimd_supported_grant_types: config.cimd.supported_grant_types.clone(),
-        cimd_allow_loopback: config.cimd.allow_loopback,
+        cimd_addresses: config.cimd.addresses(),
         rate_windows: config.rates.windows.clone(),
         trusted_issuers,
     })
@@ -280,7 +280,7 @@ pub fn fetch_settings(config: &Config) -> FetchSettings {
         max_bytes: config.cimd.max_document_bytes,
         max_in_flight: config.cimd.max_in_flight,
         max_in_flight_per_host: config.cimd.max_in_flight_per_host,
-        allow_loopback: config.cimd.allow_loopback,
+        addresses: config.cimd.addresses(),
         ca_file: config.cimd.ca_file.clone(),
         resolve: config
             .cimd

@@ -130,7 +130,7 @@ pub fn decide_offline(
             redirect_uri,
             document,
         } => {
-            let check = check_client_id(client_id, settings.profile, settings.cimd_allow_loopback);
+            let check = check_client_id(client_id, settings.profile, &settings.cimd_addresses);
             let resolution = check.url.as_ref().map(|_| match document {
                 Ok(body) => {
                     resolve_supplied(body, client_id, &settings.document_rules(), millis(now))

@@ -5,11 +5,9 @@
 //! tabs, turns `\` into `/`, collapses `/./` and `/../`, and lower-cases the host, so the
 //! string that was checked would not be the one fetched or compared with the document.
 
-use std::net::IpAddr;
+use url::Url;
 
-use url::{Host, Url};
-
-use super::address;
+use crate::address::AddressRules;
 use crate::registration::Profile;
 use crate::registration::findings::{Code, Finding, FindingList};
 use crate::registration::uri::has_bad_percent_escape;
@@ -27,11 +25,11 @@ pub struct ClientIdCheck {
     pub findings: Vec<Finding>,
 }
 
-/// Checks `raw` under `profile`. `allow_loopback` is the development switch that lets
-/// `localhost` and loopback IP literals through.
-pub fn check_client_id(raw: &str, profile: Profile, allow_loopback: bool) -> ClientIdCheck {
+/// Checks `raw` under `profile`; `addresses` says which IP literals and names are refused
+/// (the special-use set, the operator's deny list, loopback unless allowed).
+pub fn check_client_id(raw: &str, profile: Profile, addresses: &AddressRules) -> ClientIdCheck {
     let mut findings = FindingList::new(profile);
-    let url = check(raw, &mut findings, allow_loopback);
+    let url = check(raw, &mut findings, addresses);
     let url = url.filter(|_| !findings.has_errors());
     ClientIdCheck {
         url,
@@ -39,7 +37,7 @@ pub fn check_client_id(raw: &str, profile: Profile, allow_loopback: bool) -> Cli
     }
 }
 
-fn check(raw: &str, findings: &mut FindingList, allow_loopback: bool) -> Option<Url> {
+fn check(raw: &str, findings: &mut FindingList, addresses: &AddressRules) -> Option<Url> {
     if raw.len() > MAX_CLIENT_ID_BYTES {
         findings.report(
             Code::TooLong,
@@ -152,7 +150,7 @@ fn check(raw: &str, findings: &mut FindingList, allow_loopback: bool) -> Option<
         );
         return None;
     };
-    if let Some(reason) = special_use_host(&url, allow_loopback) {
+    if let Some(reason) = addresses.url_refusal(&url) {
         findings.report(
             Code::SpecialUseAddress,
             FIELD,
@@ -221,30 +219,15 @@ fn is_dot_segment(segment: &str) -> bool {
     decoded == "." || decoded == ".."
 }
 
-/// Why the URL's host is special-use: an IP literal in a special-use range, or the name
-/// `localhost` (B1–B4). A URL with an IP literal never goes through the resolver, so this
-/// check at URL level is the only one it gets.
-pub fn special_use_host(url: &Url, allow_loopback: bool) -> Option<String> {
-    let ip = match url.host()? {
-        Host::Domain(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            if name == "localhost" || name.ends_with(".localhost") {
-                return (!allow_loopback).then(|| "the name localhost".to_owned());
-            }
-            return None;
-        }
-        Host::Ipv4(ip) => IpAddr::V4(ip),
-        Host::Ipv6(ip) => IpAddr::V6(ip),
-    };
-    if allow_loopback && address::is_loopback(ip) {
-        return None;
-    }
-    address::special_use(ip).map(|range| format!("{ip} is in {range}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The development switch on, nothing denied beyond the special-use set.
+    const LOOPBACK: AddressRules = AddressRules {
+        allow_loopback: true,
+        deny: Vec::new(),
+    };
 
     enum Expect {
         Accept,
@@ -439,7 +422,7 @@ mod tests {
     fn client_id_vectors() {
         let mut failures = Vec::new();
         for (name, client_id, expect) in cases() {
-            let check = check_client_id(&client_id, Profile::Mcp, false);
+            let check = check_client_id(&client_id, Profile::Mcp, &AddressRules::default());
             let errors: Vec<&str> = check
                 .findings
                 .iter()
@@ -470,7 +453,7 @@ mod tests {
             "https://app.example.com/",
             "https://app.example.com/c.json?v=2",
         ] {
-            let check = check_client_id(client_id, Profile::Strict, false);
+            let check = check_client_id(client_id, Profile::Strict, &AddressRules::default());
             assert!(check.url.is_none(), "{client_id} passes strict");
         }
     }
@@ -478,7 +461,11 @@ mod tests {
     #[test]
     fn every_profile_refuses_non_canonical_forms() {
         for profile in [Profile::Mcp, Profile::Strict, Profile::Interop] {
-            let check = check_client_id("HTTPS://app.example.com/client.json", profile, false);
+            let check = check_client_id(
+                "HTTPS://app.example.com/client.json",
+                profile,
+                &AddressRules::default(),
+            );
             assert!(check.url.is_none(), "{profile:?}");
             assert_eq!(check.findings[0].code.as_str(), "non_canonical");
         }
@@ -498,7 +485,7 @@ mod tests {
             "https://0177.0.0.1/x.json",
             "https://app.example.com/\u{e4}.json",
         ] {
-            let check = check_client_id(raw, Profile::Interop, true);
+            let check = check_client_id(raw, Profile::Interop, &LOOPBACK);
             assert!(check.url.is_none(), "{raw} is fetched");
             assert!(
                 check.findings.iter().any(|f| f.is_error()),
@@ -510,7 +497,11 @@ mod tests {
 
     #[test]
     fn an_accepted_client_id_is_the_url_fetched_byte_for_byte() {
-        let check = check_client_id("https://app.example.com/x.json", Profile::Mcp, false);
+        let check = check_client_id(
+            "https://app.example.com/x.json",
+            Profile::Mcp,
+            &AddressRules::default(),
+        );
         assert_eq!(
             check.url.unwrap().as_str(),
             "https://app.example.com/x.json"
@@ -520,17 +511,17 @@ mod tests {
     #[test]
     fn allow_loopback_lets_loopback_through_but_not_private_ranges() {
         assert!(
-            check_client_id("https://127.0.0.1:8443/c.json", Profile::Mcp, true)
+            check_client_id("https://127.0.0.1:8443/c.json", Profile::Mcp, &LOOPBACK)
                 .url
                 .is_some()
         );
         assert!(
-            check_client_id("https://localhost/c.json", Profile::Mcp, true)
+            check_client_id("https://localhost/c.json", Profile::Mcp, &LOOPBACK)
                 .url
                 .is_some()
         );
         assert!(
-            check_client_id("https://10.0.0.5/c.json", Profile::Mcp, true)
+            check_client_id("https://10.0.0.5/c.json", Profile::Mcp, &LOOPBACK)
                 .url
                 .is_none()
         );

@@ -4,13 +4,14 @@
 //! kinds are held to the same rules.
 
 use crate::registration::dcr::{
-    Validation, check_auth_method, check_grants, check_keys, check_metadata_uris,
-    check_redirect_uris, check_software_statement, parse_object, read_metadata,
+    Validation, check_auth_method, check_fetchable_extras, check_grants, check_keys,
+    check_metadata_uris, check_redirect_uris, check_software_statement, parse_object,
+    read_metadata,
 };
 use crate::registration::findings::{Code, FindingList};
 use crate::registration::{ClientMetadata, Profile};
 
-use super::client_id::special_use_host;
+use crate::address::AddressRules;
 
 /// Grant types a CIMD client may keep by default; others are filtered out (C25, C26).
 pub const DEFAULT_SUPPORTED_GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
@@ -27,8 +28,9 @@ const SHARED_SECRET_METHODS: &[&str] = &[
 pub struct DocumentRules {
     pub profile: Profile,
     pub supported_grant_types: Vec<String>,
-    /// The development switch: URIs on loopback hosts are not special-use.
-    pub allow_loopback: bool,
+    /// Which hosts URIs in the document must not name (loopback passes only under the
+    /// development switch).
+    pub addresses: AddressRules,
 }
 
 /// Validates the document served for `client_id`.
@@ -80,8 +82,9 @@ pub fn validate_document(body: &[u8], client_id: &str, rules: &DocumentRules) ->
     apply_cimd_defaults(&mut metadata, &mut findings);
     filter_grant_types(&mut metadata, rules, &mut findings);
     let redirects = check_redirect_uris(&metadata, &mut findings);
-    check_metadata_uris(&metadata, &redirects, &mut findings);
-    check_special_use_uris(&metadata, rules.allow_loopback, &mut findings);
+    // Rule 18 / C16 / C31 / F-8: no URI in the document names a special-use host.
+    check_metadata_uris(&metadata, &redirects, &rules.addresses, &mut findings);
+    check_fetchable_extras(&object, &rules.addresses, &mut findings);
     let method = metadata.token_endpoint_auth_method.as_str();
     if SHARED_SECRET_METHODS.contains(&method) {
         findings.report(
@@ -148,32 +151,4 @@ fn filter_grant_types(
         );
     }
     metadata.grant_types = kept;
-}
-
-/// Rule 18 / C16 / C31: URIs inside the document that name special-use hosts are never
-/// fetched; the document is refused.
-fn check_special_use_uris(
-    metadata: &ClientMetadata,
-    allow_loopback: bool,
-    findings: &mut FindingList,
-) {
-    let members = [
-        ("client_uri", &metadata.client_uri),
-        ("logo_uri", &metadata.logo_uri),
-        ("tos_uri", &metadata.tos_uri),
-        ("policy_uri", &metadata.policy_uri),
-        ("jwks_uri", &metadata.jwks_uri),
-    ];
-    for (field, value) in members {
-        let Some(url) = value.as_deref().and_then(|raw| url::Url::parse(raw).ok()) else {
-            continue;
-        };
-        if let Some(reason) = special_use_host(&url, allow_loopback) {
-            findings.report(
-                Code::SpecialUseAddress,
-                field,
-                format!("`{url}` names a special-use address ({reason}); it is never fetched"),
-            );
-        }
-    }
 }

@@ -27,8 +27,7 @@ use reqwest::redirect::Policy;
 use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
 
-use super::address;
-use super::client_id::special_use_host;
+use crate::address::AddressRules;
 use crate::registration::Code;
 
 /// The `Accept` header of every fetch (registration rules Q7).
@@ -45,8 +44,9 @@ pub struct FetchSettings {
     pub max_in_flight: usize,
     /// Fetches in flight at most to one host.
     pub max_in_flight_per_host: usize,
-    /// Development only: let loopback addresses through.
-    pub allow_loopback: bool,
+    /// Which addresses are never connected to: the special-use set, `cimd.deny_cidrs`,
+    /// and loopback unless the development switch `cimd.allow_loopback` is on.
+    pub addresses: AddressRules,
     /// Development only: an extra PEM trust root.
     pub ca_file: Option<PathBuf>,
     /// Development only: connect to this address for this host name (like curl's
@@ -132,20 +132,19 @@ impl StdError for SpecialUseRefused {}
 /// exactly what reqwest connects to, so the checked addresses are the connected ones.
 struct GuardedResolver {
     pinned: HashMap<String, SocketAddr>,
-    allow_loopback: bool,
+    addresses: AddressRules,
     system: OnceCell<hickory_resolver::TokioResolver>,
 }
 
 /// Rule 22 / B6: one special-use record among the answers refuses the name.
-fn check_answer(name: &str, ips: &[IpAddr], allow_loopback: bool) -> Result<(), SpecialUseRefused> {
+fn check_answer(
+    name: &str,
+    ips: &[IpAddr],
+    addresses: &AddressRules,
+) -> Result<(), SpecialUseRefused> {
     for ip in ips {
-        if allow_loopback && address::is_loopback(*ip) {
-            continue;
-        }
-        if let Some(range) = address::special_use(*ip) {
-            return Err(SpecialUseRefused(format!(
-                "`{name}` resolves to {ip}, which is in {range}"
-            )));
+        if let Some(refusal) = addresses.refusal(*ip) {
+            return Err(SpecialUseRefused(format!("`{name}` resolves to {refusal}")));
         }
     }
     Ok(())
@@ -157,7 +156,7 @@ impl GuardedResolver {
         name: String,
     ) -> Result<Vec<SocketAddr>, Box<dyn StdError + Send + Sync>> {
         if let Some(addr) = self.pinned.get(&name) {
-            check_answer(&name, &[addr.ip()], self.allow_loopback)?;
+            check_answer(&name, &[addr.ip()], &self.addresses)?;
             return Ok(vec![*addr]);
         }
         let resolver = self
@@ -166,7 +165,7 @@ impl GuardedResolver {
             .await?;
         let answer = resolver.lookup_ip(name.as_str()).await?;
         let ips: Vec<IpAddr> = answer.iter().collect();
-        check_answer(&name, &ips, self.allow_loopback)?;
+        check_answer(&name, &ips, &self.addresses)?;
         if ips.is_empty() {
             return Err(format!("`{name}` has no addresses").into());
         }
@@ -204,7 +203,7 @@ impl Fetcher {
                 .iter()
                 .map(|(name, addr)| (name.to_ascii_lowercase(), *addr))
                 .collect(),
-            allow_loopback: settings.allow_loopback,
+            addresses: settings.addresses.clone(),
             system: OnceCell::new(),
         };
         let mut builder = reqwest::Client::builder()
@@ -255,7 +254,7 @@ impl Fetcher {
                 format!("`{url}` is not https"),
             ));
         }
-        if let Some(reason) = special_use_host(url, self.settings.allow_loopback) {
+        if let Some(reason) = self.settings.addresses.url_refusal(url) {
             return Err(FetchFailure::new(
                 Code::SpecialUseAddress,
                 format!("`{url}` names a special-use address ({reason})"),
@@ -469,6 +468,13 @@ pub fn is_json_media_type(content_type: Option<&str>) -> bool {
 mod tests {
     use super::*;
 
+    fn rules(allow_loopback: bool) -> AddressRules {
+        AddressRules {
+            allow_loopback,
+            deny: Vec::new(),
+        }
+    }
+
     fn ips(list: &[&str]) -> Vec<IpAddr> {
         list.iter().map(|ip| ip.parse().unwrap()).collect()
     }
@@ -476,13 +482,13 @@ mod tests {
     #[test]
     fn b6_one_special_use_record_refuses_the_name() {
         let answer = ips(&["93.184.216.34", "10.0.0.5"]);
-        let refused = check_answer("app.example.com", &answer, false).unwrap_err();
+        let refused = check_answer("app.example.com", &answer, &rules(false)).unwrap_err();
         assert!(refused.to_string().contains("10.0.0.5"), "{refused}");
         assert!(
             check_answer(
                 "app.example.com",
                 &ips(&["93.184.216.34", "2606:4700::1"]),
-                false
+                &rules(false)
             )
             .is_ok()
         );
@@ -490,15 +496,22 @@ mod tests {
 
     #[test]
     fn b5_embedded_loopback_records_are_refused() {
-        assert!(check_answer("a.example", &ips(&["64:ff9b::7f00:1"]), false).is_err());
-        assert!(check_answer("a.example", &ips(&["2002:7f00:1::"]), false).is_err());
+        assert!(check_answer("a.example", &ips(&["64:ff9b::7f00:1"]), &rules(false)).is_err());
+        assert!(check_answer("a.example", &ips(&["2002:7f00:1::"]), &rules(false)).is_err());
     }
 
     #[test]
     fn allow_loopback_admits_loopback_records_only() {
-        assert!(check_answer("a.example", &ips(&["127.0.0.1", "::1"]), true).is_ok());
-        assert!(check_answer("a.example", &ips(&["127.0.0.1", "192.168.0.1"]), true).is_err());
-        assert!(check_answer("a.example", &ips(&["0.0.0.0"]), true).is_err());
+        assert!(check_answer("a.example", &ips(&["127.0.0.1", "::1"]), &rules(true)).is_ok());
+        assert!(
+            check_answer(
+                "a.example",
+                &ips(&["127.0.0.1", "192.168.0.1"]),
+                &rules(true)
+            )
+            .is_err()
+        );
+        assert!(check_answer("a.example", &ips(&["0.0.0.0"]), &rules(true)).is_err());
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Client ID Metadata Documents: the client_id URL rules, special-use addresses, document
 //! validation and redirect matching (pure), and the SSRF-safe fetcher with its cache (I/O).
 
-pub mod address;
 pub mod cache;
 pub mod client_id;
 pub mod document;

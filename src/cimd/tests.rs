@@ -26,7 +26,7 @@ fn rules(profile: Profile) -> DocumentRules {
             .iter()
             .map(|g| g.to_string())
             .collect(),
-        allow_loopback: false,
+        addresses: crate::address::AddressRules::default(),
     }
 }
 
@@ -365,6 +365,37 @@ fn every_real_client_document_is_valid_under_mcp() {
             !validation.has_errors(),
             "{}: {:?}",
             path.display(),
+            validation.findings
+        );
+    }
+}
+
+/// F-8: every URI of the document an AS may fetch later, language-tagged ones and those
+/// normalized metadata leaves out included.
+#[test]
+fn no_uri_in_a_document_may_name_a_special_use_host() {
+    for (member, value) in [
+        ("logo_uri#fr", json!("https://169.254.169.254/x")),
+        ("tos_uri", json!("https://[::ffff:10.0.0.1]/tos")),
+        ("jwks_uri", json!("https://localhost/jwks.json")),
+        (
+            "sector_identifier_uri",
+            json!("https://10.0.0.5/sector.json"),
+        ),
+        ("initiate_login_uri", json!("https://127.0.0.1/login")),
+        (
+            "request_uris",
+            json!(["https://app.example.com/r", "https://192.168.0.1/r"]),
+        ),
+    ] {
+        let body = document(json!({ member: value }));
+        let validation = validate_document(&body, U0, &rules(Profile::Mcp));
+        assert!(
+            validation
+                .findings
+                .iter()
+                .any(|f| f.code.as_str() == "special_use_address" && f.is_error()),
+            "{member}: {:?}",
             validation.findings
         );
     }

@@ -152,7 +152,7 @@ fn fetch(client_id: &str, config: &Config) -> Result<Result<Vec<u8>, FetchFailur
     let check = crate::cimd::client_id::check_client_id(
         client_id,
         config.validation.profile,
-        config.cimd.allow_loopback,
+        &config.cimd.addresses(),
     );
     let Some(url) = check.url else {
         return Ok(Ok(Vec::new()));

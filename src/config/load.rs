@@ -296,6 +296,15 @@ impl Config {
                 .strings()
                 .map(|grants| self.cimd.supported_grant_types = grants),
             "cimd.allow_loopback" => raw.boolean().map(|allow| self.cimd.allow_loopback = allow),
+            "cimd.deny_cidrs" => raw.strings().and_then(|ranges| {
+                let cidrs = ranges
+                    .iter()
+                    .map(|range| range.parse::<crate::address::Cidr>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(invalid)?;
+                self.cimd.deny_cidrs = cidrs;
+                Ok(())
+            }),
             "cimd.ca_file" => raw
                 .string()
                 .map(|path| self.cimd.ca_file = (!path.is_empty()).then(|| PathBuf::from(path))),

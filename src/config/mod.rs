@@ -200,10 +200,23 @@ pub struct CimdConfig {
     pub supported_grant_types: Vec<String>,
     /// `cimd.allow_loopback` (development only): fetch from 127.0.0.0/8 and ::1.
     pub allow_loopback: bool,
+    /// `cimd.deny_cidrs`: ranges never connected to besides the special-use set (a local
+    /// NAT64 prefix, internal ranges inside public space).
+    pub deny_cidrs: Vec<crate::address::Cidr>,
     /// `cimd.ca_file` (development only): an extra PEM trust root.
     pub ca_file: Option<PathBuf>,
     /// `cimd.resolve` (development only): `{ "host" = "ip" | "ip:port" }`.
     pub resolve: BTreeMap<String, SocketAddr>,
+}
+
+impl CimdConfig {
+    /// Which addresses neither the fetcher nor a CIMD document's URIs may name.
+    pub fn addresses(&self) -> crate::address::AddressRules {
+        crate::address::AddressRules {
+            allow_loopback: self.allow_loopback,
+            deny: self.deny_cidrs.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -357,6 +370,7 @@ impl Default for Config {
                     .map(|grant| grant.to_string())
                     .collect(),
                 allow_loopback: false,
+                deny_cidrs: Vec::new(),
                 ca_file: None,
                 resolve: BTreeMap::new(),
             },

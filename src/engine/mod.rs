@@ -22,6 +22,7 @@ pub use decide::{
 };
 pub use prepare::{CimdLookup, Prepared, prepare_cimd, prepare_dcr};
 
+use crate::address::AddressRules;
 use crate::cimd::client_id::check_client_id;
 use crate::cimd::document::DocumentRules;
 use crate::cimd::source::{CimdInfo, CimdSource};
@@ -72,7 +73,7 @@ pub struct EngineSettings {
     /// Grant types a CIMD client may keep; others are filtered out.
     pub cimd_supported_grant_types: Vec<String>,
     /// Development only: loopback CIMD hosts are not special-use.
-    pub cimd_allow_loopback: bool,
+    pub cimd_addresses: AddressRules,
     /// The sliding windows of the rate counters.
     pub rate_windows: Vec<Duration>,
     /// Issuers whose software statements are trusted.
@@ -91,7 +92,7 @@ pub(crate) fn test_settings() -> EngineSettings {
         step_up_ttl: Duration::from_secs(600),
         ticket_uses: crate::step_up::DEFAULT_TICKET_USES,
         cimd_supported_grant_types: owned(crate::cimd::document::DEFAULT_SUPPORTED_GRANT_TYPES),
-        cimd_allow_loopback: false,
+        cimd_addresses: AddressRules::default(),
         rate_windows: vec![
             Duration::from_secs(60),
             Duration::from_secs(3600),
@@ -126,7 +127,7 @@ impl EngineSettings {
         DocumentRules {
             profile: self.profile,
             supported_grant_types: self.cimd_supported_grant_types.clone(),
-            allow_loopback: self.cimd_allow_loopback,
+            addresses: self.cimd_addresses.clone(),
         }
     }
 }
@@ -294,7 +295,7 @@ impl Engine {
                 let check = check_client_id(
                     client_id,
                     self.settings.profile,
-                    self.settings.cimd_allow_loopback,
+                    &self.settings.cimd_addresses,
                 );
                 let resolution = match &check.url {
                     Some(url) => Some(

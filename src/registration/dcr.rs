@@ -1,6 +1,7 @@
 //! Dynamic Client Registration (RFC 7591) validation: raw request body in, normalized
 //! metadata and findings out. Pure: no I/O, no clock, no configuration beyond the profile.
 
+use crate::address::AddressRules;
 use serde_json::{Map, Value};
 
 use super::findings::{Code, Finding, FindingList};
@@ -50,7 +51,11 @@ pub fn validate_dcr(metadata_json: &str, profile: Profile) -> Validation {
     };
     let mut metadata = read_metadata(&object, &mut findings);
     let redirects = check_redirect_uris(&metadata, &mut findings);
-    check_metadata_uris(&metadata, &redirects, &mut findings);
+    // The AS fetches some of these later (jwks_uri for private_key_jwt, logos): none may
+    // name a special-use host (F-8).
+    let addresses = AddressRules::default();
+    check_metadata_uris(&metadata, &redirects, &addresses, &mut findings);
+    check_fetchable_extras(&object, &addresses, &mut findings);
     apply_defaults(&mut metadata);
     check_auth_method(&metadata, &mut findings);
     check_grants(&metadata, &mut findings);
@@ -263,6 +268,7 @@ pub(crate) fn check_redirect_uris(
 pub(crate) fn check_metadata_uris(
     metadata: &ClientMetadata,
     redirects: &[RedirectUri],
+    addresses: &AddressRules,
     findings: &mut FindingList,
 ) {
     let redirect_hosts: Vec<&str> = redirects
@@ -297,6 +303,13 @@ pub(crate) fn check_metadata_uris(
         for problem in problems {
             findings.report(problem.code, field, problem.message);
         }
+        if let Some(reason) = url.as_ref().and_then(|url| addresses.url_refusal(url)) {
+            findings.report(
+                Code::SpecialUseAddress,
+                field,
+                format!("`{raw}` names a special-use address ({reason}); the authorization server must never fetch it"),
+            );
+        }
         let host = url
             .as_ref()
             .and_then(|url| url.host_str())
@@ -312,6 +325,42 @@ pub(crate) fn check_metadata_uris(
                 Code::UriHostMismatch,
                 field,
                 format!("`{field}` is on `{host}`, which none of the redirect URIs use"),
+            );
+        }
+    }
+}
+
+/// Members that name URIs an AS may fetch but that normalized metadata leaves out
+/// (`sector_identifier_uri`, `initiate_login_uri`, `request_uris`): an AS that reads the
+/// request body itself would fetch them, so none may name a special-use host (F-8;
+/// Keycloak's CVE-2026-4366 and CVE-2026-1180).
+pub(crate) fn check_fetchable_extras(
+    object: &Map<String, Value>,
+    addresses: &AddressRules,
+    findings: &mut FindingList,
+) {
+    let mut uris: Vec<(String, &str)> = Vec::new();
+    for name in ["sector_identifier_uri", "initiate_login_uri"] {
+        if let Some(Value::String(raw)) = object.get(name) {
+            uris.push((name.to_owned(), raw));
+        }
+    }
+    if let Some(Value::Array(list)) = object.get("request_uris") {
+        for (index, item) in list.iter().enumerate() {
+            if let Value::String(raw) = item {
+                uris.push((format!("request_uris[{index}]"), raw));
+            }
+        }
+    }
+    for (field, raw) in uris {
+        let Ok(url) = url::Url::parse(raw) else {
+            continue;
+        };
+        if let Some(reason) = addresses.url_refusal(&url) {
+            findings.report(
+                Code::SpecialUseAddress,
+                &field,
+                format!("`{raw}` names a special-use address ({reason}); the authorization server must never fetch it"),
             );
         }
     }

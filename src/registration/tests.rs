@@ -589,3 +589,31 @@ fn a_long_echoed_value_is_cut_in_its_finding() {
     }
     assert!(findings[0].message.ends_with('…'));
 }
+
+/// F-8: the review's repro (a jwks_uri on the cloud metadata address, approved) and the
+/// other URIs an AS fetches, in DCR.
+#[test]
+fn no_uri_in_a_registration_may_name_a_special_use_host() {
+    for (member, value) in [
+        ("jwks_uri", r#""https://169.254.169.254/latest/meta-data/""#),
+        ("client_uri", r#""https://[::ffff:10.0.0.1]/""#),
+        ("logo_uri#fr", r#""https://169.254.169.254/x""#),
+        ("policy_uri", r#""https://localhost/policy""#),
+        ("sector_identifier_uri", r#""https://10.0.0.5/s.json""#),
+        ("request_uris", r#"["https://[fd00::1]/r"]"#),
+        ("initiate_login_uri", r#""https://0x7f000001/login""#),
+    ] {
+        let body = format!(
+            r#"{{"redirect_uris":["https://app.example.com/cb"],"token_endpoint_auth_method":"private_key_jwt","{member}":{value}}}"#
+        );
+        let validation = validate_dcr(&body, Mcp);
+        assert!(
+            validation
+                .findings
+                .iter()
+                .any(|f| f.code == Code::SpecialUseAddress && f.is_error()),
+            "{member}: {:?}",
+            validation.findings
+        );
+    }
+}
