@@ -24,7 +24,7 @@ use crate::cimd::source::CimdSource;
 use crate::config::{Config, ListenAddr, TokenSecret};
 use crate::engine::{Engine, EngineSettings, check_context};
 use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
-use crate::registration::software_statement::{IssuerError, TrustedIssuers};
+use crate::registration::software_statement::{ClaimRules, IssuerError, TrustedIssuers};
 use crate::store::{CompactionPolicy, SledStore, Store, StoreError};
 use reload::PolicyReloader;
 
@@ -259,7 +259,11 @@ pub fn engine_settings(config: &Config) -> Result<EngineSettings, AppError> {
         &statements.algorithms,
         statements.leeway.as_secs(),
         |path| std::fs::read_to_string(path),
-    )?;
+    )?
+    .with_claims(ClaimRules {
+        require_exp: statements.require_exp,
+        audience: statements.audience.clone(),
+    });
     Ok(EngineSettings {
         profile: config.validation.profile,
         attested_challenges: config.step_up.attested_challenges.clone(),

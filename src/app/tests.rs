@@ -56,7 +56,7 @@ mod software_statements {
     use super::*;
     use crate::engine::{Evaluated, decide_dcr};
     use crate::registration::Code;
-    use crate::registration::software_statement::TrustedIssuers;
+    use crate::registration::software_statement::{ClaimRules, TrustedIssuers};
 
     const ISSUER: &str = "https://issuer.example";
 
@@ -130,7 +130,7 @@ mod software_statements {
         let keys = keys();
         let statement = sign(
             &keys,
-            json!({"iss": ISSUER, "software_id": "acme-cli", "redirect_uris": ["https://a.example.com/cb"], "iat": now_secs()}),
+            json!({"iss": ISSUER, "software_id": "acme-cli", "redirect_uris": ["https://a.example.com/cb"], "iat": now_secs(), "exp": now_secs() + 3600}),
         );
         let evaluated = decide_with(&settings_trusting(&keys, &["ES256"]), &statement);
         assert_eq!(
@@ -164,7 +164,7 @@ mod software_statements {
         let keys = keys();
         let statement = sign(
             &keys,
-            json!({"iss": "https://stranger.example", "iat": now_secs()}),
+            json!({"iss": "https://stranger.example", "iat": now_secs(), "exp": now_secs() + 3600}),
         );
         let evaluated = decide_with(&settings_trusting(&keys, &["ES256"]), &statement);
         assert_eq!(evaluated.decision, Decision::Deny);
@@ -175,7 +175,10 @@ mod software_statements {
     fn a_statement_signed_with_another_key_is_invalid() {
         let trusted = keys();
         let impostor = keys();
-        let statement = sign(&impostor, json!({"iss": ISSUER, "iat": now_secs()}));
+        let statement = sign(
+            &impostor,
+            json!({"iss": ISSUER, "iat": now_secs(), "exp": now_secs() + 3600}),
+        );
         let evaluated = decide_with(&settings_trusting(&trusted, &["ES256"]), &statement);
         assert_eq!(error_code(&evaluated), "invalid_software_statement");
         assert!(
@@ -204,6 +207,76 @@ mod software_statements {
         assert_eq!(
             error_code(&decide_with(&settings, &early)),
             "invalid_software_statement"
+        );
+    }
+
+    /// A statement that verifies under `claims`, or why not.
+    fn verdict(claims: ClaimRules, body: serde_json::Value) -> Result<(), String> {
+        use crate::registration::software_statement::{StatementCheck, verify};
+        let keys = keys();
+        let trusted = settings_trusting(&keys, &["ES256"])
+            .trusted_issuers
+            .with_claims(claims);
+        match verify(&sign(&keys, body), &trusted, now_secs()) {
+            StatementCheck::Verified { .. } => Ok(()),
+            StatementCheck::Invalid(why) | StatementCheck::Untrusted(why) => Err(why),
+        }
+    }
+
+    /// F-15: `exp` required unless configured otherwise; `aud`, when present, names us.
+    #[test]
+    fn a_statement_must_expire_and_any_audience_must_be_this_server() {
+        let later = now_secs() + 3600;
+        let strict = ClaimRules::default();
+        let err = verdict(strict.clone(), json!({"iss": ISSUER})).unwrap_err();
+        assert!(err.contains("exp"), "{err}");
+        assert_eq!(
+            verdict(
+                ClaimRules {
+                    require_exp: false,
+                    audience: None
+                },
+                json!({"iss": ISSUER})
+            ),
+            Ok(())
+        );
+        let ours = ClaimRules {
+            require_exp: true,
+            audience: Some("https://as.example".to_owned()),
+        };
+        assert_eq!(
+            verdict(
+                ours.clone(),
+                json!({"iss": ISSUER, "exp": later, "aud": "https://as.example"})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verdict(
+                ours.clone(),
+                json!({"iss": ISSUER, "exp": later, "aud": ["https://x.example", "https://as.example"]})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verdict(ours.clone(), json!({"iss": ISSUER, "exp": later})),
+            Ok(()),
+            "no aud: fine"
+        );
+        let other = verdict(
+            ours,
+            json!({"iss": ISSUER, "exp": later, "aud": "https://other-as.example"}),
+        )
+        .unwrap_err();
+        assert!(other.contains("another audience"), "{other}");
+        let unconfigured = verdict(
+            strict,
+            json!({"iss": ISSUER, "exp": later, "aud": "https://as.example"}),
+        )
+        .unwrap_err();
+        assert!(
+            unconfigured.contains("software_statements.audience is not set"),
+            "{unconfigured}"
         );
     }
 

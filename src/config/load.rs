@@ -357,6 +357,12 @@ impl Config {
                     }
                 })
             }
+            "software_statements.require_exp" => raw
+                .boolean()
+                .map(|require| self.software_statements.require_exp = require),
+            "software_statements.audience" => raw.string().map(|audience| {
+                self.software_statements.audience = (!audience.is_empty()).then_some(audience);
+            }),
             "software_statements.leeway_secs" => raw
                 .integer_in(0..=600)
                 .map(|secs| self.software_statements.leeway = Duration::from_secs(secs)),

@@ -172,6 +172,10 @@ pub struct SoftwareStatementsConfig {
     pub algorithms: Vec<String>,
     /// `software_statements.leeway_secs`: clock skew allowed on `exp`, `nbf`, `iat`.
     pub leeway: Duration,
+    /// `software_statements.require_exp`: refuse statements without `exp` (default true).
+    pub require_exp: bool,
+    /// `software_statements.audience`: this AS's name, which an `aud` claim must hold.
+    pub audience: Option<String>,
 }
 
 /// `[rates]`: the sliding windows of the rate counters.
@@ -388,6 +392,8 @@ impl Default for Config {
                     .map(|alg| alg.to_string())
                     .collect(),
                 leeway: Duration::from_secs(60),
+                require_exp: true,
+                audience: None,
             },
             retention: RetentionConfig {
                 decisions: Duration::from_secs(90 * 86_400),

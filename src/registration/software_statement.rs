@@ -81,6 +81,28 @@ pub struct TrustedIssuers {
     keys: Vec<(String, Vec<IssuerKey>)>,
     algorithms: Vec<jsonwebtoken::Algorithm>,
     leeway_secs: u64,
+    claims: ClaimRules,
+}
+
+/// What a statement's claims must say besides `iss` (F-15).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// `software_statements.require_exp` (default true): a statement without `exp` never
+    /// expires, so it is refused.
+    pub require_exp: bool,
+    /// `software_statements.audience`: this AS's name. An `aud` claim, when present, must
+    /// name it; with no audience configured a statement that names one is refused, since
+    /// it was minted for someone.
+    pub audience: Option<String>,
+}
+
+impl Default for ClaimRules {
+    fn default() -> Self {
+        ClaimRules {
+            require_exp: true,
+            audience: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for TrustedIssuers {
@@ -169,7 +191,13 @@ impl TrustedIssuers {
             keys,
             algorithms,
             leeway_secs,
+            claims: ClaimRules::default(),
         })
+    }
+
+    /// The trust list with `claims` required of every statement.
+    pub fn with_claims(self, claims: ClaimRules) -> TrustedIssuers {
+        TrustedIssuers { claims, ..self }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -197,6 +225,28 @@ fn decoding_keys(text: &str) -> Result<Vec<IssuerKey>, KeyProblem> {
         .or_else(|_| jsonwebtoken::DecodingKey::from_ed_pem(pem))
         .map(|key| vec![(None, key)])
         .map_err(|_| KeyProblem::Pem)
+}
+
+/// Why the `aud` claim refuses the statement, if it does: present, and not naming the
+/// configured audience (a string, or a list that holds it).
+fn audience_problem(claims: &Map<String, Value>, rules: &ClaimRules) -> Option<String> {
+    let aud = claims.get("aud")?;
+    let named: Vec<&str> = match aud {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => return Some("the `aud` claim is neither a string nor a list of strings".to_owned()),
+    };
+    match &rules.audience {
+        Some(audience) if named.contains(&audience.as_str()) => None,
+        Some(audience) => Some(format!(
+            "the statement is for another audience (`aud` does not name `{audience}`)"
+        )),
+        None => Some(
+            "the statement names an audience (`aud`) and software_statements.audience is not set, \
+             so it cannot be shown to be for this server"
+                .to_owned(),
+        ),
+    }
 }
 
 /// What verifying a statement found (rule 82; vectors E11–E14).
@@ -243,7 +293,11 @@ pub fn verify(statement: &str, trusted: &TrustedIssuers, now_secs: u64) -> State
     let mut validation = jsonwebtoken::Validation::new(header.alg);
     validation.algorithms = vec![header.alg];
     validation.leeway = trusted.leeway_secs;
-    validation.set_required_spec_claims(&["iss"]);
+    if trusted.claims.require_exp {
+        validation.set_required_spec_claims(&["iss", "exp"]);
+    } else {
+        validation.set_required_spec_claims(&["iss"]);
+    }
     validation.set_issuer(&[shape.issuer.as_str()]);
     validation.validate_exp = true;
     validation.validate_nbf = true;
@@ -264,6 +318,9 @@ pub fn verify(statement: &str, trusted: &TrustedIssuers, now_secs: u64) -> State
                     return StatementCheck::Invalid(
                         "the statement is issued in the future (`iat`)".to_owned(),
                     );
+                }
+                if let Some(problem) = audience_problem(&data.claims, &trusted.claims) {
+                    return StatementCheck::Invalid(problem);
                 }
                 return StatementCheck::Verified {
                     issuer: shape.issuer,
