@@ -242,7 +242,12 @@ pub fn build_engine(
     store: Arc<dyn Store>,
 ) -> Result<Engine, AppError> {
     let fetcher = Fetcher::new(fetch_settings(config))?;
-    let cimd = CimdSource::new(fetcher, store.clone(), cache_bounds(config));
+    let cimd = CimdSource::new(
+        fetcher,
+        store.clone(),
+        cache_bounds(config),
+        config.cimd.failure_backoff,
+    );
     Ok(Engine::new(policies, store, cimd, settings))
 }
 
@@ -284,6 +289,9 @@ pub fn fetch_settings(config: &Config) -> FetchSettings {
         max_bytes: config.cimd.max_document_bytes,
         max_in_flight: config.cimd.max_in_flight,
         max_in_flight_per_host: config.cimd.max_in_flight_per_host,
+        max_in_flight_per_domain: config.cimd.max_in_flight_per_domain,
+        slot_wait: config.cimd.slot_wait,
+        allowed_ports: config.cimd.allowed_ports.clone(),
         addresses: config.cimd.addresses(),
         ca_file: config.cimd.ca_file.clone(),
         resolve: config

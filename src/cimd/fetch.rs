@@ -29,6 +29,7 @@ use url::Url;
 
 use crate::address::AddressRules;
 use crate::registration::Code;
+use crate::registration::uri::registrable_domain;
 
 /// The `Accept` header of every fetch (registration rules Q7).
 pub const ACCEPT_VALUE: &str = "application/cimd+json, application/json";
@@ -44,6 +45,14 @@ pub struct FetchSettings {
     pub max_in_flight: usize,
     /// Fetches in flight at most to one host.
     pub max_in_flight_per_host: usize,
+    /// Fetches in flight at most to the hosts of one registrable domain (F-6: a wildcard
+    /// DNS name gives an attacker any number of hosts, not of domains).
+    pub max_in_flight_per_domain: usize,
+    /// How long a fetch may wait for its slots, apart from `total_timeout` (which starts
+    /// once it has them): a fetch that cannot get one in time fails as busy.
+    pub slot_wait: Duration,
+    /// Ports a client_id may name; empty: any.
+    pub allowed_ports: Vec<u16>,
     /// Which addresses are never connected to: the special-use set, `cimd.deny_cidrs`,
     /// and loopback unless the development switch `cimd.allow_loopback` is on.
     pub addresses: AddressRules,
@@ -91,20 +100,47 @@ pub struct ResponseHeaders {
     pub last_modified: Option<String>,
 }
 
-/// Why a fetch was refused or failed: a finding code and a message for people.
+/// Why a fetch was refused or failed: a finding code and a short, stable message for
+/// people (F-16: never a library's error chain, never more of a remote header than a
+/// bound). `transient` failures (no answer in time, no connection, 5xx, 429, busy) may be
+/// bridged by the last good document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchFailure {
     pub code: Code,
     pub message: String,
+    pub transient: bool,
 }
 
 impl FetchFailure {
-    fn new(code: Code, message: impl Into<String>) -> FetchFailure {
+    pub fn new(code: Code, message: impl Into<String>) -> FetchFailure {
         FetchFailure {
             code,
             message: message.into(),
+            transient: false,
         }
     }
+
+    fn transient(code: Code, message: impl Into<String>) -> FetchFailure {
+        FetchFailure {
+            transient: true,
+            ..FetchFailure::new(code, message)
+        }
+    }
+}
+
+/// The longest part of a remote `Location` header echoed in a finding.
+const MAX_ECHOED_LOCATION: usize = 128;
+
+/// Why `url`'s port is refused under `allowed` (empty: every port is allowed).
+pub fn port_refusal(url: &Url, allowed: &[u16]) -> Option<String> {
+    let port = url.port_or_known_default()?;
+    (!allowed.is_empty() && !allowed.contains(&port)).then(|| {
+        let allowed: Vec<String> = allowed.iter().map(u16::to_string).collect();
+        format!(
+            "port {port} is not one cimd.allowed_ports lets the fetcher reach ({})",
+            allowed.join(", ")
+        )
+    })
 }
 
 /// Why the fetcher could not be built (a configuration problem).
@@ -192,7 +228,36 @@ pub struct Fetcher {
     client: reqwest::Client,
     settings: FetchSettings,
     global: Arc<Semaphore>,
-    per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_host: Slots,
+    per_domain: Slots,
+}
+
+/// Semaphores by key (a host, a registrable domain), each forgotten once nobody holds it.
+struct Slots {
+    each: usize,
+    by_key: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Slots {
+    fn new(each: usize) -> Slots {
+        Slots {
+            each,
+            by_key: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn of(&self, key: &str) -> Arc<Semaphore> {
+        let mut by_key = match self.by_key.lock() {
+            Ok(by_key) => by_key,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Forget keys nobody is fetching from, so the map stays small.
+        by_key.retain(|_, slots| Arc::strong_count(slots) > 1);
+        by_key
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.each)))
+            .clone()
+    }
 }
 
 impl Fetcher {
@@ -236,7 +301,8 @@ impl Fetcher {
         Ok(Fetcher {
             client,
             global: Arc::new(Semaphore::new(settings.max_in_flight)),
-            per_host: Mutex::new(HashMap::new()),
+            per_host: Slots::new(settings.max_in_flight_per_host),
+            per_domain: Slots::new(settings.max_in_flight_per_domain),
             settings,
         })
     }
@@ -245,8 +311,9 @@ impl Fetcher {
         &self.settings
     }
 
-    /// Fetches `url`, conditionally when `validators` are given. Everything — waiting for
-    /// a slot, connecting, reading — happens within the total timeout.
+    /// Fetches `url`, conditionally when `validators` are given: first its slots (its
+    /// registrable domain's, its host's, one of all) within `slot_wait`, then connecting
+    /// and reading within `total_timeout`.
     pub async fn fetch(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchFailure> {
         if url.scheme() != "https" {
             return Err(FetchFailure::new(
@@ -260,43 +327,46 @@ impl Fetcher {
                 format!("`{url}` names a special-use address ({reason})"),
             ));
         }
+        if let Some(reason) = port_refusal(url, &self.settings.allowed_ports) {
+            return Err(FetchFailure::new(
+                Code::PortNotAllowed,
+                format!("`{url}`: {reason}"),
+            ));
+        }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let domain = registrable_domain(&host).unwrap_or_else(|| host.clone());
+        // The domain's slot first, then the host's, then a global one: calls queued behind
+        // one slow domain must not hold slots that other domains need.
+        let (domain_slots, host_slots) = (self.per_domain.of(&domain), self.per_host.of(&host));
+        let closed = |_| FetchFailure::new(Code::FetchFailed, "the fetcher is shutting down");
+        let slots = async {
+            let domain = domain_slots.acquire().await.map_err(closed)?;
+            let host = host_slots.acquire().await.map_err(closed)?;
+            let global = self.global.acquire().await.map_err(closed)?;
+            Ok::<_, FetchFailure>((domain, host, global))
+        };
+        let wait = self.settings.slot_wait;
+        let _slots = match tokio::time::timeout(wait, slots).await {
+            Ok(slots) => slots?,
+            Err(_) => {
+                return Err(FetchFailure::transient(
+                    Code::FetcherBusy,
+                    format!(
+                        "clientgate is fetching as many documents as it allows (from `{domain}`, or in all); \
+                         no slot within {} ms",
+                        wait.as_millis()
+                    ),
+                ));
+            }
+        };
         let total = self.settings.total_timeout;
-        match tokio::time::timeout(total, self.fetch_with_slots(url, &host, validators)).await {
+        match tokio::time::timeout(total, self.fetch_now(url, validators)).await {
             Ok(result) => result,
-            Err(_) => Err(FetchFailure::new(
+            Err(_) => Err(FetchFailure::transient(
                 Code::Timeout,
                 format!("`{url}` did not answer within {} ms", total.as_millis()),
             )),
         }
-    }
-
-    async fn fetch_with_slots(
-        &self,
-        url: &Url,
-        host: &str,
-        validators: &Validators,
-    ) -> Result<Fetched, FetchFailure> {
-        let closed = |_| FetchFailure::new(Code::FetchFailed, "the fetcher is shutting down");
-        // The host's slot first: calls queued behind a slow host must not hold global slots
-        // that other hosts need.
-        let host_slots = self.host_slots(host);
-        let _host = host_slots.acquire().await.map_err(closed)?;
-        let _global = self.global.acquire().await.map_err(closed)?;
-        self.fetch_now(url, validators).await
-    }
-
-    fn host_slots(&self, host: &str) -> Arc<Semaphore> {
-        let mut per_host = match self.per_host.lock() {
-            Ok(per_host) => per_host,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        // Forget hosts nobody is fetching from, so the map stays small.
-        per_host.retain(|_, slots| Arc::strong_count(slots) > 1);
-        per_host
-            .entry(host.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_in_flight_per_host)))
-            .clone()
     }
 
     async fn fetch_now(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchFailure> {
@@ -329,6 +399,10 @@ impl Fetcher {
                 .get(LOCATION)
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or("(none)");
+            let location = crate::registration::findings::cut(
+                location.escape_default().to_string(),
+                MAX_ECHOED_LOCATION,
+            );
             return Err(FetchFailure::new(
                 Code::RedirectNotFollowed,
                 format!("`{url}` answered {status} to `{location}`; redirects are never followed"),
@@ -340,10 +414,14 @@ impl Fetcher {
             } else {
                 Code::FetchFailed
             };
-            return Err(FetchFailure::new(
-                code,
-                format!("`{url}` answered {status}; only 200 is accepted"),
-            ));
+            let message = format!("`{url}` answered {status}; only 200 is accepted");
+            let transient =
+                status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+            return Err(if transient {
+                FetchFailure::transient(code, message)
+            } else {
+                FetchFailure::new(code, message)
+            });
         }
         let max = self.settings.max_bytes;
         let declared = response
@@ -376,30 +454,38 @@ fn too_large(url: &Url, max: usize) -> FetchFailure {
     )
 }
 
+/// A request that got no response, in one of a few stable words (F-16): the library's
+/// error chain goes to the log only. A refused connection and one that timed out read the
+/// same, so the answer is no port scanner.
 fn send_failure(url: &Url, error: &reqwest::Error) -> FetchFailure {
     if let Some(refused) = find_source::<SpecialUseRefused>(error) {
         return FetchFailure::new(Code::SpecialUseAddress, format!("{refused}; not fetched"));
     }
-    if error.is_timeout() {
-        return FetchFailure::new(
-            Code::Timeout,
-            format!("`{url}` timed out: {}", error_chain(error)),
+    tracing::debug!(%url, error = %error_chain(error), "CIMD fetch failed");
+    let host = url.host_str().unwrap_or_default();
+    if error.is_connect() {
+        return FetchFailure::transient(
+            Code::FetchFailed,
+            format!("`{host}` could not be reached"),
         );
     }
-    FetchFailure::new(
-        Code::FetchFailed,
-        format!("cannot fetch `{url}`: {}", error_chain(error)),
-    )
+    if error.is_timeout() {
+        return FetchFailure::transient(Code::Timeout, format!("`{url}` did not answer in time"));
+    }
+    let message = if find_source::<rustls::Error>(error).is_some() {
+        format!("the TLS handshake with `{host}` failed")
+    } else {
+        format!("`{url}` could not be fetched")
+    };
+    FetchFailure::transient(Code::FetchFailed, message)
 }
 
 fn read_failure(url: &Url, error: &reqwest::Error) -> FetchFailure {
+    tracing::debug!(%url, error = %error_chain(error), "reading a CIMD document failed");
     if error.is_timeout() {
-        return FetchFailure::new(Code::Timeout, format!("reading `{url}` timed out"));
+        return FetchFailure::transient(Code::Timeout, format!("reading `{url}` timed out"));
     }
-    FetchFailure::new(
-        Code::FetchFailed,
-        format!("reading `{url}` failed: {}", error_chain(error)),
-    )
+    FetchFailure::transient(Code::FetchFailed, format!("reading `{url}` failed"))
 }
 
 fn find_source<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
@@ -524,5 +610,19 @@ mod tests {
         assert!(!is_json_media_type(Some("application/+json")));
         assert!(!is_json_media_type(Some("text/json+html")));
         assert!(!is_json_media_type(None));
+    }
+
+    #[test]
+    fn allowed_ports_refuse_every_other_port_and_an_empty_list_refuses_none() {
+        let url = |text: &str| Url::parse(text).unwrap();
+        assert_eq!(port_refusal(&url("https://a.example/c.json"), &[443]), None);
+        assert_eq!(
+            port_refusal(&url("https://a.example:8443/c.json"), &[443]).as_deref(),
+            Some("port 8443 is not one cimd.allowed_ports lets the fetcher reach (443)")
+        );
+        assert_eq!(
+            port_refusal(&url("https://a.example:8443/c.json"), &[]),
+            None
+        );
     }
 }

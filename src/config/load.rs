@@ -281,6 +281,28 @@ impl Config {
             "cimd.max_in_flight" => raw
                 .integer_in(1..=10_000)
                 .map(|count| self.cimd.max_in_flight = count as usize),
+            "cimd.max_in_flight_per_domain" => raw
+                .integer_in(1..=1000)
+                .map(|count| self.cimd.max_in_flight_per_domain = count as usize),
+            "cimd.failure_backoff_ms" => raw
+                .integer_in(0..=300_000)
+                .map(|ms| self.cimd.failure_backoff = Duration::from_millis(ms)),
+            "cimd.slot_wait_ms" => raw
+                .integer_in(0..=60_000)
+                .map(|ms| self.cimd.slot_wait = Duration::from_millis(ms)),
+            "cimd.allowed_ports" => raw.integers().and_then(|ports| {
+                let ports = ports
+                    .into_iter()
+                    .map(|port| {
+                        u16::try_from(port)
+                            .ok()
+                            .filter(|port| *port != 0)
+                            .ok_or_else(|| invalid(format!("`{port}` is not a TCP port (1–65535)")))
+                    })
+                    .collect::<Result<Vec<u16>, _>>()?;
+                self.cimd.allowed_ports = ports;
+                Ok(())
+            }),
             "cimd.max_in_flight_per_host" => raw
                 .integer_in(1..=1000)
                 .map(|count| self.cimd.max_in_flight_per_host = count as usize),

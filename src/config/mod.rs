@@ -197,6 +197,15 @@ pub struct CimdConfig {
     /// `cimd.max_in_flight`, `cimd.max_in_flight_per_host`.
     pub max_in_flight: usize,
     pub max_in_flight_per_host: usize,
+    /// `cimd.max_in_flight_per_domain`: fetches at most to one registrable domain.
+    pub max_in_flight_per_domain: usize,
+    /// `cimd.slot_wait_ms`: how long a fetch waits for a slot before it fails as busy.
+    pub slot_wait: Duration,
+    /// `cimd.allowed_ports`: the ports a client_id may name (empty: any).
+    pub allowed_ports: Vec<u16>,
+    /// `cimd.failure_backoff_ms`: a URL whose fetch failed is not fetched again for this
+    /// long, doubling with each failure in a row (0: always fetched).
+    pub failure_backoff: Duration,
     /// `cimd.cache_min_secs`, `cimd.cache_max_secs`: bounds on HTTP freshness.
     pub cache_min: Duration,
     pub cache_max: Duration,
@@ -367,6 +376,10 @@ impl Default for Config {
                 max_document_bytes: 5 * 1024,
                 max_in_flight: 64,
                 max_in_flight_per_host: 4,
+                max_in_flight_per_domain: 8,
+                slot_wait: Duration::from_millis(500),
+                allowed_ports: Vec::new(),
+                failure_backoff: crate::cimd::source::DEFAULT_FAILURE_BACKOFF,
                 cache_min: CacheBounds::default().min,
                 cache_max: CacheBounds::default().max,
                 supported_grant_types: crate::cimd::document::DEFAULT_SUPPORTED_GRANT_TYPES

@@ -115,6 +115,8 @@ codes! {
     TooLarge => "too_large", rule "20";
     BadMediaType => "bad_media_type", rule "25";
     Timeout => "timeout", rule "23";
+    FetcherBusy => "fetcher_busy", rule "23";
+    PortNotAllowed => "port_not_allowed", rule "17";
 }
 
 impl fmt::Display for Code {

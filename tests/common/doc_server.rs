@@ -106,9 +106,10 @@ impl DocServer {
             .push(DnType::CommonName, "clientgate test CA");
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf_params =
-            CertificateParams::new(HOSTS.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        // Every test host, and any name under `evil.example` (an attacker's wildcard DNS).
+        let mut names: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+        names.push("*.evil.example".to_owned());
+        let leaf_params = CertificateParams::new(names).unwrap();
         let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
 
         let dir = tempfile::tempdir().unwrap();
@@ -194,8 +195,20 @@ impl DocServer {
 
     /// A clientgate configuration file that reaches this server for every test host.
     pub fn write_config(&self, dir: &Path, allow_loopback: bool, extra: &str) -> PathBuf {
+        self.write_config_reaching(dir, allow_loopback, &[], extra)
+    }
+
+    /// A configuration that reaches this server for every test host and for `more` hosts
+    /// (names under `evil.example`, which its certificate covers).
+    pub fn write_config_reaching(
+        &self,
+        dir: &Path,
+        allow_loopback: bool,
+        more: &[String],
+        extra: &str,
+    ) -> PathBuf {
         let mut resolve = String::new();
-        for host in HOSTS {
+        for host in HOSTS.iter().copied().chain(more.iter().map(String::as_str)) {
             resolve.push_str(&format!("\"{host}\" = \"{}\", ", self.addr));
         }
         let config = format!(

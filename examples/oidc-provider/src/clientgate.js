@@ -21,7 +21,7 @@ const definition = protoLoader.loadSync(PROTO, {
 const api = grpc.loadPackageDefinition(definition).clientgate.v1;
 
 /** How long the AS waits for clientgate before failing closed: above clientgate's default
- * CIMD fetch timeout (5 s), so a first lookup of a slow document still gets its answer. */
+ * CIMD slot wait and fetch timeout (0.5 s + 5 s), so a first lookup of a slow document still gets its answer. */
 const DEADLINE_MS = 6000;
 
 /**
