@@ -293,3 +293,55 @@ fn a_deny_cidr_that_does_not_parse_is_refused_at_start_naming_the_key() {
         "{stderr}"
     );
 }
+
+/// F-11: names that would spoof a consent screen are flagged, reach policies and are
+/// stepped up by the starter pack; a known client's real name is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_that_spoofs_a_consent_screen_is_flagged_and_stepped_up() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), data.path(), &[]);
+    let mut client = server.registration().await;
+    let decide = |name: &str| {
+        format!(
+            r#"{{"client_name":{},"redirect_uris":["https://app.example.com/cb"]}}"#,
+            serde_json::Value::from(name)
+        )
+    };
+    for (name, warning) in [
+        ("Cl\u{0430}ude", "client_name_confusable"),
+        ("Claude\u{202E}edoC", "client_name_bidi_control"),
+        ("Cla\u{200B}ude", "client_name_invisible_character"),
+        ("Claude\u{0}", "client_name_control_character"),
+    ] {
+        let answer = client
+            .evaluate(dcr(&decide(name), ""))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            answer.decision(),
+            Decision::StepUp,
+            "{name:?}: {:?}",
+            answer.findings
+        );
+        assert!(
+            answer
+                .reasons
+                .iter()
+                .any(|r| r.policy_id == "step_up_deceptive_client_names"),
+            "{name:?}: {:?}",
+            answer.reasons
+        );
+        assert!(
+            answer.findings.iter().any(|f| f.code == warning),
+            "{name:?}: {:?}",
+            answer.findings
+        );
+    }
+    let real = client
+        .evaluate(dcr(&decide("Claude"), ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(real.decision(), Decision::Approve, "{:?}", real.findings);
+}

@@ -4,8 +4,8 @@
 //! kinds are held to the same rules.
 
 use crate::registration::dcr::{
-    Validation, check_auth_method, check_fetchable_extras, check_grants, check_keys,
-    check_metadata_uris, check_redirect_uris, check_software_statement, parse_object,
+    Validation, check_auth_method, check_display_names, check_fetchable_extras, check_grants,
+    check_keys, check_metadata_uris, check_redirect_uris, check_software_statement, parse_object,
     read_metadata,
 };
 use crate::registration::findings::{Code, FindingList};
@@ -85,6 +85,7 @@ pub fn validate_document(body: &[u8], client_id: &str, rules: &DocumentRules) ->
     // Rule 18 / C16 / C31 / F-8: no URI in the document names a special-use host.
     check_metadata_uris(&metadata, &redirects, &rules.addresses, &mut findings);
     check_fetchable_extras(&object, &rules.addresses, &mut findings);
+    check_display_names(&metadata, &mut findings);
     let method = metadata.token_endpoint_auth_method.as_str();
     if SHARED_SECRET_METHODS.contains(&method) {
         findings.report(

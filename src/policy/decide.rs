@@ -63,6 +63,17 @@ impl PolicyBundle {
         let permit_response =
             authorizer.is_authorized(&inputs.request, &self.permits, &inputs.entities);
         let mut outcome = self.apply_rules(signals, &forbid_response, &permit_response);
+        if let Some(known) = self.imitated_name(signals) {
+            outcome.findings.push(Finding {
+                code: Code::ClientNameConfusable,
+                severity: Severity::Warning,
+                field: "client_name".to_owned(),
+                message: format!(
+                    "`{}` reads as `{known}`, a client this tenant knows, once look-alike characters are folded",
+                    signals.client_name.as_deref().unwrap_or_default().escape_default()
+                ),
+            });
+        }
         if explain {
             outcome.explain = Some(explain_json(&inputs));
         }

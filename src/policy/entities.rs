@@ -9,6 +9,7 @@ use cedar_policy::{
 };
 
 use super::PolicyBundle;
+use crate::registration::Code;
 use crate::signals::{Signals, rfc3339};
 use crate::vocab::RegistrationType;
 
@@ -51,7 +52,7 @@ impl PolicyBundle {
         principal_id: &str,
     ) -> Result<CedarInputs, EntityError> {
         let principal = client_entity(signals, principal_id)?;
-        let context = context_of(signals)?;
+        let context = context_of(signals, self.imitated_name(signals))?;
         let resource = uid("Tenant", &signals.tenant);
         let action = uid(
             "Action",
@@ -110,6 +111,20 @@ impl PolicyBundle {
             })?;
         }
         Ok(())
+    }
+
+    /// The known client name of the tenant that the registration's `client_name` imitates
+    /// with look-alike characters, if any (F-11).
+    pub fn imitated_name(&self, signals: &Signals) -> Option<&str> {
+        let name = signals.client_name.as_deref()?;
+        let known = self
+            .known_names
+            .get(&signals.tenant)
+            .or_else(|| self.known_names.get("default"))?;
+        known
+            .iter()
+            .find(|known| crate::registration::names::imitates(name, known))
+            .map(String::as_str)
     }
 
     /// A tenant that `entities.json` does not declare takes the attributes and parents of
@@ -270,7 +285,8 @@ fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, Entity
         .map_err(|error| EntityError::Client(error.to_string()))
 }
 
-fn context_of(signals: &Signals) -> Result<Context, EntityError> {
+fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, EntityError> {
+    let confusable = imitated.map(|_| Code::ClientNameConfusable.as_str());
     let mut pairs = vec![
         ("tenant".to_owned(), string(&signals.tenant)),
         ("user_agent".to_owned(), string(&signals.user_agent)),
@@ -280,7 +296,13 @@ fn context_of(signals: &Signals) -> Result<Context, EntityError> {
         ),
         (
             "warnings".to_owned(),
-            strings(signals.warnings.iter().map(String::as_str)),
+            strings(
+                signals
+                    .warnings
+                    .iter()
+                    .map(String::as_str)
+                    .chain(confusable),
+            ),
         ),
         (
             "initial_access_token".to_owned(),
@@ -315,6 +337,9 @@ fn context_of(signals: &Signals) -> Result<Context, EntityError> {
             "duplicate_first_seen".to_owned(),
             RestrictedExpression::new_datetime(rfc3339::format(first_seen)),
         ));
+    }
+    if let Some(known) = imitated {
+        pairs.push(("client_name_imitates".to_owned(), string(known)));
     }
     if let Some(cache) = &signals.cimd_cache {
         pairs.push(("cimd_cache".to_owned(), string(cache)));

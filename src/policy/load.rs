@@ -162,10 +162,39 @@ pub fn load_policy_dir_with(
         infos,
         schema,
         entities,
+        known_names: entities_source
+            .as_ref()
+            .ok()
+            .map(|source| known_client_names(&source.text))
+            .unwrap_or_default(),
         default_tenant,
         undeclared_tenants: Default::default(),
         warnings,
     })
+}
+
+/// Each declared tenant's `known_client_names` attribute, as written.
+fn known_client_names(entities_json: &str) -> HashMap<String, Vec<String>> {
+    let json: serde_json::Value = serde_json::from_str(entities_json).unwrap_or_default();
+    json.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entity| entity.pointer("/uid/type").and_then(|t| t.as_str()) == Some("Tenant"))
+        .filter_map(|entity| {
+            let tenant = entity.pointer("/uid/id")?.as_str()?.to_owned();
+            let names = entity
+                .pointer("/attrs/known_client_names")
+                .and_then(|names| names.as_array())
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|name| name.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((tenant, names))
+        })
+        .collect()
 }
 
 /// Refuses `@step_up` challenges and `@obligation` values that nothing would act on: a

@@ -56,6 +56,9 @@ pub struct PolicyBundle {
     entities: Entities,
     /// The JSON of `Tenant::"default"` in `entities.json`.
     default_tenant: serde_json::Value,
+    /// Each declared tenant's `known_client_names` (`default` for undeclared tenants): the
+    /// names a registration must not imitate with look-alike characters.
+    known_names: HashMap<String, Vec<String>>,
     /// Tenant entities built from the default tenant for names `entities.json` lacks.
     undeclared_tenants: RwLock<HashMap<String, Entity>>,
     /// What loaded but looks wrong: forbids without `@reason`, unknown annotations,

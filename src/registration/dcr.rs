@@ -56,6 +56,7 @@ pub fn validate_dcr(metadata_json: &str, profile: Profile) -> Validation {
     let addresses = AddressRules::default();
     check_metadata_uris(&metadata, &redirects, &addresses, &mut findings);
     check_fetchable_extras(&object, &addresses, &mut findings);
+    check_display_names(&metadata, &mut findings);
     apply_defaults(&mut metadata);
     check_auth_method(&metadata, &mut findings);
     check_grants(&metadata, &mut findings);
@@ -362,6 +363,53 @@ pub(crate) fn check_fetchable_extras(
                 &field,
                 format!("`{raw}` names a special-use address ({reason}); the authorization server must never fetch it"),
             );
+        }
+    }
+}
+
+/// F-11: `client_name` (and its language-tagged variants) as a consent screen shows it —
+/// bidirectional controls, control or invisible characters, a word of mixed scripts are
+/// warnings, which policies see in `context.warnings`.
+pub(crate) fn check_display_names(metadata: &ClientMetadata, findings: &mut FindingList) {
+    let names = metadata
+        .client_name
+        .iter()
+        .map(|name| ("client_name", name.as_str()))
+        .chain(
+            metadata
+                .localized
+                .iter()
+                .filter(|(member, _)| member.starts_with("client_name#"))
+                .map(|(member, name)| (member.as_str(), name.as_str())),
+        );
+    for (field, name) in names {
+        let flags = super::names::flags(name);
+        let shown = name.escape_default();
+        for (present, code, what) in [
+            (
+                flags.bidi_control,
+                Code::ClientNameBidiControl,
+                "a bidirectional control character, which reorders what the consent screen shows",
+            ),
+            (
+                flags.control,
+                Code::ClientNameControlCharacter,
+                "a control character",
+            ),
+            (
+                flags.invisible,
+                Code::ClientNameInvisibleCharacter,
+                "an invisible character",
+            ),
+            (
+                flags.mixed_scripts,
+                Code::ClientNameMixedScripts,
+                "a word that mixes look-alike scripts (Latin with Cyrillic, Greek or Armenian)",
+            ),
+        ] {
+            if present {
+                findings.report(code, field, format!("`{shown}` contains {what}"));
+            }
         }
     }
 }

@@ -45,6 +45,11 @@ codes! {
     InvalidJson => "invalid_json", rule "29";
     NotObject => "not_object", rule "29";
     DuplicateMember => "duplicate_member", rule "29";
+    ClientNameBidiControl => "client_name_bidi_control", rule "31";
+    ClientNameControlCharacter => "client_name_control_character", rule "31";
+    ClientNameInvisibleCharacter => "client_name_invisible_character", rule "31";
+    ClientNameMixedScripts => "client_name_mixed_scripts", rule "31";
+    ClientNameConfusable => "client_name_confusable", rule "31";
     InvalidFieldType => "invalid_field_type", rule "78";
     RedirectUrisMissing => "redirect_uris_missing", rule "79";
     RedirectUrisInvalid => "redirect_uris_invalid", rule "45";

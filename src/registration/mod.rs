@@ -8,6 +8,7 @@ pub mod dcr;
 pub mod findings;
 pub mod json;
 pub mod metadata;
+pub mod names;
 pub mod profile;
 pub mod software_statement;
 pub mod uri;

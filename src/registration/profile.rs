@@ -79,6 +79,19 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
     (Code::RootPath, [Warning, Error, Warning]),
     // Rule 6 / Q2: a query in a client_id is SHOULD NOT.
     (Code::QueryDiscouraged, [Warning, Error, Warning]),
+    // F-11: a name that could spoof a consent screen is reported to policies (which step
+    // it up), not refused by validation: real names are written in every script.
+    (Code::ClientNameBidiControl, [Warning, Warning, Warning]),
+    (
+        Code::ClientNameControlCharacter,
+        [Warning, Warning, Warning],
+    ),
+    (
+        Code::ClientNameInvisibleCharacter,
+        [Warning, Warning, Warning],
+    ),
+    (Code::ClientNameMixedScripts, [Warning, Warning, Warning]),
+    (Code::ClientNameConfusable, [Warning, Warning, Warning]),
     // Rule 31 / Q9 / C29: MCP requires client_name; generic CIMD shows the hostname instead.
     (Code::ClientNameMissing, [Error, Error, Off]),
     // Q11 / C25: grant types the AS does not support are filtered, not fatal.
