@@ -20,7 +20,9 @@ pub struct AddressRules {
 impl AddressRules {
     /// Why `ip` is refused, in words (`10.0.0.5 is in private 10.0.0.0/8`), or `None`.
     pub fn refusal(&self, ip: IpAddr) -> Option<String> {
-        let ip = ip.to_canonical();
+        // The deny list matches an IPv4-mapped spelling of its IPv4 ranges (`contains`
+        // canonicalizes); the special-use set judges the address as written, so that
+        // `::ffff:0:0/96` stays special-use whatever it embeds.
         if let Some(cidr) = self.deny.iter().find(|cidr| cidr.contains(ip)) {
             return Some(format!("{ip} is in {cidr}, which cimd.deny_cidrs refuses"));
         }

@@ -484,6 +484,8 @@ mod tests {
             "https://0x7f.1/x.json",
             "https://0177.0.0.1/x.json",
             "https://app.example.com/\u{e4}.json",
+            // Found by fuzzing: an IPv4-mapped literal of a public address.
+            "https://[::ffff:8f00:1]/c",
         ] {
             let check = check_client_id(raw, Profile::Interop, &LOOPBACK);
             assert!(check.url.is_none(), "{raw} is fetched");
