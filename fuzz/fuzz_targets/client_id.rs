@@ -6,6 +6,9 @@
 //! - an IP-literal host is not special-use (unless it is loopback and loopback is
 //!   allowed), and `AddressRules::url_refusal` has nothing against it;
 //! - no finding is an error, and the findings stay bounded.
+//!
+//! Found on its first run (fixed since): `https://[::ffff:8f00:1]/c`, an IPv4-mapped
+//! literal of a public address, was accepted.
 #![no_main]
 
 use std::net::IpAddr;

@@ -1,4 +1,5 @@
 //! Properties shared by the validation targets.
+#![allow(dead_code)]
 
 use clientgate::registration::findings::{MAX_FINDINGS, MAX_MESSAGE_CHARS, bounded};
 use clientgate::registration::{Finding, Profile, Validation};

@@ -5,8 +5,9 @@
 //!   NAT64 `64:ff9b::a.b.c.d` and 6to4 `2002:AABB:CCDD::` (with the fuzzed low 80 bits too);
 //! - the ranges `std` knows (private, loopback, link-local, multicast, broadcast,
 //!   documentation, unspecified, unique local, IPv6 link-local) are special-use;
-//! - `refusal` with no deny list refuses exactly the special-use set of the canonical
-//!   address, and with `allow_loopback` exactly that set less loopback.
+//! - `refusal` with no deny list refuses exactly the special-use set (the address as
+//!   written: `::ffff:0:0/96` is special-use whatever it embeds), and with
+//!   `allow_loopback` exactly that set less loopback.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -15,8 +16,9 @@ use clientgate::address::{AddressRules, is_loopback, special_use};
 use libfuzzer_sys::fuzz_target;
 
 fn check_rules(ip: IpAddr) {
-    let canonical = ip.to_canonical();
-    let special = special_use(canonical).is_some();
+    // The special-use set judges the address as written: an IPv4-mapped address is in
+    // `::ffff:0:0/96` whatever it embeds, so it is refused even when its IPv4 is public.
+    let special = special_use(ip).is_some();
     let strict = AddressRules::default();
     assert_eq!(strict.refusal(ip).is_some(), special, "refusal({ip})");
     let loopback_ok = AddressRules {
@@ -25,9 +27,15 @@ fn check_rules(ip: IpAddr) {
     };
     assert_eq!(
         loopback_ok.refusal(ip).is_some(),
-        special && !is_loopback(canonical),
+        special && !is_loopback(ip),
         "refusal({ip}) with allow_loopback"
     );
+    // The IPv4-mapped form of a special-use IPv4 address is refused too.
+    if let IpAddr::V4(v4) = ip
+        && special_use(ip).is_some()
+    {
+        assert!(strict.refusal(IpAddr::V6(v4.to_ipv6_mapped())).is_some(), "mapped {v4}");
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
