@@ -136,6 +136,7 @@ async fn pruning_keeps_only_the_retention_window() {
                 decisions_ms: cutoff,
                 tickets_ms: cutoff,
                 rates_ms: now_ms - 86_400_000,
+                cimd_cache_ms: 0,
             })
             .unwrap();
         let size = store.size_on_disk().unwrap();

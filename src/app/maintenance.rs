@@ -61,6 +61,7 @@ pub async fn prune_periodically(store: Arc<dyn Store>, config: Config) {
                     tickets = report.tickets,
                     rate_buckets = report.rate_buckets,
                     fingerprints = report.fingerprints,
+                    cached_documents = report.cached_documents,
                     size_on_disk = store.size_on_disk().unwrap_or(0),
                     "pruned"
                 )
@@ -72,7 +73,8 @@ pub async fn prune_periodically(store: Arc<dyn Store>, config: Config) {
 }
 
 /// What retention keeps at `now`: decisions and tickets for their configured ages, rate
-/// buckets for the longest window (and the minute being counted).
+/// buckets for the longest window (and the minute being counted), cached documents until
+/// their stale grace ends.
 pub fn prune_cutoffs(config: &Config, now: SystemTime) -> PruneCutoffs {
     let before = |age: Duration| millis(now).saturating_sub(age.as_millis() as u64);
     let longest_window = config
@@ -86,5 +88,8 @@ pub fn prune_cutoffs(config: &Config, now: SystemTime) -> PruneCutoffs {
         decisions_ms: before(config.retention.decisions),
         tickets_ms: before(config.retention.tickets),
         rates_ms: before(longest_window + Duration::from_secs(60)),
+        // A document past its expiry is still served for as long again as the longest
+        // freshness while its server fails transiently (stale last-good); then it goes.
+        cimd_cache_ms: before(config.cimd.cache_max),
     }
 }

@@ -1,9 +1,17 @@
 //! Group commit: callers that wrote to sled wait here for a flush that covers their write.
 //! One flush serves every caller that arrived before it started, so under load the number
 //! of flushes grows with time, not with the number of writes.
+//!
+//! A flush is power-loss durable: sled's own `flush` writes its log with `sync_file_range`,
+//! which flushes neither the file's metadata nor the device's cache, so each group commit
+//! then calls `fdatasync` on sled's log file (and syncs any blob files sled wrote, with their
+//! directory) before anyone is told their write is durable.
 
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,17 +29,24 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher task for `db` on the current tokio runtime.
-    pub fn start(db: sled::Db) -> GroupCommit {
+    /// Starts the flusher task for the database `db` in `dir` on the current tokio runtime.
+    pub fn start(db: sled::Db, dir: &Path) -> Result<GroupCommit, StoreError> {
+        let disk = Disk::open(dir)?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let flushes = Arc::new(AtomicU64::new(0));
         let (stopped_sender, stopped) = watch::channel(false);
-        tokio::spawn(run_flusher(db, receiver, flushes.clone(), stopped_sender));
-        GroupCommit {
+        tokio::spawn(run_flusher(
+            db,
+            disk,
+            receiver,
+            flushes.clone(),
+            stopped_sender,
+        ));
+        Ok(GroupCommit {
             waiters: sender,
             flushes,
             stopped,
-        }
+        })
     }
 
     /// Resolves once everything written before this call is on disk.
@@ -62,21 +77,40 @@ impl GroupCommit {
 
 async fn run_flusher(
     db: sled::Db,
+    disk: Disk,
     mut receiver: mpsc::UnboundedReceiver<Waiter>,
     flushes: Arc<AtomicU64>,
     stopped: watch::Sender<bool>,
 ) {
+    let mut disk = Some(disk);
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while let Ok(waiter) = receiver.try_recv() {
             batch.push(waiter);
         }
         let db = db.clone();
-        let result = match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(Ok(_bytes)) => Ok(()),
-            Ok(Err(error)) => Err(StoreError::Io(format!("flush failed: {error}"))),
-            Err(error) => Err(StoreError::Io(format!("flush task failed: {error}"))),
+        let mut taken = disk
+            .take()
+            .expect("the disk handle is put back after each flush");
+        let (result, back) = match tokio::task::spawn_blocking(move || {
+            let result = flush(&db, &mut taken);
+            (result, taken)
+        })
+        .await
+        {
+            Ok((result, back)) => (result, Some(back)),
+            Err(error) => (
+                Err(StoreError::Io(format!("flush task failed: {error}"))),
+                None,
+            ),
         };
+        let Some(back) = back else {
+            for waiter in batch {
+                let _ = waiter.send(result.clone());
+            }
+            break;
+        };
+        disk = Some(back);
         flushes.fetch_add(1, Ordering::Relaxed);
         for waiter in batch {
             let _ = waiter.send(result.clone());
@@ -84,4 +118,73 @@ async fn run_flusher(
     }
     drop(db);
     let _ = stopped.send(true);
+}
+
+fn flush(db: &sled::Db, disk: &mut Disk) -> Result<(), StoreError> {
+    db.flush()
+        .map_err(|error| StoreError::Io(format!("flush failed: {error}")))?;
+    disk.sync()
+}
+
+/// sled's files, as the flusher syncs them.
+struct Disk {
+    log: File,
+    blobs: PathBuf,
+    /// When the blob directory last changed as far as the last sync saw.
+    blobs_synced: Option<SystemTime>,
+}
+
+impl Disk {
+    fn open(dir: &Path) -> Result<Disk, StoreError> {
+        let log = File::open(dir.join("db")).map_err(|error| {
+            StoreError::Io(format!(
+                "cannot open `{}` to sync it: {error}",
+                dir.join("db").display()
+            ))
+        })?;
+        Ok(Disk {
+            log,
+            blobs: dir.join("blobs"),
+            blobs_synced: None,
+        })
+    }
+
+    /// `fdatasync` of the log; blob files (values too large for the log, rare) are synced
+    /// one by one, with their directory, whenever the directory changed since the last sync.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.log.sync_data().map_err(|error| {
+            StoreError::Io(format!("fdatasync of the store's log failed: {error}"))
+        })?;
+        let changed = std::fs::metadata(&self.blobs)
+            .and_then(|meta| meta.modified())
+            .ok();
+        if changed.is_some() && changed != self.blobs_synced {
+            let sync = |path: &Path| File::open(path).and_then(|file| file.sync_all());
+            for entry in std::fs::read_dir(&self.blobs)
+                .map_err(|error| StoreError::Io(format!("cannot list the blob files: {error}")))?
+            {
+                let path = entry
+                    .map_err(|error| {
+                        StoreError::Io(format!("cannot list the blob files: {error}"))
+                    })?
+                    .path();
+                match sync(&path) {
+                    Ok(()) => {}
+                    // sled removed it meanwhile (a blob replaced by a newer one).
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        return Err(StoreError::Io(format!(
+                            "fsync of `{}` failed: {error}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            sync(&self.blobs).map_err(|error| {
+                StoreError::Io(format!("fsync of the blob directory failed: {error}"))
+            })?;
+            self.blobs_synced = changed;
+        }
+        Ok(())
+    }
 }

@@ -7,6 +7,7 @@
 //! expiry scan's updates reach the disk with the next flush.
 
 mod data_dir;
+pub mod derived;
 mod group_commit;
 mod record;
 mod sled_store;
@@ -94,7 +95,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes what retention no longer keeps: decisions (with their index entries and
     /// shadow disagreements), admin actions and
     /// fingerprint records older than `cutoffs.decisions_ms`, resolved or expired tickets
-    /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`. Then
+    /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`, cached
+    /// documents that expired before `cutoffs.cimd_cache_ms`. Then
     /// gives the freed space back if the store has grown past its limit.
     fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError>;
 
@@ -163,6 +165,8 @@ pub struct PruneCutoffs {
     pub decisions_ms: u64,
     pub tickets_ms: u64,
     pub rates_ms: u64,
+    /// Cached CIMD documents that expired before this are forgotten.
+    pub cimd_cache_ms: u64,
 }
 
 /// How much one pruning pass removed.
@@ -172,6 +176,7 @@ pub struct PruneReport {
     pub tickets: u64,
     pub rate_buckets: u64,
     pub fingerprints: u64,
+    pub cached_documents: u64,
     /// Set if the pass also compacted the store.
     pub compaction: Option<Compaction>,
 }

@@ -299,7 +299,7 @@ async fn a_store_of_an_unknown_format_version_is_refused() {
         .expect("format 99 is refused");
     let message = error.to_string();
     assert!(message.contains("format version `99`"), "{message}");
-    assert!(message.contains("reads version `1`"), "{message}");
+    assert!(message.contains("reads version `2`"), "{message}");
 }
 
 fn counted(ms: u64, ip: &str) -> (DecisionRecord, Vec<RateKey>) {
@@ -426,6 +426,7 @@ async fn shadow_disagreements_are_listed_newest_first_in_pages_and_pruned_with_d
             decisions_ms: 2_500,
             tickets_ms: 0,
             rates_ms: 0,
+            cimd_cache_ms: 0,
         })
         .unwrap();
     let kept = store.list_disagreements(0, None).unwrap();

@@ -112,16 +112,25 @@ impl Drop for OnlineCopy {
 
 /// Collects the writes seen by each subscriber, in order, until `stop` is set; then
 /// collects once more, which gets every write completed before `stop` was set.
+///
+/// Subscribers are polled as futures: sled 0.34's `Subscriber::next_timeout` stays stuck on
+/// a reservation whose write was abandoned (a conflict retried, a no-op set) and then misses
+/// every later write of its tree, which lost decisions written during a compaction.
 fn drain_until_stopped(
     mut subscribers: Vec<sled::Subscriber>,
     stop: &AtomicBool,
 ) -> Vec<Vec<sled::Event>> {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    let mut context = Context::from_waker(Waker::noop());
     let mut seen = vec![Vec::new(); subscribers.len()];
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let mut any = false;
         for (subscriber, seen) in subscribers.iter_mut().zip(seen.iter_mut()) {
-            while let Ok(event) = subscriber.next_timeout(Duration::ZERO) {
+            while let Poll::Ready(Some(event)) = Pin::new(&mut *subscriber).poll(&mut context) {
                 seen.push(event);
                 any = true;
             }

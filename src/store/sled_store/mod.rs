@@ -1,7 +1,12 @@
 //! The embedded sled store: one data directory, one process.
 //!
 //! The data lives in the current [generation](super::data_dir) of the data directory.
-//! Every write holds a read lock on the live generation while it writes; compaction takes
+//! A decision is one record written and group-committed before its answer leaves; what is
+//! derived from it (index entries, rate counters, fingerprint statistics) lives in memory
+//! ([`Derived`]) and reaches the disk in batches every [`PERSIST_EVERY`].
+//!
+//! Every write holds a read lock on the live generation while it writes (a
+//! [`generation::Writer`] cannot be made without it); compaction takes
 //! the write lock twice, briefly: to start watching the live generation's writes, and to
 //! replay the writes made during its copy and switch generations. So no write is lost to a
 //! generation after it was copied. Reads take the live generation as it is when they start.
@@ -11,12 +16,13 @@ mod generation;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use self::copy::OnlineCopy;
-use self::generation::Generation;
+use self::generation::{Generation, INDEX_MARGIN_MS, IndexEntry, Writer};
 use super::data_dir::{DataDir, GenerationPath};
+use super::derived::Derived;
 use super::{
     Compaction, DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage,
     FingerprintStats, PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, Store,
@@ -24,6 +30,7 @@ use super::{
 };
 use crate::step_up::OperatorResolution;
 use crate::store::{AdminAction, AdminActionPage, CacheEntry};
+use crate::vocab::{Decision, millis};
 
 pub use self::generation::FORMAT_VERSION;
 #[cfg(test)]
@@ -46,9 +53,16 @@ impl Default for CompactionPolicy {
     }
 }
 
+/// How often the derived state (index entries, rate buckets, fingerprint records) is
+/// written: what a crash can cost of rate counters and fingerprint statistics.
+pub const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
 pub struct SledStore {
     dir: DataDir,
-    live: RwLock<Live>,
+    live: Arc<RwLock<Live>>,
+    derived: Arc<Derived>,
+    /// Index entries of recorded decisions not written yet.
+    unindexed: Arc<Mutex<Vec<IndexEntry>>>,
     policy: CompactionPolicy,
     compacting: Mutex<()>,
     recorded: AtomicU64,
@@ -78,13 +92,30 @@ impl SledStore {
         for failure in data.remove_all_but(&path) {
             tracing::warn!(%failure, "could not remove an old store generation");
         }
+        let derived = Arc::new(Derived::default());
+        let reindexed = generation.load_derived(&derived)?;
+        if reindexed > 0 {
+            tracing::info!(
+                reindexed,
+                "indexed the decisions recorded after the last index batch"
+            );
+        }
+        let live = Arc::new(RwLock::new(Live {
+            path,
+            generation: Arc::new(generation),
+            compacted_size: 0,
+        }));
+        let unindexed = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(persist_periodically(
+            Arc::downgrade(&live),
+            derived.clone(),
+            unindexed.clone(),
+        ));
         Ok(SledStore {
             dir: data,
-            live: RwLock::new(Live {
-                path,
-                generation: Arc::new(generation),
-                compacted_size: 0,
-            }),
+            live,
+            derived,
+            unindexed,
             policy,
             compacting: Mutex::new(()),
             recorded: AtomicU64::new(0),
@@ -95,6 +126,7 @@ impl SledStore {
     /// Closes the store: resolves once the directory is released and another
     /// [`SledStore::open`] of it can succeed. Writes not yet flushed are flushed first.
     pub async fn close(self) -> Result<(), StoreError> {
+        self.persist_derived()?;
         let generation = self.reading();
         generation.commit.durable().await?;
         let stopped = generation.commit.stopped();
@@ -194,6 +226,85 @@ impl SledStore {
     pub fn dir(&self) -> &Path {
         self.dir.root()
     }
+
+    /// Writes the derived state now (what the periodic task does).
+    fn persist_derived(&self) -> Result<(), StoreError> {
+        persist(
+            &self.live,
+            &self.derived,
+            &self.unindexed,
+            millis(SystemTime::now()),
+        )
+    }
+
+    /// Writes the index entries not written yet, so that a filtered listing sees every
+    /// recorded decision.
+    fn index_now(&self) -> Result<(), StoreError> {
+        let entries = std::mem::take(&mut *lock(&self.unindexed));
+        let live = self.writing();
+        let written = Writer::new(&live).write_index(&entries);
+        if written.is_err() {
+            lock(&self.unindexed).extend(entries);
+        }
+        written
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Writes the derived state every [`PERSIST_EVERY`] until the store is dropped.
+async fn persist_periodically(
+    live: Weak<RwLock<Live>>,
+    derived: Arc<Derived>,
+    unindexed: Arc<Mutex<Vec<IndexEntry>>>,
+) {
+    let mut every = tokio::time::interval(PERSIST_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(live) = live.upgrade() else {
+            return;
+        };
+        let (derived, unindexed) = (derived.clone(), unindexed.clone());
+        let started_ms = millis(SystemTime::now());
+        let persisted =
+            tokio::task::spawn_blocking(move || persist(&live, &derived, &unindexed, started_ms))
+                .await;
+        match persisted {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot write the store's derived state; retrying")
+            }
+            Err(error) => tracing::warn!(%error, "the store's persist task failed"),
+        }
+    }
+}
+
+/// Writes the index entries not written yet and what changed in `derived`, then moves the
+/// index watermark to [`INDEX_MARGIN_MS`] before `started_ms`. What cannot be written is
+/// kept for the next pass.
+fn persist(
+    live: &RwLock<Live>,
+    derived: &Derived,
+    unindexed: &Mutex<Vec<IndexEntry>>,
+    started_ms: u64,
+) -> Result<(), StoreError> {
+    let entries = std::mem::take(&mut *lock(unindexed));
+    let changes = derived.take_changes();
+    let guard = live.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let writer = Writer::new(&guard);
+    let written = writer.write_index(&entries).and_then(|()| {
+        writer.write_derived(&changes, Some(started_ms.saturating_sub(INDEX_MARGIN_MS)))
+    });
+    if written.is_err() {
+        lock(unindexed).extend(entries);
+        derived.restore(changes);
+    }
+    written
 }
 
 impl Store for SledStore {
@@ -204,12 +315,22 @@ impl Store for SledStore {
         rate_keys: Vec<RateKey>,
     ) -> StoreFuture<'_, ()> {
         Box::pin(async move {
+            let index = IndexEntry::of(&decision)?;
             let generation = {
                 let live = self.writing();
-                live.generation
-                    .write(&decision, ticket.as_ref(), &rate_keys)?;
+                Writer::new(&live).write(&decision, ticket.as_ref())?;
                 live.generation.clone()
             };
+            // Counted at once, before the flush, so that concurrent decisions see it; if the
+            // flush fails the count stays (the error is on the side of refusing).
+            let approval = (decision.decision == Decision::Approve).then_some((
+                decision.fingerprint.as_str(),
+                decision.decided_at_ms,
+                decision.decision_id.as_str(),
+            ));
+            self.derived
+                .add(&rate_keys, decision.decided_at_ms / 60_000, approval);
+            lock(&self.unindexed).push(index);
             generation.commit.durable().await?;
             self.recorded.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -222,11 +343,11 @@ impl Store for SledStore {
         windows: &[Duration],
         now_ms: u64,
     ) -> Result<Vec<Vec<u64>>, StoreError> {
-        self.reading().rate_counts(keys, windows, now_ms)
+        Ok(self.derived.rate_counts(keys, windows, now_ms / 60_000))
     }
 
     fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError> {
-        self.reading().fingerprint_stats(fingerprint)
+        Ok(self.derived.fingerprint_stats(fingerprint))
     }
 
     fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
@@ -234,6 +355,13 @@ impl Store for SledStore {
     }
 
     fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+        let filtered = query.tenant.is_some()
+            || query.client_id.is_some()
+            || query.ip.is_some()
+            || query.fingerprint.is_some();
+        if filtered {
+            self.index_now()?;
+        }
         self.reading().list_decisions(query)
     }
 
@@ -254,7 +382,7 @@ impl Store for SledStore {
         Box::pin(async move {
             let (outcome, generation) = {
                 let live = self.writing();
-                let outcome = live.generation.resolve_ticket(&ticket_id, &resolution)?;
+                let outcome = Writer::new(&live).resolve_ticket(&ticket_id, &resolution)?;
                 (outcome, live.generation.clone())
             };
             generation.commit.durable().await?;
@@ -263,7 +391,7 @@ impl Store for SledStore {
     }
 
     fn expire_tickets(&self, now_ms: u64) -> Result<usize, StoreError> {
-        self.writing().generation.expire_tickets(now_ms)
+        Writer::new(&self.writing()).expire_tickets(now_ms)
     }
 
     fn cached_document(&self, client_id: &str) -> Result<Option<CacheEntry>, StoreError> {
@@ -271,21 +399,28 @@ impl Store for SledStore {
     }
 
     fn cache_document(&self, entry: &CacheEntry) -> Result<(), StoreError> {
-        self.writing().generation.cache_document(entry)
+        Writer::new(&self.writing()).cache_document(entry)
     }
 
     fn evict_document(&self, client_id: &str) -> Result<(), StoreError> {
-        self.writing().generation.evict_document(client_id)
+        Writer::new(&self.writing()).evict_document(client_id)
     }
 
     fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError> {
-        let mut report = self.writing().generation.prune(cutoffs)?;
+        // The derived state first, so that the pass below deletes what it persisted.
+        let (rate_buckets, fingerprints) = self
+            .derived
+            .prune(cutoffs.rates_ms / 60_000, cutoffs.decisions_ms);
+        self.persist_derived()?;
+        let mut report = Writer::new(&self.writing()).prune(cutoffs)?;
+        report.rate_buckets = report.rate_buckets.max(rate_buckets);
+        report.fingerprints = report.fingerprints.max(fingerprints);
         report.compaction = self.compact_if_needed()?;
         Ok(report)
     }
 
     fn record_disagreement(&self, disagreement: &Disagreement) -> Result<(), StoreError> {
-        self.writing().generation.record_disagreement(disagreement)
+        Writer::new(&self.writing()).record_disagreement(disagreement)
     }
 
     fn list_disagreements(
@@ -300,7 +435,7 @@ impl Store for SledStore {
         Box::pin(async move {
             let generation = {
                 let live = self.writing();
-                live.generation.record_admin_action(&action)?;
+                Writer::new(&live).record_admin_action(&action)?;
                 live.generation.clone()
             };
             generation.commit.durable().await
@@ -321,6 +456,7 @@ impl Store for SledStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
+            self.persist_derived()?;
             let generation = self.reading();
             generation.commit.durable().await
         })

@@ -235,42 +235,46 @@ async fn a_store_from_before_generations_opens_in_place_and_moves_at_compaction(
 }
 
 #[tokio::test]
-async fn a_corrupt_fingerprint_record_fails_the_write_instead_of_being_reset() {
+async fn a_corrupt_fingerprint_record_is_rebuilt_from_the_decision_log_not_reset() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let first = record(1_000, "default", "203.0.113.7", Decision::Approve);
-    store.record(first.clone(), None, Vec::new()).await.unwrap();
-    let fingerprints = store.reading().db.open_tree("fingerprints").unwrap();
-    fingerprints
-        .insert(first.fingerprint.as_bytes(), b"not json".to_vec())
-        .unwrap();
-
-    let again = record(2_000, "default", "203.0.113.7", Decision::Approve);
     let again = DecisionRecord {
         fingerprint: first.fingerprint.clone(),
-        ..again
+        ..record(2_000, "default", "203.0.113.7", Decision::Approve)
     };
-    let error = store
-        .record(again.clone(), None, Vec::new())
-        .await
-        .expect_err("an approval cannot be counted on a record that does not decode");
-    assert!(
-        matches!(&error, StoreError::Corrupt { key, .. } if key.contains(&first.fingerprint)),
-        "{error}"
-    );
-    assert_eq!(
-        fingerprints
-            .get(first.fingerprint.as_bytes())
+    let denied = DecisionRecord {
+        fingerprint: first.fingerprint.clone(),
+        ..record(3_000, "default", "203.0.113.7", Decision::Deny)
+    };
+    for decision in [&first, &again, &denied] {
+        store
+            .record(decision.clone(), None, Vec::new())
+            .await
+            .unwrap();
+    }
+    close(store).await;
+    let live = match dir.path().join("gen-000001") {
+        generation if generation.exists() => generation,
+        _ => dir.path().to_owned(),
+    };
+    {
+        let db = sled::open(&live).unwrap();
+        db.open_tree("fingerprints")
             .unwrap()
-            .as_deref(),
-        Some(&b"not json"[..]),
-        "the damaged record is left for an operator to see, not silently replaced"
-    );
-    assert_eq!(
-        store.get_decision(&again.decision_id).unwrap(),
-        None,
-        "nothing of the failed write is recorded"
-    );
+            .insert(first.fingerprint.as_bytes(), b"not json".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    super::wait_until_unlocked(&live.join("db")).unwrap();
+
+    let reopened = SledStore::open(dir.path()).unwrap();
+    let stats = reopened
+        .fingerprint_stats(&first.fingerprint)
+        .unwrap()
+        .expect("the earlier approvals are not forgotten");
+    assert_eq!(stats.approved, 2, "two approvals, the denial not counted");
+    assert_eq!(stats.first_decision_id, first.decision_id);
 }
 
 #[tokio::test]
@@ -311,6 +315,7 @@ async fn pruning_leaves_records_that_do_not_decode_and_counts_only_what_it_delet
             decisions_ms: 1_000_000,
             tickets_ms: 1_000_000,
             rates_ms: 1_000_000,
+            cimd_cache_ms: 0,
         })
         .unwrap();
     assert_eq!(
@@ -344,4 +349,27 @@ async fn pruning_leaves_records_that_do_not_decode_and_counts_only_what_it_delet
             .is_some()
     );
     assert_eq!(store.expire_tickets(5_000_000).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_store_of_format_1_opens_and_is_marked_format_2() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format_version", "1")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    super::wait_until_unlocked(&dir.path().join("db")).unwrap();
+    let store = SledStore::open(dir.path()).expect("format 1 is read as it is");
+    let generation = store.reading();
+    let marked = generation
+        .db
+        .open_tree("meta")
+        .unwrap()
+        .get("format_version")
+        .unwrap();
+    assert_eq!(marked.as_deref(), Some(&b"2"[..]));
 }

@@ -6,25 +6,41 @@
 //! (ticket id → JSON); `rates` (`<dimension><value> 0x00 <minute>` → count);
 //! `fingerprints` (fingerprint → earlier approvals); `cimd_cache` (client_id → JSON);
 //! `shadow_disagreements` (decision ULID → JSON); `admin_audit` (action ULID → JSON);
-//! `meta` (`format_version`). A decision and its index entries and
-//! ticket are written in one transaction.
+//! `meta` (`format_version`, `indexed_through_ms`). A decision is one insert (with its
+//! ticket, one transaction over two trees); its index entries, rate buckets and fingerprint
+//! record are written later in batches from the store's in-memory state.
 //!
-//! `write.rs` writes, `read.rs` reads, `prune.rs` deletes what retention no longer keeps.
+//! `write.rs` writes (only through a [`write::Writer`], made from the live generation's
+//! guard), `read.rs` reads, `prune.rs` deletes what retention no longer keeps.
 
 mod prune;
 mod read;
 mod write;
 
+pub(super) use write::Writer;
+
 use std::path::Path;
 
 use ulid::Ulid;
 
+use crate::store::derived::Derived;
 use crate::store::group_commit::GroupCommit;
-use crate::store::{DecisionQuery, DecisionRecord, RateKey, StoreError};
+use crate::store::{
+    DecisionQuery, DecisionRecord, FingerprintStats, RateDimension, RateKey, StoreError,
+};
 
-/// The layout version this build reads and writes.
-pub const FORMAT_VERSION: &str = "1";
+/// The layout version this build reads and writes. Version 1 (every index written with its
+/// decision) is read as it is and marked 2 at open: its indexes are complete.
+pub const FORMAT_VERSION: &str = "2";
+const UPGRADABLE_FORMATS: &[&str] = &["1"];
 const FORMAT_KEY: &[u8] = b"format_version";
+/// `meta` key: every decision recorded before this time (ms, 8 bytes big-endian) has its
+/// index entries written; at open, the decisions after it are indexed again.
+const INDEXED_THROUGH_KEY: &[u8] = b"indexed_through_ms";
+/// How long a decision may take from its ULID being minted to its record being written;
+/// the watermark stays this far behind, so that a decision minted earlier but written later
+/// is indexed again after a crash.
+pub(super) const INDEX_MARGIN_MS: u64 = 60_000;
 /// Index entries examined per page at most; a page that hits it ends early with a token.
 const SCAN_LIMIT: usize = 10_000;
 const MAX_PAGE_SIZE: usize = 1000;
@@ -78,7 +94,33 @@ pub(super) struct Generation {
     cimd_cache: sled::Tree,
     disagreements: sled::Tree,
     admin_audit: sled::Tree,
+    meta: sled::Tree,
     pub(super) commit: GroupCommit,
+}
+
+/// The index entries of one decision: what `by_tenant`, `by_ip`, `by_client` and
+/// `by_fingerprint` hold for it.
+#[derive(Clone, Debug)]
+pub(in crate::store::sled_store) struct IndexEntry {
+    pub(super) id: Ulid,
+    pub(super) tenant: String,
+    pub(super) ip: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) fingerprint: String,
+}
+
+impl IndexEntry {
+    pub(in crate::store::sled_store) fn of(
+        decision: &DecisionRecord,
+    ) -> Result<IndexEntry, StoreError> {
+        Ok(IndexEntry {
+            id: parse_id(&decision.decision_id)?,
+            tenant: decision.tenant.clone(),
+            ip: decision.ip.clone(),
+            client_id: decision.client_id.clone(),
+            fingerprint: decision.fingerprint.clone(),
+        })
+    }
 }
 
 impl Generation {
@@ -108,7 +150,8 @@ impl Generation {
             cimd_cache: tree("cimd_cache")?,
             disagreements: tree("shadow_disagreements")?,
             admin_audit: tree("admin_audit")?,
-            commit: GroupCommit::start(db.clone()),
+            meta: tree("meta")?,
+            commit: GroupCommit::start(db.clone(), dir)?,
             db,
         };
         store.check_format(&path)?;
@@ -117,9 +160,18 @@ impl Generation {
 
     /// A new store gets the current format version; an existing one must have it.
     fn check_format(&self, path: &str) -> Result<(), StoreError> {
-        let meta = self.db.open_tree("meta")?;
+        let meta = &self.meta;
         match meta.get(FORMAT_KEY)? {
             Some(found) if found.as_ref() == FORMAT_VERSION.as_bytes() => Ok(()),
+            Some(found)
+                if UPGRADABLE_FORMATS
+                    .iter()
+                    .any(|old| found.as_ref() == old.as_bytes()) =>
+            {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes())?;
+                self.db.flush()?;
+                Ok(())
+            }
             Some(found) => Err(StoreError::UnknownFormat {
                 path: path.to_owned(),
                 found: String::from_utf8_lossy(&found).into_owned(),
@@ -140,6 +192,91 @@ impl Generation {
 }
 
 impl Generation {
+    /// Loads the persisted derived state into `derived`, and indexes again the decisions
+    /// recorded after the index watermark (a crash may have cut their batch). Returns how
+    /// many decisions were indexed again.
+    pub(super) fn load_derived(&self, derived: &Derived) -> Result<u64, StoreError> {
+        for entry in self.rates.iter() {
+            let (key, count) = entry?;
+            if let Some((rate_key, minute)) = parse_rate_bucket_key(&key) {
+                derived.load_rate_bucket(rate_key, minute, decode_count(&count));
+            }
+        }
+        for entry in self.fingerprints.iter() {
+            let (key, value) = entry?;
+            let print = String::from_utf8_lossy(&key).into_owned();
+            match serde_json::from_slice::<FingerprintStats>(&value) {
+                Ok(stats) => derived.load_fingerprint(print, stats),
+                // Never reset: that would forget the earlier approvals `duplicate_of` names.
+                // The decision log has them.
+                Err(error) => {
+                    prune::corrupt("fingerprints", &key, &error);
+                    if let Some(stats) = self.fingerprint_from_log(&print)? {
+                        tracing::warn!(fingerprint = %print, approved = stats.approved, "rebuilt a fingerprint record from the decision log");
+                        derived.load_fingerprint(print, stats);
+                    }
+                }
+            }
+        }
+        let Some(through) = self.meta.get(INDEXED_THROUGH_KEY)? else {
+            // Never written: a new store, or one of format 1, whose indexes are complete.
+            return Ok(0);
+        };
+        let through = decode_count(&through);
+        let mut entries = Vec::new();
+        for entry in self
+            .decisions
+            .range(Ulid::from_parts(through, 0).to_bytes()..)
+        {
+            let (key, value) = entry?;
+            match serde_json::from_slice::<DecisionRecord>(&value) {
+                Ok(record) => entries.push(IndexEntry::of(&record)?),
+                Err(error) => prune::corrupt("decisions", &key, &error),
+            }
+        }
+        let replayed = entries.len() as u64;
+        let mut batch = Vec::new();
+        for entry in entries {
+            batch.push(entry);
+            if batch.len() == 1000 {
+                Writer::before_live(self).write_index(&batch)?;
+                batch.clear();
+            }
+        }
+        Writer::before_live(self).write_index(&batch)?;
+        Ok(replayed)
+    }
+
+    /// The approvals of `fingerprint` as the decision log has them (its index).
+    fn fingerprint_from_log(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<FingerprintStats>, StoreError> {
+        let mut stats: Option<FingerprintStats> = None;
+        let from = index_key(fingerprint, Ulid(0));
+        let to = index_key(fingerprint, Ulid(u128::MAX));
+        for entry in self.by_fingerprint.range(from..=to) {
+            let id = id_of_index_key(&entry?.0);
+            let Some(record) = self.read_decision(id)? else {
+                continue;
+            };
+            if record.decision != crate::vocab::Decision::Approve {
+                continue;
+            }
+            match &mut stats {
+                Some(stats) => stats.approved += 1,
+                None => {
+                    stats = Some(FingerprintStats {
+                        approved: 1,
+                        first_seen_ms: record.decided_at_ms,
+                        first_decision_id: record.decision_id,
+                    })
+                }
+            }
+        }
+        Ok(stats)
+    }
+
     /// One decision by its ULID.
     fn read_decision(&self, id: Ulid) -> Result<Option<DecisionRecord>, StoreError> {
         Ok(self.read_decision_sized(id)?.map(|(record, _)| record))
@@ -233,6 +370,23 @@ fn rate_bucket_key(key: &RateKey, minute: u64) -> Vec<u8> {
     bytes.push(0);
     bytes.extend_from_slice(&minute.to_be_bytes());
     bytes
+}
+
+/// The key and minute of a `rates` tree key.
+fn parse_rate_bucket_key(bytes: &[u8]) -> Option<(RateKey, u64)> {
+    let (&tag, rest) = bytes.split_first()?;
+    let dimension = RateDimension::ALL.into_iter().find(|d| d.tag() == tag)?;
+    let (value, minute) = rest.split_at_checked(rest.len().checked_sub(9)?)?;
+    let (&0, minute) = minute.split_first()? else {
+        return None;
+    };
+    Some((
+        RateKey {
+            dimension,
+            value: String::from_utf8(value.to_vec()).ok()?,
+        },
+        u64::from_be_bytes(minute.try_into().ok()?),
+    ))
 }
 
 fn decode_count(bytes: &[u8]) -> u64 {

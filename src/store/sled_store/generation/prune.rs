@@ -3,11 +3,14 @@
 use ulid::Ulid;
 
 use crate::step_up::{self, StepUpTicket};
-use crate::store::{DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport, StoreError};
+use crate::store::{
+    CacheEntry, DecisionRecord, FingerprintStats, PruneCutoffs, PruneReport, StoreError,
+};
 
+use super::write::Writer;
 use super::*;
 
-impl Generation {
+impl Writer<'_> {
     /// Deletes what is older than `cutoffs`: decisions with their index entries and
     /// disagreements, tickets past the retention rule, rate buckets, fingerprint records.
     pub(in crate::store::sled_store) fn prune(
@@ -17,7 +20,7 @@ impl Generation {
         let mut report = PruneReport::default();
         let upper = Ulid::from_parts(cutoffs.decisions_ms, 0).to_bytes();
         let mut batch = Vec::new();
-        for entry in self.decisions.range(..upper) {
+        for entry in self.generation.decisions.range(..upper) {
             let (key, value) = entry?;
             batch.push((key, value));
             if batch.len() == 1000 {
@@ -27,17 +30,17 @@ impl Generation {
         }
         report.decisions += self.delete_decisions(&batch)?;
         let mut stale = sled::Batch::default();
-        for entry in self.disagreements.range(..upper) {
+        for entry in self.generation.disagreements.range(..upper) {
             stale.remove(entry?.0);
         }
-        self.disagreements.apply_batch(stale)?;
+        self.generation.disagreements.apply_batch(stale)?;
         let mut stale = sled::Batch::default();
-        for entry in self.admin_audit.range(..upper) {
+        for entry in self.generation.admin_audit.range(..upper) {
             stale.remove(entry?.0);
         }
-        self.admin_audit.apply_batch(stale)?;
+        self.generation.admin_audit.apply_batch(stale)?;
 
-        for entry in self.tickets.iter() {
+        for entry in self.generation.tickets.iter() {
             let (key, value) = entry?;
             let ticket = match serde_json::from_slice::<StepUpTicket>(&value) {
                 Ok(ticket) => ticket,
@@ -47,22 +50,22 @@ impl Generation {
                 }
             };
             if !step_up::is_retained(&ticket, cutoffs.tickets_ms) {
-                self.tickets.remove(key)?;
+                self.generation.tickets.remove(key)?;
                 report.tickets += 1;
             }
         }
 
         let oldest_minute = cutoffs.rates_ms / 60_000;
-        for entry in self.rates.iter() {
+        for entry in self.generation.rates.iter() {
             let (key, _) = entry?;
             let minute = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
             if minute < oldest_minute {
-                self.rates.remove(key)?;
+                self.generation.rates.remove(key)?;
                 report.rate_buckets += 1;
             }
         }
 
-        for entry in self.fingerprints.iter() {
+        for entry in self.generation.fingerprints.iter() {
             let (key, value) = entry?;
             let first_seen = match serde_json::from_slice::<FingerprintStats>(&value) {
                 Ok(stats) => stats.first_seen_ms,
@@ -72,11 +75,24 @@ impl Generation {
                 }
             };
             if first_seen < cutoffs.decisions_ms {
-                self.fingerprints.remove(key)?;
+                self.generation.fingerprints.remove(key)?;
                 report.fingerprints += 1;
             }
         }
-        self.db.flush()?;
+        let mut stale = sled::Batch::default();
+        for entry in self.generation.cimd_cache.iter() {
+            let (key, value) = entry?;
+            match serde_json::from_slice::<CacheEntry>(&value) {
+                Ok(cached) if cached.expires_at_ms < cutoffs.cimd_cache_ms => {
+                    stale.remove(key);
+                    report.cached_documents += 1;
+                }
+                Ok(_) => {}
+                Err(error) => corrupt("cimd_cache", &key, &error),
+            }
+        }
+        self.generation.cimd_cache.apply_batch(stale)?;
+        self.generation.db.flush()?;
         Ok(report)
     }
 
@@ -111,11 +127,11 @@ impl Generation {
         // Index entries first: a crash between the batches can only leave a decision without
         // index entries (still listed unfiltered, pruned next pass); listing skips index
         // entries whose decision is gone in any case.
-        self.by_tenant.apply_batch(by_tenant)?;
-        self.by_ip.apply_batch(by_ip)?;
-        self.by_client.apply_batch(by_client)?;
-        self.by_fingerprint.apply_batch(by_fingerprint)?;
-        self.decisions.apply_batch(decisions)?;
+        self.generation.by_tenant.apply_batch(by_tenant)?;
+        self.generation.by_ip.apply_batch(by_ip)?;
+        self.generation.by_client.apply_batch(by_client)?;
+        self.generation.by_fingerprint.apply_batch(by_fingerprint)?;
+        self.generation.decisions.apply_batch(decisions)?;
         Ok(deleted)
     }
 }

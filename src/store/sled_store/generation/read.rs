@@ -1,15 +1,13 @@
 //! Reads of a generation's trees: the decision log and its filters and pages, rate counts,
 //! fingerprints, tickets, disagreements and cached documents.
 
-use std::time::Duration;
-
 use ulid::Ulid;
 
 use crate::step_up::{self, StepUpTicket};
 use crate::store::{AdminAction, AdminActionPage, CacheEntry};
 use crate::store::{
-    DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
-    RateKey, StoreError, TicketPage, TicketQuery,
+    DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, StoreError,
+    TicketPage, TicketQuery,
 };
 
 use super::*;
@@ -82,58 +80,6 @@ impl Generation {
             page.decisions.push(record);
         }
         Ok(page)
-    }
-
-    pub(in crate::store::sled_store) fn rate_counts(
-        &self,
-        keys: &[RateKey],
-        windows: &[Duration],
-        now_ms: u64,
-    ) -> Result<Vec<Vec<u64>>, StoreError> {
-        let now_minute = now_ms / 60_000;
-        let longest = windows
-            .iter()
-            .map(|w| w.as_secs().div_ceil(60))
-            .max()
-            .unwrap_or(0);
-        keys.iter()
-            .map(|key| {
-                // Minute buckets newest first, for the longest window; shorter windows are
-                // prefixes of it.
-                let from = now_minute.saturating_sub(longest.saturating_sub(1));
-                let mut buckets: Vec<(u64, u64)> = Vec::new();
-                for entry in self
-                    .rates
-                    .range(rate_bucket_key(key, from)..=rate_bucket_key(key, now_minute))
-                {
-                    let (bucket, count) = entry?;
-                    let minute =
-                        u64::from_be_bytes(bucket[bucket.len() - 8..].try_into().unwrap_or([0; 8]));
-                    buckets.push((minute, decode_count(&count)));
-                }
-                Ok(windows
-                    .iter()
-                    .map(|window| {
-                        let minutes = window.as_secs().div_ceil(60).max(1);
-                        let oldest = now_minute.saturating_sub(minutes - 1);
-                        buckets
-                            .iter()
-                            .filter(|(minute, _)| *minute >= oldest)
-                            .map(|(_, count)| count)
-                            .sum()
-                    })
-                    .collect())
-            })
-            .collect()
-    }
-
-    pub(in crate::store::sled_store) fn fingerprint_stats(
-        &self,
-        fingerprint: &str,
-    ) -> Result<Option<FingerprintStats>, StoreError> {
-        read_json(&self.fingerprints, fingerprint.as_bytes(), || {
-            fingerprint.to_owned()
-        })
     }
 
     pub(in crate::store::sled_store) fn get_ticket(

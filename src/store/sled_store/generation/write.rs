@@ -1,65 +1,66 @@
 //! Writes to a generation's trees: a decision with everything it creates in one
 //! transaction, ticket transitions, disagreements and cached documents.
 
+use std::sync::RwLockReadGuard;
+
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::step_up::{self, OperatorResolution, StepUpTicket};
+use crate::store::derived::Changes;
+use crate::store::sled_store::Live;
 use crate::store::{AdminAction, CacheEntry};
-use crate::store::{
-    DecisionRecord, Disagreement, FingerprintStats, RateKey, ResolveError, StoreError,
-};
-use crate::vocab::Decision;
+use crate::store::{DecisionRecord, Disagreement, ResolveError, StoreError};
 
-use super::{Generation, decode_count, encode, index_key, parse_id, rate_bucket_key};
+use super::{Generation, INDEXED_THROUGH_KEY, IndexEntry, encode, index_key, rate_bucket_key};
 
-impl Generation {
+/// Write access to the live generation. Made only from a read guard of the live generation,
+/// so that no write can happen while compaction holds the write lock (between watching the
+/// generation and switching away from it, a write without the guard would be lost).
+pub(in crate::store::sled_store) struct Writer<'a> {
+    pub(in crate::store::sled_store::generation) generation: &'a Generation,
+}
+
+impl<'a> Writer<'a> {
+    pub(in crate::store::sled_store) fn new(live: &'a RwLockReadGuard<'_, Live>) -> Writer<'a> {
+        Writer {
+            generation: &live.generation,
+        }
+    }
+
+    /// Write access to a generation that is not live yet (while it is opened).
+    pub(in crate::store::sled_store::generation) fn before_live(
+        generation: &'a Generation,
+    ) -> Writer<'a> {
+        Writer { generation }
+    }
+}
+
+impl Writer<'_> {
+    /// Writes a decision record: one insert, or — when it opens a ticket or redeems one —
+    /// one transaction over the decisions and the tickets. Everything derived from it
+    /// (index entries, rate counters, fingerprint statistics) is written later, in batches
+    /// ([`Writer::write_derived`]).
     pub(in crate::store::sled_store) fn write(
         &self,
         decision: &DecisionRecord,
         ticket: Option<&StepUpTicket>,
-        rate_keys: &[RateKey],
     ) -> Result<(), StoreError> {
-        let id = parse_id(&decision.decision_id)?;
-        let key = id.to_bytes();
+        let store = self.generation;
+        let key = super::parse_id(&decision.decision_id)?.to_bytes();
         let value = encode("decision", decision)?;
+        if ticket.is_none() && decision.redeemed_ticket.is_none() {
+            store.decisions.insert(key, value)?;
+            return Ok(());
+        }
         let ticket_value = ticket
             .map(|ticket| {
                 encode("step-up ticket", ticket).map(|json| (ticket.ticket_id.clone(), json))
             })
             .transpose()?;
-        let trees = (
-            &self.decisions,
-            &self.by_tenant,
-            &self.by_ip,
-            &self.by_client,
-            &self.by_fingerprint,
-            &self.tickets,
-            &self.rates,
-            &self.fingerprints,
-        );
-        let minute = decision.decided_at_ms / 60_000;
-        let approved = decision.decision == Decision::Approve;
-        let result: Result<(), TransactionError<StoreError>> = trees.transaction(
-            |(
-                decisions,
-                by_tenant,
-                by_ip,
-                by_client,
-                by_fingerprint,
-                tickets,
-                rates,
-                fingerprints,
-            )| {
+        let result: Result<(), TransactionError<StoreError>> = (&store.decisions, &store.tickets)
+            .transaction(|(decisions, tickets)| {
                 decisions.insert(&key, value.as_slice())?;
-                by_tenant.insert(index_key(&decision.tenant, id), &[])?;
-                if let Some(ip) = &decision.ip {
-                    by_ip.insert(index_key(ip, id), &[])?;
-                }
-                if let Some(client_id) = &decision.client_id {
-                    by_client.insert(index_key(client_id, id), &[])?;
-                }
-                by_fingerprint.insert(index_key(&decision.fingerprint, id), &[])?;
                 if let Some((ticket_id, json)) = &ticket_value {
                     tickets.insert(ticket_id.as_bytes(), json.as_slice())?;
                 }
@@ -83,44 +84,65 @@ impl Generation {
                         .map_err(ConflictableTransactionError::Abort)?;
                     tickets.insert(ticket_id.as_bytes(), json)?;
                 }
-                for key in rate_keys {
-                    let bucket = rate_bucket_key(key, minute);
-                    let count = rates.get(&bucket)?.map_or(0, |bytes| decode_count(&bytes));
-                    rates.insert(bucket, &(count + 1).to_be_bytes())?;
-                }
-                if approved {
-                    let print = decision.fingerprint.as_bytes();
-                    let stats = match fingerprints.get(print)? {
-                        // A record that does not decode is an error, never reset: it would
-                        // silently forget the earlier approvals `duplicate_of` names.
-                        Some(bytes) => {
-                            let mut stats: FingerprintStats = serde_json::from_slice(&bytes)
-                                .map_err(|error| {
-                                    ConflictableTransactionError::Abort(StoreError::Corrupt {
-                                        key: format!("fingerprints/{}", decision.fingerprint),
-                                        message: error.to_string(),
-                                    })
-                                })?;
-                            stats.approved += 1;
-                            stats
-                        }
-                        None => FingerprintStats {
-                            approved: 1,
-                            first_seen_ms: decision.decided_at_ms,
-                            first_decision_id: decision.decision_id.clone(),
-                        },
-                    };
-                    let json = encode("fingerprint record", &stats)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    fingerprints.insert(print, json)?;
-                }
                 Ok::<(), ConflictableTransactionError<StoreError>>(())
-            },
-        );
+            });
         result.map_err(|error| match error {
             TransactionError::Abort(error) => error,
             TransactionError::Storage(error) => StoreError::from(error),
         })
+    }
+
+    /// Writes index entries of recorded decisions, one batch per index.
+    pub(in crate::store::sled_store) fn write_index(
+        &self,
+        entries: &[IndexEntry],
+    ) -> Result<(), StoreError> {
+        let store = self.generation;
+        let mut by_tenant = sled::Batch::default();
+        let mut by_ip = sled::Batch::default();
+        let mut by_client = sled::Batch::default();
+        let mut by_fingerprint = sled::Batch::default();
+        for entry in entries {
+            by_tenant.insert(index_key(&entry.tenant, entry.id), &[]);
+            if let Some(ip) = &entry.ip {
+                by_ip.insert(index_key(ip, entry.id), &[]);
+            }
+            if let Some(client_id) = &entry.client_id {
+                by_client.insert(index_key(client_id, entry.id), &[]);
+            }
+            by_fingerprint.insert(index_key(&entry.fingerprint, entry.id), &[]);
+        }
+        store.by_tenant.apply_batch(by_tenant)?;
+        store.by_ip.apply_batch(by_ip)?;
+        store.by_client.apply_batch(by_client)?;
+        store.by_fingerprint.apply_batch(by_fingerprint)?;
+        Ok(())
+    }
+
+    /// Writes what changed in the derived state (absolute values), then the time through
+    /// which every recorded decision is indexed.
+    pub(in crate::store::sled_store) fn write_derived(
+        &self,
+        changes: &Changes,
+        indexed_through_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let store = self.generation;
+        let mut rates = sled::Batch::default();
+        for (key, minute, count) in &changes.rate_buckets {
+            rates.insert(rate_bucket_key(key, *minute), &count.to_be_bytes());
+        }
+        store.rates.apply_batch(rates)?;
+        let mut fingerprints = sled::Batch::default();
+        for (print, stats) in &changes.fingerprints {
+            fingerprints.insert(print.as_bytes(), encode("fingerprint record", stats)?);
+        }
+        store.fingerprints.apply_batch(fingerprints)?;
+        if let Some(through) = indexed_through_ms {
+            store
+                .meta
+                .insert(INDEXED_THROUGH_KEY, &through.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     /// Applies an operator's resolution to a ticket atomically.
@@ -130,7 +152,7 @@ impl Generation {
         resolution: &OperatorResolution,
     ) -> Result<Result<StepUpTicket, ResolveError>, StoreError> {
         let ticket_id = ticket_id.to_owned();
-        let outcome = self.tickets.transaction(|tickets| {
+        let outcome = self.generation.tickets.transaction(|tickets| {
             let Some(bytes) = tickets.get(ticket_id.as_bytes())? else {
                 return Ok(Err(ResolveError::NotFound(ticket_id.clone())));
             };
@@ -163,7 +185,7 @@ impl Generation {
         now_ms: u64,
     ) -> Result<usize, StoreError> {
         let mut expired = 0;
-        for entry in self.tickets.iter() {
+        for entry in self.generation.tickets.iter() {
             let (key, value) = entry?;
             let ticket = match serde_json::from_slice::<StepUpTicket>(&value) {
                 Ok(ticket) => ticket,
@@ -176,6 +198,7 @@ impl Generation {
                 let json = encode("step-up ticket", &ticket)?;
                 // Only if nobody resolved it meanwhile.
                 if self
+                    .generation
                     .tickets
                     .compare_and_swap(&key, Some(&value), Some(json))?
                     .is_ok()
@@ -191,9 +214,9 @@ impl Generation {
         &self,
         action: &AdminAction,
     ) -> Result<(), StoreError> {
-        let id = parse_id(&action.action_id)?;
+        let id = super::parse_id(&action.action_id)?;
         let json = encode("admin action", action)?;
-        self.admin_audit.insert(id.to_bytes(), json)?;
+        self.generation.admin_audit.insert(id.to_bytes(), json)?;
         Ok(())
     }
 
@@ -201,9 +224,9 @@ impl Generation {
         &self,
         disagreement: &Disagreement,
     ) -> Result<(), StoreError> {
-        let id = parse_id(&disagreement.decision_id)?;
+        let id = super::parse_id(&disagreement.decision_id)?;
         let json = encode("shadow disagreement", disagreement)?;
-        self.disagreements.insert(id.to_bytes(), json)?;
+        self.generation.disagreements.insert(id.to_bytes(), json)?;
         Ok(())
     }
 
@@ -212,7 +235,9 @@ impl Generation {
         entry: &CacheEntry,
     ) -> Result<(), StoreError> {
         let json = encode("cached document", entry)?;
-        self.cimd_cache.insert(entry.client_id.as_bytes(), json)?;
+        self.generation
+            .cimd_cache
+            .insert(entry.client_id.as_bytes(), json)?;
         Ok(())
     }
 
@@ -220,7 +245,7 @@ impl Generation {
         &self,
         client_id: &str,
     ) -> Result<(), StoreError> {
-        self.cimd_cache.remove(client_id.as_bytes())?;
+        self.generation.cimd_cache.remove(client_id.as_bytes())?;
         Ok(())
     }
 }
