@@ -1,8 +1,10 @@
 //! Signals to Cedar: the `Client` principal, the `Tenant` resource and the request context,
 //! built with typed constructors (no JSON on the hot path).
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
@@ -156,9 +158,50 @@ impl PolicyBundle {
 }
 
 pub fn uid(type_name: &str, id: &str) -> EntityUid {
-    let type_name =
-        EntityTypeName::from_str(type_name).expect("clientgate's entity type names are valid");
+    // Parsing a name runs Cedar's parser (a few µs each): the three every decision names
+    // are parsed once.
+    static PARSED: LazyLock<[(&str, EntityTypeName); 3]> =
+        LazyLock::new(|| ["Client", "Tenant", "Action"].map(|name| (name, parse_type_name(name))));
+    let type_name = PARSED
+        .iter()
+        .find(|(name, _)| *name == type_name)
+        .map_or_else(|| parse_type_name(type_name), |(_, parsed)| parsed.clone());
     EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+}
+
+fn parse_type_name(name: &str) -> EntityTypeName {
+    EntityTypeName::from_str(name).expect("clientgate's entity type names are valid")
+}
+
+/// `datetime("…")` and `ip("…")` context values. Cedar builds each by parsing the name of
+/// its extension function, which costs more than the rest of the context; so each thread
+/// keeps the last one it built of each kind, and decisions in the same millisecond, or from
+/// the same caller, share it.
+fn extension_value(kind: Extension, argument: String) -> RestrictedExpression {
+    thread_local! {
+        static LAST: RefCell<[Option<(String, RestrictedExpression)>; 2]> =
+            const { RefCell::new([None, None]) };
+    }
+    LAST.with_borrow_mut(|last| {
+        let slot = &mut last[kind as usize];
+        if let Some((cached, value)) = slot
+            && *cached == argument
+        {
+            return value.clone();
+        }
+        let value = match kind {
+            Extension::Datetime => RestrictedExpression::new_datetime(&argument),
+            Extension::Ip => RestrictedExpression::new_ip(&argument),
+        };
+        *slot = Some((argument, value.clone()));
+        value
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Extension {
+    Datetime = 0,
+    Ip = 1,
 }
 
 fn string(value: &str) -> RestrictedExpression {
@@ -292,7 +335,7 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, Enti
         ("user_agent".to_owned(), string(&signals.user_agent)),
         (
             "now".to_owned(),
-            RestrictedExpression::new_datetime(rfc3339::format(signals.now)),
+            extension_value(Extension::Datetime, rfc3339::format(signals.now)),
         ),
         (
             "warnings".to_owned(),
@@ -335,7 +378,7 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, Enti
     if let Some(first_seen) = signals.duplicate_first_seen {
         pairs.push((
             "duplicate_first_seen".to_owned(),
-            RestrictedExpression::new_datetime(rfc3339::format(first_seen)),
+            extension_value(Extension::Datetime, rfc3339::format(first_seen)),
         ));
     }
     if let Some(known) = imitated {
@@ -347,7 +390,7 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, Enti
     if let Some(ip) = signals.caller_ip {
         pairs.push((
             "ip".to_owned(),
-            RestrictedExpression::new_ip(ip.to_canonical().to_string()),
+            extension_value(Extension::Ip, ip.to_canonical().to_string()),
         ));
     }
     Context::from_pairs(pairs).map_err(|error| EntityError::Context(error.to_string()))
