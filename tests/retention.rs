@@ -14,8 +14,8 @@ use common::{Server, dcr, starter_policies};
 
 use clientgate::registration::{Code, Finding, Severity};
 use clientgate::store::{
-    CompactionPolicy, DecisionQuery, DecisionRecord, PruneCutoffs, RateDimension, RateKey,
-    SledStore, Store,
+    DecisionQuery, DecisionRecord, PruneCutoffs, RateDimension, RateKey, SledLimits, SledStore,
+    Store,
 };
 use clientgate::vocab::RegistrationType;
 use clientgate::vocab::{Decision, Reason};
@@ -100,8 +100,9 @@ async fn pruning_keeps_only_the_retention_window() {
     let store = Arc::new(
         SledStore::open_with(
             dir.path(),
-            CompactionPolicy {
+            SledLimits {
                 above_bytes: COMPACT_ABOVE,
+                max_size_bytes: 0,
             },
         )
         .unwrap(),

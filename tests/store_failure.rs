@@ -14,8 +14,8 @@ use clientgate::step_up::StepUpTicket;
 use clientgate::store::{AdminAction, AdminActionPage, CacheEntry};
 use clientgate::store::{
     DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage, FingerprintStats,
-    PruneCutoffs, PruneReport, RateKey, ResolveError, Store, StoreError, StoreFuture, StoreStats,
-    TicketPage, TicketQuery,
+    PruneCutoffs, PruneReport, RateKey, Recorded, ResolveError, Store, StoreError, StoreFuture,
+    StoreStats, TicketPage, TicketQuery,
 };
 use clientgate::vocab::Caller;
 use clientgate::vocab::Decision;
@@ -29,7 +29,7 @@ impl Store for BrokenDisk {
         _: DecisionRecord,
         _: Option<StepUpTicket>,
         _: Vec<RateKey>,
-    ) -> StoreFuture<'_, ()> {
+    ) -> StoreFuture<'_, Recorded> {
         Box::pin(async {
             Err(StoreError::Io(
                 "flush failed: no space left on device".to_owned(),

@@ -25,7 +25,7 @@ use crate::config::{Config, ListenAddr, TokenSecret};
 use crate::engine::{Engine, EngineSettings, check_context};
 use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
 use crate::registration::software_statement::{ClaimRules, IssuerError, TrustedIssuers};
-use crate::store::{CompactionPolicy, SledStore, Store, StoreError};
+use crate::store::{SledLimits, SledStore, Store, StoreError};
 use reload::PolicyReloader;
 
 /// Why clientgate could not be assembled from its configuration.
@@ -87,8 +87,9 @@ impl App {
         };
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
             &config.store.dir,
-            CompactionPolicy {
+            SledLimits {
                 above_bytes: config.store.compact_above_bytes,
+                max_size_bytes: config.store.max_size_bytes,
             },
         )?);
         let engine = Arc::new(build_engine(&config, settings, policies, store.clone())?);

@@ -245,6 +245,9 @@ impl Config {
             "store.compact_above_mib" => raw
                 .integer_in(1..=1_048_576)
                 .map(|mib| self.store.compact_above_bytes = mib * MIB),
+            "store.max_size_mib" => raw
+                .integer_in(0..=16_777_216)
+                .map(|mib| self.store.max_size_bytes = mib * MIB),
             "validation.profile" => raw.string().and_then(|text| {
                 Profile::parse(&text)
                     .map(|profile| self.validation.profile = profile)

@@ -29,7 +29,7 @@ pub use raw::ValueError;
 use crate::auth::Role;
 use crate::cimd::cache::CacheBounds;
 use crate::registration::Profile;
-use crate::store::CompactionPolicy;
+use crate::store::SledLimits;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -297,6 +297,9 @@ pub struct StoreConfig {
     /// `store.compact_above_mib`: the pruner compacts the store once it takes more than this
     /// on disk (and more than twice its size after the last compaction).
     pub compact_above_bytes: u64,
+    /// `store.max_size_mib` (0: none): beyond this size on disk, repeated denials of
+    /// malformed registrations of one fingerprint are sampled (one in a hundred recorded).
+    pub max_size_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -357,7 +360,8 @@ impl Default for Config {
             },
             store: StoreConfig {
                 dir: PathBuf::from("data"),
-                compact_above_bytes: CompactionPolicy::default().above_bytes,
+                compact_above_bytes: SledLimits::default().above_bytes,
+                max_size_bytes: 4096 * 1024 * 1024,
             },
             validation: ValidationConfig {
                 profile: Profile::Mcp,

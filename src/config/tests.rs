@@ -216,7 +216,7 @@ fn the_default_configuration_and_the_modules_agree_on_every_default() {
     assert_eq!(config.vocabulary(), crate::policy::Vocabulary::default());
     assert_eq!(
         config.store.compact_above_bytes,
-        crate::store::CompactionPolicy::default().above_bytes
+        crate::store::SledLimits::default().above_bytes
     );
     let bounds = crate::cimd::cache::CacheBounds::default();
     assert_eq!(

@@ -32,7 +32,7 @@ use crate::registration::software_statement::TrustedIssuers;
 use crate::registration::{Finding, Profile};
 use crate::step_up::StepUpRef;
 use crate::step_up::{self, PresentedTicket};
-use crate::store::{DecisionRecord, Store, StoreError};
+use crate::store::{DecisionRecord, Recorded, Store, StoreError};
 use crate::vocab::{Caller, from_millis, millis};
 use crate::vocab::{Decision, Reason};
 
@@ -249,9 +249,14 @@ impl Engine {
             let opens = draft.opens.clone();
             let record = record_of(&input, &answer, draft, &stamp, started);
             let rate_keys = observed.rates.iter().map(|(key, _)| key.clone()).collect();
-            match self.store.record(record.clone(), opens, rate_keys).await {
+            let recorded = match self.store.record(record.clone(), opens, rate_keys).await {
                 Err(StoreError::TicketSpent { .. }) if round < 3 => continue,
                 outcome => outcome?,
+            };
+            if recorded == Recorded::Shed {
+                // A repeated denial of a malformed registration, over the store's budget:
+                // answered and counted, not kept (so it has no id to look up).
+                return Ok(answer);
             }
             if let Some(candidate) = self.shadow() {
                 self.shadow_evaluate(&input, &answer, &candidate, &prepared, &observed, &record);

@@ -22,7 +22,7 @@ pub use record::{
     Disagreement, DisagreementPage, FingerprintStats, RateDimension, RateKey, ShadowOutcome,
     TicketPage, TicketQuery,
 };
-pub use sled_store::{CompactionPolicy, FORMAT_VERSION, SledStore};
+pub use sled_store::{FORMAT_VERSION, SHED_SAMPLE, SledLimits, SledStore};
 
 /// A boxed future, so that [`Store`] can be used as a trait object.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -31,8 +31,19 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub decisions_recorded: u64,
+    /// Low-value decisions not recorded because the store was over its size budget.
+    pub decisions_shed: u64,
     /// Disk flushes; concurrent records share one (group commit).
     pub flushes: u64,
+}
+
+/// What became of a decision given to [`Store::record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Durable.
+    Kept,
+    /// Not kept: the store is over its size budget and the decision is of low value.
+    Shed,
 }
 
 /// What the decision service needs from storage.
@@ -42,13 +53,15 @@ pub trait Store: Send + Sync + 'static {
     /// each rate counter of `rate_keys`; an approval also counts for its fingerprint.
     /// Resolves only once all of it is durable. Nothing is written, and the answer is
     /// [`StoreError::TicketSpent`], when the redeemed ticket has no use left by then (another
-    /// decision took it): the caller decides again.
+    /// decision took it): the caller decides again. A store over its size budget may shed a
+    /// low-value decision (a repeated denial of a malformed registration): it is counted on
+    /// the rate counters and in [`StoreStats::decisions_shed`], not kept ([`Recorded::Shed`]).
     fn record(
         &self,
         decision: DecisionRecord,
         ticket: Option<StepUpTicket>,
         rate_keys: Vec<RateKey>,
-    ) -> StoreFuture<'_, ()>;
+    ) -> StoreFuture<'_, Recorded>;
 
     /// For each key, the registrations counted within each window (newest minute included,
     /// one-minute resolution).

@@ -25,8 +25,8 @@ use super::data_dir::{DataDir, GenerationPath};
 use super::derived::Derived;
 use super::{
     Compaction, DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage,
-    FingerprintStats, PruneCutoffs, PruneReport, RateKey, ResolveError, StepUpTicket, Store,
-    StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
+    FingerprintStats, PruneCutoffs, PruneReport, RateDimension, RateKey, Recorded, ResolveError,
+    StepUpTicket, Store, StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
 };
 use crate::step_up::OperatorResolution;
 use crate::store::{AdminAction, AdminActionPage, CacheEntry};
@@ -36,22 +36,32 @@ pub use self::generation::FORMAT_VERSION;
 #[cfg(test)]
 pub(crate) use self::generation::PAGE_BYTE_BUDGET;
 
-/// When pruning also compacts.
+/// When pruning also compacts, and when low-value decisions are sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CompactionPolicy {
+pub struct SledLimits {
     /// The store is compacted once it takes more than this on disk, and more than twice
     /// what it took after its last compaction (so that a store whose live data is large
     /// is not copied at every pass).
     pub above_bytes: u64,
+    /// Beyond this size on disk (0: no budget), repeated spec-violation denials of one
+    /// fingerprint are sampled: one in [`SHED_SAMPLE`] is recorded, the others counted.
+    pub max_size_bytes: u64,
 }
 
-impl Default for CompactionPolicy {
-    fn default() -> CompactionPolicy {
-        CompactionPolicy {
+impl Default for SledLimits {
+    fn default() -> SledLimits {
+        SledLimits {
             above_bytes: 256 * 1024 * 1024,
+            max_size_bytes: 0,
         }
     }
 }
+
+/// Over the size budget, one in this many low-value decisions is still recorded.
+pub const SHED_SAMPLE: u64 = 100;
+/// A denial counts as repeated once its fingerprint was decided this many times within the
+/// last hour.
+const REPEATED_WITHIN_HOUR: u64 = 10;
 
 /// How often the derived state (index entries, rate buckets, fingerprint records) is
 /// written: what a crash can cost of rate counters and fingerprint statistics.
@@ -61,9 +71,15 @@ pub struct SledStore {
     dir: DataDir,
     live: Arc<RwLock<Live>>,
     derived: Arc<Derived>,
+    /// Bytes on disk as of the last persist pass (the size budget's measure).
+    size: Arc<AtomicU64>,
+    /// Low-value decisions not recorded because the store was over its budget.
+    shed: AtomicU64,
+    /// Low-value decisions seen over the budget (every [`SHED_SAMPLE`]th is kept).
+    low_value_seen: AtomicU64,
     /// Index entries of recorded decisions not written yet.
     unindexed: Arc<Mutex<Vec<IndexEntry>>>,
-    policy: CompactionPolicy,
+    limits: SledLimits,
     compacting: Mutex<()>,
     recorded: AtomicU64,
     /// Flushes done by earlier generations.
@@ -80,12 +96,12 @@ struct Live {
 impl SledStore {
     /// Opens (or creates) the store in `dir` with the default compaction policy.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        SledStore::open_with(dir, CompactionPolicy::default())
+        SledStore::open_with(dir, SledLimits::default())
     }
 
     /// Opens (or creates) the store in `dir`. Must run inside a tokio runtime, which hosts
     /// the group-commit flusher.
-    pub fn open_with(dir: &Path, policy: CompactionPolicy) -> Result<SledStore, StoreError> {
+    pub fn open_with(dir: &Path, limits: SledLimits) -> Result<SledStore, StoreError> {
         let data = DataDir::lock(dir)?;
         let path = data.live()?;
         let generation = Generation::open(&path.path)?;
@@ -106,17 +122,25 @@ impl SledStore {
             compacted_size: 0,
         }));
         let unindexed = Arc::new(Mutex::new(Vec::new()));
+        let size = Arc::new(AtomicU64::new(
+            live.read()
+                .map_or(0, |live| live.generation.size_on_disk().unwrap_or(0)),
+        ));
         tokio::spawn(persist_periodically(
             Arc::downgrade(&live),
             derived.clone(),
             unindexed.clone(),
+            size.clone(),
         ));
         Ok(SledStore {
             dir: data,
             live,
             derived,
+            size,
+            shed: AtomicU64::new(0),
+            low_value_seen: AtomicU64::new(0),
             unindexed,
-            policy,
+            limits,
             compacting: Mutex::new(()),
             recorded: AtomicU64::new(0),
             earlier_flushes: AtomicU64::new(0),
@@ -159,7 +183,7 @@ impl SledStore {
             let live = self.writing();
             (live.generation.size_on_disk()?, live.compacted_size)
         };
-        if size <= self.policy.above_bytes || size <= compacted_size.saturating_mul(2) {
+        if size <= self.limits.above_bytes || size <= compacted_size.saturating_mul(2) {
             return Ok(None);
         }
         self.compact().map(Some)
@@ -227,6 +251,41 @@ impl SledStore {
         self.dir.root()
     }
 
+    /// Whether `decision` is not recorded: the store is over its size budget, and the
+    /// decision is a denial of a malformed registration whose fingerprint was decided
+    /// [`REPEATED_WITHIN_HOUR`] times in the last hour — except one in [`SHED_SAMPLE`]. Never
+    /// an approval, a step-up, a ticket's use, or anything that is not a spec violation.
+    fn sheds(&self, decision: &DecisionRecord) -> bool {
+        let budget = self.limits.max_size_bytes;
+        if budget == 0 || self.size.load(Ordering::Relaxed) <= budget {
+            return false;
+        }
+        let low_value = decision.decision == Decision::Deny
+            && decision.error.is_some()
+            && decision.step_up.is_none()
+            && decision.redeemed_ticket.is_none();
+        if !low_value {
+            return false;
+        }
+        let key = RateKey {
+            dimension: RateDimension::Fingerprint,
+            value: decision.fingerprint.clone(),
+        };
+        let hour = [Duration::from_secs(3600)];
+        let seen = self.derived.rate_counts(
+            std::slice::from_ref(&key),
+            &hour,
+            decision.decided_at_ms / 60_000,
+        );
+        if seen[0][0] < REPEATED_WITHIN_HOUR {
+            return false;
+        }
+        !self
+            .low_value_seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SHED_SAMPLE)
+    }
+
     /// Writes the derived state now (what the periodic task does).
     fn persist_derived(&self) -> Result<(), StoreError> {
         persist(
@@ -261,6 +320,7 @@ async fn persist_periodically(
     live: Weak<RwLock<Live>>,
     derived: Arc<Derived>,
     unindexed: Arc<Mutex<Vec<IndexEntry>>>,
+    size: Arc<AtomicU64>,
 ) {
     let mut every = tokio::time::interval(PERSIST_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -271,9 +331,20 @@ async fn persist_periodically(
         };
         let (derived, unindexed) = (derived.clone(), unindexed.clone());
         let started_ms = millis(SystemTime::now());
-        let persisted =
-            tokio::task::spawn_blocking(move || persist(&live, &derived, &unindexed, started_ms))
-                .await;
+        let size = size.clone();
+        let persisted = tokio::task::spawn_blocking(move || {
+            let persisted = persist(&live, &derived, &unindexed, started_ms);
+            let generation = live
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .generation
+                .clone();
+            if let Ok(bytes) = generation.size_on_disk() {
+                size.store(bytes, Ordering::Relaxed);
+            }
+            persisted
+        })
+        .await;
         match persisted {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -285,8 +356,8 @@ async fn persist_periodically(
 }
 
 /// Writes the index entries not written yet and what changed in `derived`, then moves the
-/// index watermark to [`INDEX_MARGIN_MS`] before `started_ms`. What cannot be written is
-/// kept for the next pass.
+/// index watermark to [`INDEX_MARGIN_MS`] before the newest decision indexed (or before
+/// `started_ms`, if earlier). What cannot be written is kept for the next pass.
 fn persist(
     live: &RwLock<Live>,
     derived: &Derived,
@@ -297,9 +368,16 @@ fn persist(
     let changes = derived.take_changes();
     let guard = live.read().unwrap_or_else(|poisoned| poisoned.into_inner());
     let writer = Writer::new(&guard);
-    let written = writer.write_index(&entries).and_then(|()| {
-        writer.write_derived(&changes, Some(started_ms.saturating_sub(INDEX_MARGIN_MS)))
-    });
+    // Through the newest decision of this batch (or now, if its clock is ahead), less the
+    // margin: a decision written later was minted after that, or within the margin of it.
+    let through = entries
+        .iter()
+        .map(|entry| entry.id.timestamp_ms())
+        .max()
+        .map(|newest| newest.min(started_ms).saturating_sub(INDEX_MARGIN_MS));
+    let written = writer
+        .write_index(&entries)
+        .and_then(|()| writer.write_derived(&changes, through));
     if written.is_err() {
         lock(unindexed).extend(entries);
         derived.restore(changes);
@@ -313,8 +391,15 @@ impl Store for SledStore {
         decision: DecisionRecord,
         ticket: Option<StepUpTicket>,
         rate_keys: Vec<RateKey>,
-    ) -> StoreFuture<'_, ()> {
+    ) -> StoreFuture<'_, Recorded> {
         Box::pin(async move {
+            if self.sheds(&decision) {
+                // Not recorded, but counted: a flood over the budget still meets the limits.
+                self.derived
+                    .add(&rate_keys, decision.decided_at_ms / 60_000, None);
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                return Ok(Recorded::Shed);
+            }
             let index = IndexEntry::of(&decision)?;
             let generation = {
                 let live = self.writing();
@@ -333,7 +418,7 @@ impl Store for SledStore {
             lock(&self.unindexed).push(index);
             generation.commit.durable().await?;
             self.recorded.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            Ok(Recorded::Kept)
         })
     }
 
@@ -465,6 +550,7 @@ impl Store for SledStore {
     fn stats(&self) -> StoreStats {
         StoreStats {
             decisions_recorded: self.recorded.load(Ordering::Relaxed),
+            decisions_shed: self.shed.load(Ordering::Relaxed),
             flushes: self.earlier_flushes.load(Ordering::Relaxed) + self.reading().commit.flushes(),
         }
     }
@@ -472,6 +558,8 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_derived;
 
 /// Waits until nothing holds sled's lock on `db_file`: sled's I/O threads can keep the
 /// database open a moment after its last handle is dropped. Polls the lock itself rather

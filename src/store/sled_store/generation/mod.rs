@@ -179,6 +179,9 @@ impl Generation {
             }),
             None if self.decisions.is_empty() && self.tickets.is_empty() => {
                 meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes())?;
+                // Everything a new store records is indexed again at open until the first
+                // batch moves the watermark.
+                meta.insert(INDEXED_THROUGH_KEY, &0u64.to_be_bytes())?;
                 self.db.flush()?;
                 Ok(())
             }
