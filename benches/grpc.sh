@@ -126,6 +126,6 @@ sleep 0.5
 for call in fdatasync fsync sync_file_range; do
   printf '%-16s %s\n' "$call" "$(grep -c " $call(" "$OUT/strace.txt" || true)"
 done
-grep -o 'decisions_recorded=[0-9]* flushes=[0-9]*' "$OUT/strace-server.log" | tail -1 \
+grep -o 'decisions_recorded=[0-9]* decisions_shed=[0-9]* flushes=[0-9]*' "$OUT/strace-server.log" | tail -1 \
   | sed 's/flushes=/group commits=/' || true
 echo; echo "raw results: $OUT"

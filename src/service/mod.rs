@@ -171,6 +171,7 @@ pub async fn run(
     let stats = app.store.stats();
     info!(
         decisions_recorded = stats.decisions_recorded,
+        decisions_shed = stats.decisions_shed,
         flushes = stats.flushes,
         "store flushed; stopped"
     );

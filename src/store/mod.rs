@@ -3,8 +3,10 @@
 //!
 //! The store never decides anything; it records what the engine decided and answers
 //! queries about it. A decision (with its ticket), a ticket's resolution and an admin
-//! action are acknowledged only once on disk; the CIMD cache, shadow disagreements and the
-//! expiry scan's updates reach the disk with the next flush.
+//! action are acknowledged only once on disk (synced: power-loss durable); what is derived
+//! from decisions ([`derived`]: indexes, rate counters, fingerprint statistics) is kept in
+//! memory and written in batches; the CIMD cache, shadow disagreements and the expiry
+//! scan's updates reach the disk with the next flush.
 
 mod data_dir;
 pub mod derived;
