@@ -41,6 +41,19 @@ fn rand_part(ms: u64) -> u128 {
     u128::from(ms) * 7919
 }
 
+/// Makes `dir` a sled database marked as store format `version`, closed again.
+pub(super) fn marked_as_format(dir: &std::path::Path, version: &str) {
+    {
+        let db = sled::open(dir).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format_version", version)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    sled_store::wait_until_unlocked(&dir.join("db")).unwrap();
+}
+
 /// Closes a store; the directory can be opened again at once.
 pub(super) async fn close(store: SledStore) {
     store.close().await.expect("the store closes");
@@ -285,15 +298,7 @@ async fn two_simultaneous_redemptions_of_a_single_use_ticket_record_one_approval
 #[tokio::test]
 async fn a_store_of_an_unknown_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("format_version", "99")
-            .unwrap();
-        db.flush().unwrap();
-    }
-    sled_store::wait_until_unlocked(&dir.path().join("db")).unwrap();
+    marked_as_format(dir.path(), "99");
     let error = SledStore::open(dir.path())
         .err()
         .expect("format 99 is refused");

@@ -354,15 +354,7 @@ async fn pruning_leaves_records_that_do_not_decode_and_counts_only_what_it_delet
 #[tokio::test]
 async fn a_store_of_format_1_opens_and_is_marked_format_2() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("format_version", "1")
-            .unwrap();
-        db.flush().unwrap();
-    }
-    super::wait_until_unlocked(&dir.path().join("db")).unwrap();
+    crate::store::tests::marked_as_format(dir.path(), "1");
     let store = SledStore::open(dir.path()).expect("format 1 is read as it is");
     let generation = store.reading();
     let marked = generation
