@@ -77,13 +77,43 @@ pub struct SledStore {
     shed: AtomicU64,
     /// Low-value decisions seen over the budget (every [`SHED_SAMPLE`]th is kept).
     low_value_seen: AtomicU64,
-    /// Index entries of recorded decisions not written yet.
-    unindexed: Arc<Mutex<Vec<IndexEntry>>>,
+    unindexed: Arc<Unindexed>,
     limits: SledLimits,
     compacting: Mutex<()>,
     recorded: AtomicU64,
     /// Flushes done by earlier generations.
     earlier_flushes: AtomicU64,
+}
+
+/// Index entries of recorded decisions not written to the index trees yet.
+#[derive(Default)]
+struct Unindexed {
+    entries: Mutex<Vec<IndexEntry>>,
+    /// Held from taking the entries until they are written (or put back): a filtered
+    /// listing that indexes first thereby waits for a periodic write already under way,
+    /// instead of finding nothing left to write and missing the entries in flight.
+    writing: Mutex<()>,
+}
+
+impl Unindexed {
+    fn push(&self, entry: IndexEntry) {
+        lock(&self.entries).push(entry);
+    }
+
+    /// Takes the entries not written yet and hands them to `write`, one writer at a time;
+    /// if `write` fails they are kept for the next pass.
+    fn write_with(
+        &self,
+        write: impl FnOnce(&[IndexEntry]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _one_writer = lock(&self.writing);
+        let entries = std::mem::take(&mut *lock(&self.entries));
+        let written = write(&entries);
+        if written.is_err() {
+            lock(&self.entries).extend(entries);
+        }
+        written
+    }
 }
 
 struct Live {
@@ -121,7 +151,7 @@ impl SledStore {
             generation: Arc::new(generation),
             compacted_size: 0,
         }));
-        let unindexed = Arc::new(Mutex::new(Vec::new()));
+        let unindexed = Arc::new(Unindexed::default());
         let size = Arc::new(AtomicU64::new(
             live.read()
                 .map_or(0, |live| live.generation.size_on_disk().unwrap_or(0)),
@@ -299,13 +329,8 @@ impl SledStore {
     /// Writes the index entries not written yet, so that a filtered listing sees every
     /// recorded decision.
     fn index_now(&self) -> Result<(), StoreError> {
-        let entries = std::mem::take(&mut *lock(&self.unindexed));
-        let live = self.writing();
-        let written = Writer::new(&live).write_index(&entries);
-        if written.is_err() {
-            lock(&self.unindexed).extend(entries);
-        }
-        written
+        self.unindexed
+            .write_with(|entries| Writer::new(&self.writing()).write_index(entries))
     }
 }
 
@@ -319,7 +344,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn persist_periodically(
     live: Weak<RwLock<Live>>,
     derived: Arc<Derived>,
-    unindexed: Arc<Mutex<Vec<IndexEntry>>>,
+    unindexed: Arc<Unindexed>,
     size: Arc<AtomicU64>,
 ) {
     let mut every = tokio::time::interval(PERSIST_EVERY);
@@ -361,28 +386,29 @@ async fn persist_periodically(
 fn persist(
     live: &RwLock<Live>,
     derived: &Derived,
-    unindexed: &Mutex<Vec<IndexEntry>>,
+    unindexed: &Unindexed,
     started_ms: u64,
 ) -> Result<(), StoreError> {
-    let entries = std::mem::take(&mut *lock(unindexed));
-    let changes = derived.take_changes();
-    let guard = live.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let writer = Writer::new(&guard);
-    // Through the newest decision of this batch (or now, if its clock is ahead), less the
-    // margin: a decision written later was minted after that, or within the margin of it.
-    let through = entries
-        .iter()
-        .map(|entry| entry.id.timestamp_ms())
-        .max()
-        .map(|newest| newest.min(started_ms).saturating_sub(INDEX_MARGIN_MS));
-    let written = writer
-        .write_index(&entries)
-        .and_then(|()| writer.write_derived(&changes, through));
-    if written.is_err() {
-        lock(unindexed).extend(entries);
-        derived.restore(changes);
-    }
-    written
+    unindexed.write_with(|entries| {
+        let changes = derived.take_changes();
+        let guard = live.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let writer = Writer::new(&guard);
+        // Through the newest decision of this batch (or now, if its clock is ahead), less
+        // the margin: a decision written later was minted after that, or within the margin
+        // of it.
+        let through = entries
+            .iter()
+            .map(|entry| entry.id.timestamp_ms())
+            .max()
+            .map(|newest| newest.min(started_ms).saturating_sub(INDEX_MARGIN_MS));
+        let written = writer
+            .write_index(entries)
+            .and_then(|()| writer.write_derived(&changes, through));
+        if written.is_err() {
+            derived.restore(changes);
+        }
+        written
+    })
 }
 
 impl Store for SledStore {
@@ -415,7 +441,7 @@ impl Store for SledStore {
             ));
             self.derived
                 .add(&rate_keys, decision.decided_at_ms / 60_000, approval);
-            lock(&self.unindexed).push(index);
+            self.unindexed.push(index);
             generation.commit.durable().await?;
             self.recorded.fetch_add(1, Ordering::Relaxed);
             Ok(Recorded::Kept)

@@ -97,22 +97,30 @@ async fn decisions_recorded_before_a_crash_are_found_by_every_filter_after_it() 
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_listing_sees_a_decision_recorded_an_instant_before() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
-    let decision = record(5_000, "acme", "198.51.100.9", Decision::Approve);
-    store
-        .record(decision.clone(), None, Vec::new())
-        .await
-        .unwrap();
-    let page = store
-        .list_decisions(&DecisionQuery {
-            fingerprint: Some(decision.fingerprint.clone()),
-            ..DecisionQuery::default()
-        })
-        .unwrap();
-    assert_eq!(page.decisions, [decision]);
+    // Long enough to cross periodic index writes (one at open, then every PERSIST_EVERY):
+    // a listing made while one is under way must still see the decision just recorded.
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < PERSIST_EVERY * 2 {
+        let mut decision = record(5_000 + n, "acme", "198.51.100.9", Decision::Approve);
+        decision.fingerprint = format!("fp-instant-{n}");
+        store
+            .record(decision.clone(), None, Vec::new())
+            .await
+            .unwrap();
+        let page = store
+            .list_decisions(&DecisionQuery {
+                fingerprint: Some(decision.fingerprint.clone()),
+                ..DecisionQuery::default()
+            })
+            .unwrap();
+        assert_eq!(page.decisions, [decision], "decision {n}");
+        n += 1;
+    }
 }
 
 #[tokio::test]
