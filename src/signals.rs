@@ -81,6 +81,24 @@ impl Signals {
                 .all(|r| r.kind == RedirectKind::Loopback)
     }
 
+    /// The registrable domains of the redirect URIs other than `client_uri`'s (all of them
+    /// when there is no `client_uri`), sorted, without repeats.
+    pub fn foreign_redirect_domains(&self) -> Vec<&str> {
+        let own = self
+            .client_uri
+            .as_ref()
+            .and_then(|client_uri| client_uri.registrable_domain.as_deref());
+        let mut foreign: Vec<&str> = self
+            .redirects
+            .iter()
+            .filter_map(|r| r.registrable_domain.as_deref())
+            .filter(|domain| Some(*domain) != own)
+            .collect();
+        foreign.sort_unstable();
+        foreign.dedup();
+        foreign
+    }
+
     /// Every redirect URI is on the registrable domain of the CIMD client_id.
     pub fn redirects_on_client_id_domain(&self) -> bool {
         let Some(domain) = self
@@ -292,7 +310,7 @@ mod tests {
     #[test]
     fn warnings_carry_each_code_once() {
         let signals =
-            signals_of(r#"{"redirect_uris":["com.example.app:/a","com.example.app:/b"]}"#);
+            signals_of(r#"{"redirect_uris":["com.example.app:/a","com.example.app:/b"],"application_type":"native"}"#);
         assert_eq!(signals.warnings, vec!["private_use_scheme".to_owned()]);
     }
 }

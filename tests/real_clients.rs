@@ -1,5 +1,6 @@
 //! Real MCP clients' published metadata (tests/fixtures/real-cimd, sources in SOURCES.md)
-//! sent as DCR bodies: each gets the decision the starter policies intend. Catches the
+//! sent as DCR bodies: each gets the decision the starter policies intend (every DCR
+//! approval nobody vouches for carries `require_consent`). Catches the
 //! real-world failures of registration rules C.4: port-less `localhost` redirects, extra
 //! grant types, `private_key_jwt` with `jwks_uri`.
 
@@ -13,12 +14,12 @@ use clientgate::vocab::Decision;
 
 /// File, decision, obligations.
 const EXPECTED: &[(&str, Decision, &[&str])] = &[
-    ("chatgpt.2026-09-08.json", Decision::Approve, &[]),
-    ("cimd-dev.stytch.json", Decision::Approve, &[]),
+    ("chatgpt.2026-09-08.json", Decision::Approve, &["require_consent"]),
+    ("cimd-dev.stytch.json", Decision::Approve, &["require_consent"]),
     (
         "claude-ai-connectors.2026-09-19.json",
         Decision::Approve,
-        &[],
+        &["require_consent"],
     ),
     (
         "claude-code.2026-08-04.json",
@@ -40,14 +41,14 @@ const EXPECTED: &[(&str, Decision, &[&str])] = &[
         Decision::Approve,
         &["require_consent"],
     ),
-    ("mcptest-io.json", Decision::Approve, &[]),
+    ("mcptest-io.json", Decision::Approve, &["require_consent"]),
     (
         "opencode.2026-09-07.json",
         Decision::Approve,
         &["require_consent"],
     ),
-    ("vscode.2026-02-17.json", Decision::Approve, &[]),
-    ("vscode.2026-09-08.json", Decision::Approve, &[]),
+    ("vscode.2026-02-17.json", Decision::Approve, &["require_consent"]),
+    ("vscode.2026-09-08.json", Decision::Approve, &["require_consent"]),
     ("zed.proposed.json", Decision::Approve, &["require_consent"]),
 ];
 

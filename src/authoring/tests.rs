@@ -137,21 +137,21 @@ fn comparing_an_expectation_with_the_decision() {
     let cases: &[(&str, &str, &[&str])] = &[
         (
             "the decision and its reasons match",
-            r#"expect = { decision = "approve", reasons = ["approve_https_or_loopback_redirects"], obligations = [] }"#,
+            r#"expect = { decision = "approve", reasons = ["approve_https_or_loopback_redirects", "approve_dcr_clients_with_consent"], obligations = ["require_consent"] }"#,
             &[],
         ),
         (
             "another decision says what was decided instead and why",
             r#"expect = { decision = "deny" }"#,
             &[
-                "decision: expected deny, got approve (reasons: approve_https_or_loopback_redirects)",
+                "decision: expected deny, got approve (reasons: approve_https_or_loopback_redirects, approve_dcr_clients_with_consent)",
             ],
         ),
         (
             "reasons are compared as a set, exactly",
             r#"expect = { decision = "approve", reasons = ["approve_https_or_loopback_redirects", "other"] }"#,
             &[
-                "reasons: expected [approve_https_or_loopback_redirects, other], got [approve_https_or_loopback_redirects]",
+                "reasons: expected [approve_https_or_loopback_redirects, other], got [approve_dcr_clients_with_consent, approve_https_or_loopback_redirects]",
             ],
         ),
         (
@@ -162,7 +162,7 @@ fn comparing_an_expectation_with_the_decision() {
         (
             "an expected finding that is not there",
             r#"expect = { decision = "approve", findings = ["redirect_uri_not_https"] }"#,
-            &["findings: expected `redirect_uri_not_https` among []"],
+            &["findings: expected `redirect_uri_not_https` among [application_type_missing]"],
         ),
     ];
     for (name, expect, wanted) in cases {

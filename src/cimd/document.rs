@@ -9,6 +9,7 @@ use crate::registration::dcr::{
     read_metadata,
 };
 use crate::registration::findings::{Code, FindingList};
+use crate::registration::oidc;
 use crate::registration::{ClientMetadata, Profile};
 
 use crate::address::AddressRules;
@@ -98,6 +99,7 @@ pub fn validate_document(body: &[u8], client_id: &str, rules: &DocumentRules) ->
     }
     check_grants(&metadata, &mut findings);
     check_keys(&metadata, &mut findings);
+    oidc::check(&metadata, &redirects, oidc::Source::Document, &mut findings);
     check_software_statement(&metadata, &mut findings);
     if metadata.software_statement.is_some() && !findings.mentions("software_statement") {
         // C33: a document's statement is kept, but not verified or used.

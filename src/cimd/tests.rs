@@ -225,7 +225,7 @@ fn document_vectors() {
         (
             "c23_scheme_without_dot",
             document(json!({"redirect_uris": ["myapp://callback"]})),
-            Reject("private_use_scheme_not_reverse_dns"),
+            Warn("private_use_scheme_not_reverse_dns"),
         ),
         (
             "c24_reverse_dns_scheme",
@@ -293,7 +293,7 @@ fn document_vectors() {
             document(
                 json!({"application_type": "native", "redirect_uris": ["https://vscode.dev/redirect"]}),
             ),
-            Accept,
+            Warn("application_type_mismatch"),
         ),
         (
             "c35_wildcard_port",

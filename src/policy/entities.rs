@@ -291,6 +291,10 @@ fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, Entity
         ),
     );
     put(
+        "foreign_redirect_domains",
+        strings(signals.foreign_redirect_domains()),
+    );
+    put(
         "redirect_kinds",
         strings(signals.redirects.iter().map(|r| r.kind.as_str())),
     );

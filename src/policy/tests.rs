@@ -260,14 +260,17 @@ when { context.now.offset(duration("106751991167d")) > context.now };
 }
 
 #[test]
-fn starter_pack_approves_https_clients_without_obligations() {
+fn starter_pack_approves_https_dcr_clients_with_the_consent_screen() {
     let outcome = decide(&bundle(STARTER_POLICIES), WEB_CLIENT);
     assert_eq!(outcome.decision, Decision::Approve);
     assert_eq!(
         policy_ids(&outcome),
-        vec!["approve_https_or_loopback_redirects"]
+        vec![
+            "approve_https_or_loopback_redirects",
+            "approve_dcr_clients_with_consent"
+        ]
     );
-    assert!(outcome.obligations.is_empty());
+    assert_eq!(outcome.obligations, vec!["require_consent"]);
 }
 
 #[test]
@@ -296,10 +299,24 @@ fn starter_pack_steps_up_cross_domain_redirects_for_admin_approval() {
 }
 
 #[test]
-fn starter_pack_denies_private_scheme_clients_by_default() {
+fn starter_pack_approves_private_scheme_dcr_clients_with_the_consent_screen() {
     let outcome = decide(
         &bundle(STARTER_POLICIES),
-        r#"{"redirect_uris":["com.example.app:/cb"]}"#,
+        r#"{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"]}"#,
+    );
+    assert_eq!(outcome.decision, Decision::Approve);
+    assert_eq!(
+        policy_ids(&outcome),
+        vec!["approve_dcr_clients_with_consent"]
+    );
+    assert_eq!(outcome.obligations, vec!["require_consent"]);
+}
+
+#[test]
+fn starter_pack_denies_dcr_clients_without_redirect_uris_by_default() {
+    let outcome = decide(
+        &bundle(STARTER_POLICIES),
+        r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_basic"}"#,
     );
     assert_eq!(outcome.decision, Decision::Deny);
     assert_eq!(policy_ids(&outcome), vec![decide::DEFAULT_DENY]);

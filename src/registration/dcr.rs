@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::findings::{Code, Finding, FindingList};
 use super::metadata::{ClientMetadata, LOCALIZABLE};
 use super::profile::Profile;
+use super::oidc;
 use super::software_statement;
 use super::uri::{self, RedirectKind, RedirectUri};
 
@@ -61,6 +62,7 @@ pub fn validate_dcr(metadata_json: &str, profile: Profile) -> Validation {
     check_auth_method(&metadata, &mut findings);
     check_grants(&metadata, &mut findings);
     check_keys(&metadata, &mut findings);
+    oidc::check(&metadata, &redirects, oidc::Source::Dcr, &mut findings);
     if object.contains_key("client_id") {
         findings.report(
             Code::ClientIdIgnored,
@@ -170,6 +172,54 @@ impl Reader<'_> {
         }
     }
 
+    /// A string member where an empty string means "not sent" (rule 96): SDKs echo `""`
+    /// for members they have no value for.
+    fn optional(&mut self, name: &str) -> Option<String> {
+        let text = self.string(name)?;
+        if !text.is_empty() {
+            return Some(text);
+        }
+        self.findings.report(
+            Code::EmptyValue,
+            name,
+            format!("`{name}` is an empty string; read as not sent"),
+        );
+        None
+    }
+
+    fn boolean(&mut self, name: &str) -> Option<bool> {
+        match self.object.get(name)? {
+            Value::Bool(value) => Some(*value),
+            Value::Null => None,
+            _ => {
+                self.wrong_type(name, "true or false");
+                None
+            }
+        }
+    }
+
+    /// Rule 89: a whole number of seconds, not negative.
+    fn seconds(&mut self, name: &str) -> Option<u64> {
+        match self.object.get(name)? {
+            Value::Number(number) => {
+                let seconds = number.as_u64();
+                if seconds.is_none() {
+                    self.findings.report(
+                        Code::DefaultMaxAgeInvalid,
+                        name,
+                        format!("`{name}` is a whole number of seconds, not negative: `{number}` is not"),
+                    );
+                }
+                seconds
+            }
+            Value::Null => None,
+            _ => {
+                self.wrong_type(name, "a number of seconds");
+                None
+            }
+        }
+    }
+
     fn wrong_type(&mut self, name: &str, expected: &str) {
         self.findings.report(
             Code::InvalidFieldType,
@@ -197,18 +247,36 @@ fn read_members(reader: &mut Reader<'_>) -> ClientMetadata {
         grant_types: reader.strings("grant_types").unwrap_or_default(),
         response_types: reader.strings("response_types").unwrap_or_default(),
         client_name: reader.string("client_name"),
-        client_uri: reader.string("client_uri"),
-        logo_uri: reader.string("logo_uri"),
-        scope: reader.string("scope"),
+        client_uri: reader.optional("client_uri"),
+        logo_uri: reader.optional("logo_uri"),
+        scope: reader.optional("scope"),
         contacts: reader.strings("contacts").unwrap_or_default(),
-        tos_uri: reader.string("tos_uri"),
-        policy_uri: reader.string("policy_uri"),
-        jwks_uri: reader.string("jwks_uri"),
+        tos_uri: reader.optional("tos_uri"),
+        policy_uri: reader.optional("policy_uri"),
+        jwks_uri: reader.optional("jwks_uri"),
         jwks: None,
-        software_id: reader.string("software_id"),
-        software_version: reader.string("software_version"),
+        software_id: reader.optional("software_id"),
+        software_version: reader.optional("software_version"),
         software_statement: reader.string("software_statement"),
-        application_type: reader.string("application_type"),
+        application_type: reader.optional("application_type"),
+        post_logout_redirect_uris: reader
+            .strings("post_logout_redirect_uris")
+            .unwrap_or_default(),
+        default_max_age: reader.seconds("default_max_age"),
+        require_auth_time: reader.boolean("require_auth_time"),
+        initiate_login_uri: reader.optional("initiate_login_uri"),
+        sector_identifier_uri: reader.optional("sector_identifier_uri"),
+        request_uris: reader.strings("request_uris").unwrap_or_default(),
+        id_token_signed_response_alg: reader.string("id_token_signed_response_alg"),
+        id_token_encrypted_response_alg: reader.string("id_token_encrypted_response_alg"),
+        id_token_encrypted_response_enc: reader.string("id_token_encrypted_response_enc"),
+        userinfo_signed_response_alg: reader.string("userinfo_signed_response_alg"),
+        userinfo_encrypted_response_alg: reader.string("userinfo_encrypted_response_alg"),
+        userinfo_encrypted_response_enc: reader.string("userinfo_encrypted_response_enc"),
+        request_object_signing_alg: reader.string("request_object_signing_alg"),
+        request_object_encryption_alg: reader.string("request_object_encryption_alg"),
+        request_object_encryption_enc: reader.string("request_object_encryption_enc"),
+        token_endpoint_auth_signing_alg: reader.string("token_endpoint_auth_signing_alg"),
         localized: Default::default(),
     };
     match reader.object.get("jwks") {

@@ -122,6 +122,18 @@ codes! {
     Timeout => "timeout", rule "23";
     FetcherBusy => "fetcher_busy", rule "23";
     PortNotAllowed => "port_not_allowed", rule "17";
+    ApplicationTypeMissing => "application_type_missing", rule "87";
+    ApplicationTypeInvalid => "application_type_invalid", rule "88";
+    ApplicationTypeMismatch => "application_type_mismatch", rule "88";
+    DefaultMaxAgeInvalid => "default_max_age_invalid", rule "89";
+    HttpsRequired => "https_required", rule "91";
+    EncryptionAlgMissing => "encryption_alg_missing", rule "92";
+    UnsignedIdToken => "unsigned_id_token", rule "93";
+    AuthSigningAlgMismatch => "auth_signing_alg_mismatch", rule "94";
+    ContactNotEmail => "contact_not_email", rule "95";
+    ClientNameEmpty => "client_name_empty", rule "96";
+    EmptyValue => "empty_value", rule "96";
+    UnknownAlgorithm => "unknown_algorithm", rule "97";
 }
 
 impl fmt::Display for Code {

@@ -1,7 +1,8 @@
 //! Normalized client metadata: what the authorization server should register.
 //!
-//! Only RFC 7591 §2 members (plus `application_type`, which MCP 2026 asks DCR clients to
-//! send) survive normalization; unknown members are dropped (rule 78, E10), and
+//! Only RFC 7591 §2 members and the OpenID Connect Dynamic Client Registration 1.0 §2
+//! members (among them `application_type`, which MCP 2026-07-28 asks DCR clients to send)
+//! survive normalization; unknown members are dropped (rule 78, E10), and
 //! language-tagged human-readable members such as `client_name#ja-Jpan-JP` are kept (E16).
 
 use std::collections::BTreeMap;
@@ -52,6 +53,40 @@ pub struct ClientMetadata {
     pub software_statement: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub application_type: Option<String>,
+    /// OpenID Connect registration members (OIDC Registration §2), validated in
+    /// `registration::oidc`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub default_max_age: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub require_auth_time: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub initiate_login_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sector_identifier_uri: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub request_uris: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token_signed_response_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token_encrypted_response_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token_encrypted_response_enc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub userinfo_signed_response_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub userinfo_encrypted_response_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub userinfo_encrypted_response_enc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_object_signing_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_object_encryption_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_object_encryption_enc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token_endpoint_auth_signing_alg: Option<String>,
     /// Language-tagged members, keyed by their full name (`client_name#fr`).
     #[serde(flatten)]
     pub localized: BTreeMap<String, String>,

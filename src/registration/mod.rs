@@ -9,6 +9,7 @@ pub mod findings;
 pub mod json;
 pub mod metadata;
 pub mod names;
+pub mod oidc;
 pub mod profile;
 pub mod software_statement;
 pub mod uri;

@@ -52,8 +52,10 @@ use Level::{Error, Off, Warning};
 pub const DISPUTED: &[(Code, [Level; 3])] = &[
     // Q13: reverse-DNS private-use schemes (`com.example.app:/cb`) against MCP's "localhost or https".
     (Code::PrivateUseScheme, [Warning, Error, Off]),
-    // Rule 52: a private-use scheme without a dot SHOULD be rejected; Cursor and MCPJam use one.
-    (Code::PrivateUseSchemeNotReverseDns, [Error, Error, Warning]),
+    // Rule 52: a private-use scheme without a dot SHOULD be rejected (RFC 8252 §7.1), but
+    // real clients use one (Cursor `cursor://`, VS Code `vscode://`, Raycast, Windsurf):
+    // a warning where real clients must register, an error only in `strict`.
+    (Code::PrivateUseSchemeNotReverseDns, [Warning, Error, Warning]),
     // Rule 48 / Q12: the name `localhost` is NOT RECOMMENDED; Claude Code and Codex use it.
     (Code::LocalhostRedirectUri, [Off, Error, Off]),
     // Rule 43: display URIs over http, with userinfo or a fragment.
@@ -105,6 +107,27 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
         Code::SoftwareStatementUnverified,
         [Warning, Warning, Warning],
     ),
+    // Rule 87 / SEP-837: MCP 2026-07-28 clients MUST send `application_type`; Cursor,
+    // Claude Code, Codex, ChatGPT and Gemini CLI do not yet.
+    (Code::ApplicationTypeMissing, [Warning, Error, Off]),
+    // Rule 88: OIDC knows `web` and `native` only; node-oidc-provider refuses the rest.
+    (Code::ApplicationTypeInvalid, [Error, Error, Warning]),
+    // Rule 88: `native` with a remote https redirect (VS Code's `vscode.dev/redirect`, which
+    // VS Code admits breaks the spec) or `web` with only loopback redirects.
+    (Code::ApplicationTypeMismatch, [Warning, Error, Warning]),
+    // Rule 91: OIDC says https for these; a lenient reading for diagnosis only.
+    (Code::HttpsRequired, [Error, Error, Warning]),
+    // Rule 93: allowed by OIDC for code-only clients, removed by node-oidc-provider.
+    (Code::UnsignedIdToken, [Error, Error, Warning]),
+    // Rule 95: RFC 7591 says contacts are "typically" e-mail addresses; OIDC says they are.
+    (Code::ContactNotEmail, [Warning, Error, Off]),
+    // Rule 96: an empty `client_name` shows nothing on the consent screen.
+    (Code::ClientNameEmpty, [Error, Error, Warning]),
+    // Rule 96: SDKs echo empty optional members (MCP Inspector's `"scope": ""`); read as
+    // absent, with a warning, except in `strict`.
+    (Code::EmptyValue, [Warning, Error, Off]),
+    // Rule 97: names outside the JOSE registry.
+    (Code::UnknownAlgorithm, [Error, Error, Warning]),
 ];
 
 /// The level of `code` under `profile`.

@@ -150,9 +150,15 @@ pub(crate) const CASES: &[(&str, Profile, &str, Expect)] = &[
         Warn(&["uri_host_mismatch"]),
     ),
     (
-        "e19_cursor_scheme_without_a_dot_is_refused_by_mcp",
+        "e19_cursor_scheme_without_a_dot_is_a_warning_in_mcp",
         Mcp,
         r#"{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://127.0.0.1/cb"]}"#,
+        Warn(&["private_use_scheme_not_reverse_dns"]),
+    ),
+    (
+        "e19_cursor_scheme_without_a_dot_is_refused_by_strict",
+        Strict,
+        r#"{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"],"application_type":"native"}"#,
         Reject(
             "invalid_redirect_uri",
             &["private_use_scheme_not_reverse_dns"],
@@ -163,6 +169,235 @@ pub(crate) const CASES: &[(&str, Profile, &str, Expect)] = &[
         Interop,
         r#"{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://127.0.0.1/cb"]}"#,
         Warn(&["private_use_scheme_not_reverse_dns"]),
+    ),
+    // Rules 87 and 88 (MCP 2026-07-28, SEP-837; OIDC Registration §2): application_type.
+    (
+        "rule_87_application_type_missing_is_a_warning_in_mcp",
+        Mcp,
+        r#"{"redirect_uris":["http://127.0.0.1/cb"],"client_name":"C"}"#,
+        Warn(&["application_type_missing"]),
+    ),
+    (
+        "rule_87_application_type_missing_is_refused_by_strict",
+        Strict,
+        r#"{"redirect_uris":["http://127.0.0.1/cb"],"client_name":"C"}"#,
+        Reject("invalid_client_metadata", &["application_type_missing"]),
+    ),
+    (
+        "rule_87_application_type_sent_is_accepted_by_strict",
+        Strict,
+        r#"{"redirect_uris":["http://127.0.0.1/cb"],"client_name":"C","application_type":"native"}"#,
+        Accept,
+    ),
+    (
+        "rule_88_application_type_foobar_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"application_type":"foobar"}"#,
+        Reject("invalid_client_metadata", &["application_type_invalid"]),
+    ),
+    (
+        "rule_88_native_with_a_remote_https_redirect_is_a_warning_in_mcp",
+        Mcp,
+        r#"{"redirect_uris":["https://vscode.dev/redirect","http://127.0.0.1:33418/"],"application_type":"native"}"#,
+        Warn(&["application_type_mismatch"]),
+    ),
+    (
+        "rule_88_native_with_a_remote_https_redirect_is_refused_by_strict",
+        Strict,
+        r#"{"redirect_uris":["https://vscode.dev/redirect"],"application_type":"native"}"#,
+        Reject("invalid_client_metadata", &["application_type_mismatch"]),
+    ),
+    (
+        "rule_88_web_with_only_loopback_redirects_is_a_warning_in_mcp",
+        Mcp,
+        r#"{"redirect_uris":["http://127.0.0.1:8080/cb"],"application_type":"web"}"#,
+        Warn(&["application_type_mismatch"]),
+    ),
+    (
+        "rule_88_native_with_loopback_and_a_private_scheme_agrees",
+        Mcp,
+        r#"{"redirect_uris":["http://[::1]/cb","com.example.app:/cb"],"application_type":"native"}"#,
+        Warn(&["private_use_scheme"]),
+    ),
+    (
+        "rule_88_web_with_https_agrees",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"application_type":"web"}"#,
+        Accept,
+    ),
+    // Rule 89: default_max_age and require_auth_time.
+    (
+        "rule_89_negative_default_max_age_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"default_max_age":-1}"#,
+        Reject("invalid_client_metadata", &["default_max_age_invalid"]),
+    ),
+    (
+        "rule_89_fractional_default_max_age_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"default_max_age":1.5}"#,
+        Reject("invalid_client_metadata", &["default_max_age_invalid"]),
+    ),
+    (
+        "rule_89_default_max_age_as_a_string_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"default_max_age":"3600"}"#,
+        Reject("invalid_client_metadata", &["invalid_field_type"]),
+    ),
+    (
+        "rule_89_require_auth_time_as_a_string_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"require_auth_time":"yes"}"#,
+        Reject("invalid_client_metadata", &["invalid_field_type"]),
+    ),
+    (
+        "rule_89_valid_oidc_numbers_and_booleans_pass",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"default_max_age":3600,"require_auth_time":true}"#,
+        Accept,
+    ),
+    // Rule 90: post-logout redirect URIs follow the redirect URI rules.
+    (
+        "rule_90_post_logout_redirect_uri_with_a_fragment_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"post_logout_redirect_uris":["https://c.example/bye#x"]}"#,
+        Reject("invalid_client_metadata", &["redirect_uri_fragment"]),
+    ),
+    (
+        "rule_90_malformed_post_logout_redirect_uri_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"post_logout_redirect_uris":["/bye"]}"#,
+        Reject("invalid_client_metadata", &["redirect_uri_not_absolute"]),
+    ),
+    (
+        "rule_90_javascript_post_logout_redirect_uri_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"post_logout_redirect_uris":["javascript:alert(1)"]}"#,
+        Reject("invalid_client_metadata", &["dangerous_scheme"]),
+    ),
+    (
+        "rule_90_https_post_logout_redirect_uri_passes",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"post_logout_redirect_uris":["https://c.example/bye"]}"#,
+        Accept,
+    ),
+    // Rule 91: URIs the AS fetches or sends the user to are https.
+    (
+        "rule_91_http_initiate_login_uri_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"initiate_login_uri":"http://c.example/login"}"#,
+        Reject("invalid_client_metadata", &["https_required"]),
+    ),
+    (
+        "rule_91_http_sector_identifier_uri_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"sector_identifier_uri":"http://c.example/sector.json"}"#,
+        Reject("invalid_client_metadata", &["https_required"]),
+    ),
+    (
+        "rule_91_http_request_uri_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"request_uris":["https://c.example/r1","http://c.example/r2"]}"#,
+        Reject("invalid_client_metadata", &["https_required"]),
+    ),
+    (
+        "rule_91_https_oidc_uris_pass",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"initiate_login_uri":"https://c.example/login","request_uris":["https://c.example/r"]}"#,
+        Accept,
+    ),
+    // Rules 92-94 and 97: JOSE algorithms.
+    (
+        "rule_92_encryption_enc_without_alg_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"id_token_encrypted_response_enc":"A128CBC-HS256"}"#,
+        Reject("invalid_client_metadata", &["encryption_alg_missing"]),
+    ),
+    (
+        "rule_92_encryption_alg_without_enc_passes",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"userinfo_encrypted_response_alg":"RSA-OAEP-256"}"#,
+        Accept,
+    ),
+    (
+        "rule_93_unsigned_id_tokens_are_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"id_token_signed_response_alg":"none"}"#,
+        Reject("invalid_client_metadata", &["unsigned_id_token"]),
+    ),
+    (
+        "rule_93_unsigned_id_tokens_are_a_warning_in_interop",
+        Interop,
+        r#"{"redirect_uris":["https://c.example/cb"],"id_token_signed_response_alg":"none"}"#,
+        Warn(&["unsigned_id_token"]),
+    ),
+    (
+        "rule_94_client_secret_jwt_with_rs256_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"client_secret_jwt","token_endpoint_auth_signing_alg":"RS256"}"#,
+        Reject("invalid_client_metadata", &["auth_signing_alg_mismatch"]),
+    ),
+    (
+        "rule_94_private_key_jwt_with_hs256_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://c.example/jwks","token_endpoint_auth_signing_alg":"HS256"}"#,
+        Reject("invalid_client_metadata", &["auth_signing_alg_mismatch"]),
+    ),
+    (
+        "rule_94_client_secret_jwt_with_hs256_passes",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"client_secret_jwt","token_endpoint_auth_signing_alg":"HS256"}"#,
+        Accept,
+    ),
+    (
+        "rule_94_auth_signing_alg_none_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://c.example/jwks","token_endpoint_auth_signing_alg":"none"}"#,
+        Reject("invalid_client_metadata", &["auth_signing_alg_mismatch"]),
+    ),
+    (
+        "rule_97_unknown_algorithm_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"userinfo_signed_response_alg":"RS257"}"#,
+        Reject("invalid_client_metadata", &["unknown_algorithm"]),
+    ),
+    // Rule 95: contacts.
+    (
+        "rule_95_a_contact_that_is_not_an_email_is_a_warning_in_mcp",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"contacts":["ops@c.example","call us"]}"#,
+        Warn(&["contact_not_email"]),
+    ),
+    (
+        "rule_95_a_contact_that_is_not_an_email_is_refused_by_strict",
+        Strict,
+        r#"{"redirect_uris":["https://c.example/cb"],"application_type":"web","contacts":["https://c.example/contact"]}"#,
+        Reject("invalid_client_metadata", &["contact_not_email"]),
+    ),
+    // Rule 96: empty values.
+    (
+        "rule_96_empty_client_name_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["https://c.example/cb"],"client_name":""}"#,
+        Reject("invalid_client_metadata", &["client_name_empty"]),
+    ),
+    (
+        "rule_96_empty_optional_uris_and_scope_are_read_as_absent_in_mcp",
+        Mcp,
+        r#"{"redirect_uris":["http://localhost:6274/oauth/callback"],"client_uri":"","logo_uri":"","scope":""}"#,
+        Warn(&["empty_value"]),
+    ),
+    (
+        "rule_96_empty_optional_uris_are_refused_by_strict",
+        Strict,
+        r#"{"redirect_uris":["https://c.example/cb"],"application_type":"web","tos_uri":""}"#,
+        Reject("invalid_client_metadata", &["empty_value"]),
+    ),
+    (
+        "rule_96_empty_optional_uris_are_ignored_by_interop",
+        Interop,
+        r#"{"redirect_uris":["https://c.example/cb"],"policy_uri":""}"#,
+        Accept,
     ),
     // A4, rule 45 / C18: redirect_uris must be a non-empty array of strings.
     (
@@ -266,9 +501,15 @@ pub(crate) const CASES: &[(&str, Profile, &str, Expect)] = &[
         Accept,
     ),
     (
-        "rule_52_scheme_without_a_dot",
+        "rule_52_scheme_without_a_dot_is_a_warning_in_mcp",
         Mcp,
         r#"{"redirect_uris":["myapp://callback"]}"#,
+        Warn(&["private_use_scheme_not_reverse_dns"]),
+    ),
+    (
+        "rule_52_scheme_without_a_dot_is_refused_by_strict",
+        Strict,
+        r#"{"redirect_uris":["myapp://callback"],"application_type":"native"}"#,
         Reject(
             "invalid_redirect_uri",
             &["private_use_scheme_not_reverse_dns"],
@@ -440,7 +681,18 @@ fn codes(validation: &Validation, severity: Severity) -> Vec<&'static str> {
 }
 
 fn check(name: &str, profile: Profile, metadata: &str, expect: &Expect) -> Result<(), String> {
-    let validation = validate_dcr(metadata, profile);
+    let mut validation = validate_dcr(metadata, profile);
+    // Rule 87 (no `application_type`) concerns nearly every vector written before MCP
+    // 2026-07-28; it is checked by the vectors that name it.
+    let names_rule_87 = match expect {
+        Accept => false,
+        Warn(codes) | Reject(_, codes) => codes.contains(&"application_type_missing"),
+    };
+    if !names_rule_87 {
+        validation
+            .findings
+            .retain(|finding| finding.code != Code::ApplicationTypeMissing);
+    }
     let errors = codes(&validation, Severity::Error);
     let warnings = codes(&validation, Severity::Warning);
     let sorted = |codes: &[&'static str]| {
@@ -543,7 +795,10 @@ fn every_finding_names_the_member_it_concerns() {
         .iter()
         .map(|f| f.field.as_str())
         .collect();
-    assert_eq!(fields, vec!["redirect_uris[1]", "logo_uri"]);
+    assert_eq!(
+        fields,
+        vec!["redirect_uris[1]", "logo_uri", "application_type"]
+    );
 }
 
 #[test]
