@@ -1,7 +1,8 @@
 //! The registration fingerprint: a stable hash that equal registrations share.
 //!
 //! It covers the registration type, the CIMD client_id, the redirect URIs (sorted, without
-//! repeats, compared as exact strings), `client_name`, `software_id` and `software_version`.
+//! repeats, compared as exact strings), `client_name`, `software_id` and `software_version`;
+//! not `application_type`, which a client may change when it retries (MCP SEP-837).
 //! Two registrations with the same fingerprint would register the same client.
 
 use sha2::{Digest, Sha256};
@@ -61,6 +62,23 @@ mod tests {
             &metadata(&["https://b/cb", "https://a/cb", "https://a/cb"], "C"),
         );
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_client_retrying_with_another_application_type_is_the_same_registration() {
+        // SEP-837: MCP clients MAY retry a refused `native` registration as `web`.
+        let native = ClientMetadata {
+            application_type: Some("native".to_owned()),
+            ..metadata(&["http://127.0.0.1/cb"], "C")
+        };
+        let web = ClientMetadata {
+            application_type: Some("web".to_owned()),
+            ..native.clone()
+        };
+        assert_eq!(
+            fingerprint(RegistrationType::Dcr, None, &native),
+            fingerprint(RegistrationType::Dcr, None, &web)
+        );
     }
 
     #[test]

@@ -309,8 +309,9 @@ mod tests {
 
     #[test]
     fn warnings_carry_each_code_once() {
-        let signals =
-            signals_of(r#"{"redirect_uris":["com.example.app:/a","com.example.app:/b"],"application_type":"native"}"#);
+        let signals = signals_of(
+            r#"{"redirect_uris":["com.example.app:/a","com.example.app:/b"],"application_type":"native"}"#,
+        );
         assert_eq!(signals.warnings, vec!["private_use_scheme".to_owned()]);
     }
 }

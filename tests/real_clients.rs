@@ -14,8 +14,16 @@ use clientgate::vocab::Decision;
 
 /// File, decision, obligations.
 const EXPECTED: &[(&str, Decision, &[&str])] = &[
-    ("chatgpt.2026-09-08.json", Decision::Approve, &["require_consent"]),
-    ("cimd-dev.stytch.json", Decision::Approve, &["require_consent"]),
+    (
+        "chatgpt.2026-09-08.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
+    (
+        "cimd-dev.stytch.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
     (
         "claude-ai-connectors.2026-09-19.json",
         Decision::Approve,
@@ -47,8 +55,16 @@ const EXPECTED: &[(&str, Decision, &[&str])] = &[
         Decision::Approve,
         &["require_consent"],
     ),
-    ("vscode.2026-02-17.json", Decision::Approve, &["require_consent"]),
-    ("vscode.2026-09-08.json", Decision::Approve, &["require_consent"]),
+    (
+        "vscode.2026-02-17.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
+    (
+        "vscode.2026-09-08.json",
+        Decision::Approve,
+        &["require_consent"],
+    ),
     ("zed.proposed.json", Decision::Approve, &["require_consent"]),
 ];
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use clientgate::engine::{Evaluated, EvaluateInput, Registration, decide_dcr};
+use clientgate::engine::{EvaluateInput, Evaluated, Registration, decide_dcr};
 use clientgate::policy::load_policy_dir;
 use clientgate::vocab::{Caller, Decision};
 
@@ -21,6 +21,9 @@ const LEGITIMATE: &[(&str, &[&str])] = &[
     ("gemini-cli.2026-04.json", &["require_consent"]),
     ("mcp-inspector.2026-08.json", &["require_consent"]),
     ("vscode.2026-09.json", &["require_consent"]),
+    ("cursor-agent-cli.2026-04.json", &["require_consent"]),
+    ("windsurf.2026-04.json", &["require_consent"]),
+    ("opencode.2026-09.json", &["require_consent"]),
 ];
 
 /// Abusive registrations as their sources recorded them (placeholders and all).
@@ -28,6 +31,8 @@ const ABUSIVE: &[&str] = &[
     "abusive/attacker-https-redirect-code-theft.neon.2025-05.json",
     "abusive/js-scheme-redirect-xss.windmill.2026-05.json",
     "abusive/jwks-uri-ssrf.keycloak.2026-01.json",
+    "abusive/js-scheme-redirect.fastmcp.2026-07.json",
+    "abusive/lookalike-client-dangerous-schemes.keeperhub.2026-06.json",
 ];
 
 /// The same attacks with their placeholders filled in as an attacker would.
@@ -127,12 +132,18 @@ fn every_legitimate_client_registration_is_approved_without_a_step_up() {
             path.extension().is_some_and(|e| e == "json")
         })
         .count();
-    assert_eq!(on_disk, LEGITIMATE.len(), "every fixture has an expectation");
+    assert_eq!(
+        on_disk,
+        LEGITIMATE.len(),
+        "every fixture has an expectation"
+    );
     let mut failures = Vec::new();
     for (file, obligations) in LEGITIMATE {
         let evaluated = decide(&body_of(file));
         let errors = evaluated.findings.iter().any(|f| f.is_error());
-        if evaluated.decision != Decision::Approve || evaluated.obligations != *obligations || errors
+        if evaluated.decision != Decision::Approve
+            || evaluated.obligations != *obligations
+            || errors
         {
             failures.push(format!("{file}: {}", describe(&evaluated)));
         }
@@ -151,7 +162,9 @@ fn approved_silently(evaluated: &Evaluated) -> bool {
 
 #[test]
 fn no_abusive_registration_is_approved_silently() {
-    let on_disk = std::fs::read_dir(fixtures().join("abusive")).unwrap().count();
+    let on_disk = std::fs::read_dir(fixtures().join("abusive"))
+        .unwrap()
+        .count();
     assert_eq!(on_disk, ABUSIVE.len(), "every abusive fixture is tested");
     let mut failures = Vec::new();
     let recorded = ABUSIVE.iter().map(|file| (*file, body_of(file)));
@@ -170,7 +183,11 @@ fn no_abusive_registration_is_approved_silently() {
 #[test]
 fn script_and_ssrf_attacks_are_denied_by_validation_naming_the_member() {
     for (what, body, member) in [
-        (ABUSIVE_CONCRETE[2].0, ABUSIVE_CONCRETE[2].1, "redirect_uris[0]"),
+        (
+            ABUSIVE_CONCRETE[2].0,
+            ABUSIVE_CONCRETE[2].1,
+            "redirect_uris[0]",
+        ),
         (ABUSIVE_CONCRETE[3].0, ABUSIVE_CONCRETE[3].1, "jwks_uri"),
         (ABUSIVE_CONCRETE[4].0, ABUSIVE_CONCRETE[4].1, "jwks_uri"),
     ] {

@@ -121,7 +121,7 @@ async fn reloading_under_load_fails_no_call_and_never_mixes_sets() {
         .unwrap()
         .into_inner();
     assert!(reloaded.loaded, "{reloaded:?}");
-    assert_eq!(reloaded.policy_count, 11);
+    assert_eq!(reloaded.policy_count, 13);
     let version_b = reloaded.version.clone();
     assert_ne!(version_b, version_a);
     pause().await;
@@ -213,7 +213,7 @@ async fn the_watcher_reloads_a_changed_directory_and_refuses_a_broken_one() {
         status.version != version_a
     })
     .await;
-    assert_eq!(changed.policy_count, 11);
+    assert_eq!(changed.policy_count, 13);
     let response = server
         .registration()
         .await
@@ -290,7 +290,10 @@ async fn shadow_disagreements_are_recorded_and_listed() {
     assert_eq!(disagreement.candidate_decision(), Decision::Deny);
     assert_eq!(
         disagreement.live_policies,
-        ["approve_https_or_loopback_redirects"]
+        [
+            "approve_https_or_loopback_redirects",
+            "approve_dcr_clients_with_consent"
+        ]
     );
     assert_eq!(disagreement.candidate_policies, ["deny_example_com"]);
     assert_eq!(disagreement.live_version, shown.version);

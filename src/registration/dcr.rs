@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::findings::{Code, Finding, FindingList};
 use super::metadata::{ClientMetadata, LOCALIZABLE};
-use super::profile::Profile;
 use super::oidc;
+use super::profile::Profile;
 use super::software_statement;
 use super::uri::{self, RedirectKind, RedirectUri};
 
@@ -207,7 +207,9 @@ impl Reader<'_> {
                     self.findings.report(
                         Code::DefaultMaxAgeInvalid,
                         name,
-                        format!("`{name}` is a whole number of seconds, not negative: `{number}` is not"),
+                        format!(
+                            "`{name}` is a whole number of seconds, not negative: `{number}` is not"
+                        ),
                     );
                 }
                 seconds

@@ -63,7 +63,11 @@ pub(crate) fn check(
     findings: &mut FindingList,
 ) {
     check_application_type(metadata, redirects, source, findings);
-    if metadata.client_name.as_deref().is_some_and(|name| name.trim().is_empty()) {
+    if metadata
+        .client_name
+        .as_deref()
+        .is_some_and(|name| name.trim().is_empty())
+    {
         findings.report(
             Code::ClientNameEmpty,
             "client_name",
@@ -230,12 +234,12 @@ fn check_algorithms(metadata: &ClientMetadata, findings: &mut FindingList) {
     let hmac = alg.starts_with("HS");
     let problem = match metadata.token_endpoint_auth_method.as_str() {
         _ if alg == "none" => Some("`none` must not be used to sign a client's assertion"),
-        "client_secret_jwt" if !hmac => {
-            Some("`client_secret_jwt` signs with the client secret: an HMAC algorithm (HS256, HS384, HS512)")
-        }
-        "private_key_jwt" if hmac => {
-            Some("`private_key_jwt` signs with the client's private key: an asymmetric algorithm, not HMAC")
-        }
+        "client_secret_jwt" if !hmac => Some(
+            "`client_secret_jwt` signs with the client secret: an HMAC algorithm (HS256, HS384, HS512)",
+        ),
+        "private_key_jwt" if hmac => Some(
+            "`private_key_jwt` signs with the client's private key: an asymmetric algorithm, not HMAC",
+        ),
         _ => None,
     };
     if let Some(problem) = problem {

@@ -55,7 +55,10 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
     // Rule 52: a private-use scheme without a dot SHOULD be rejected (RFC 8252 §7.1), but
     // real clients use one (Cursor `cursor://`, VS Code `vscode://`, Raycast, Windsurf):
     // a warning where real clients must register, an error only in `strict`.
-    (Code::PrivateUseSchemeNotReverseDns, [Warning, Error, Warning]),
+    (
+        Code::PrivateUseSchemeNotReverseDns,
+        [Warning, Error, Warning],
+    ),
     // Rule 48 / Q12: the name `localhost` is NOT RECOMMENDED; Claude Code and Codex use it.
     (Code::LocalhostRedirectUri, [Off, Error, Off]),
     // Rule 43: display URIs over http, with userinfo or a fragment.

@@ -62,14 +62,14 @@ test('a CIMD client (Claude Code\'s real document) gets tokens, and the decision
   assert.ok(stack.asLog.some((line) => line.includes(listed.decisions.at(-1).decision_id)), 'the AS logged the decision id');
 });
 
-test('a DCR client with https redirects on its own domain is approved and gets tokens without a consent screen', async () => {
+test('a DCR client with https redirects on its own domain is approved with the consent screen and gets tokens', async () => {
   const client = new MemoryClient({
     clientMetadata: metadata({ client_name: 'Web App', client_uri: 'https://app.example.com', redirect_uris: ['https://app.example.com/callback'] }),
   });
   const { browsed } = await signIn(client);
   assert.ok(browsed.code, `no authorization code: ${browsed.html}`);
   assert.ok(client.saved.tokens.access_token);
-  assert.equal(browsed.consent, false, 'no obligation, no consent screen');
+  assert.ok(browsed.consent, 'require_consent (a DCR client nobody vouches for) showed the consent screen');
   const registered = await operator.call('admin', 'ListDecisions', { decision: 'DECISION_APPROVE' });
   assert.ok(registered.decisions.some((record) => record.client_name === 'Web App'));
 });
