@@ -108,7 +108,7 @@ pub fn decide_offline(
         .partition(|challenge| {
             step_up::redeem::is_attestable(challenge, &settings.attested_challenges)
         });
-    let (registration, prepared) = match &case.registration {
+    let (registration, mut prepared) = match &case.registration {
         OfflineRegistration::Dcr {
             metadata_json,
             initial_access_token,
@@ -161,6 +161,7 @@ pub fn decide_offline(
         dry_run: true,
         explain: case.explain,
     };
+    prepared.hold_to(policies.capabilities(&case.tenant), settings.profile);
     let rates = prepared
         .rate_keys(&input)
         .into_iter()

@@ -9,8 +9,8 @@ use crate::registration::dcr::{
     read_metadata,
 };
 use crate::registration::findings::{Code, FindingList};
-use crate::registration::oidc;
 use crate::registration::{ClientMetadata, Profile};
+use crate::registration::{capabilities, oidc};
 
 use crate::address::AddressRules;
 
@@ -80,6 +80,7 @@ pub fn validate_document(body: &[u8], client_id: &str, rules: &DocumentRules) ->
             "the document has no `client_name`",
         );
     }
+    read_offered_auth_methods(&object, &mut metadata, &mut findings);
     apply_cimd_defaults(&mut metadata, &mut findings);
     filter_grant_types(&mut metadata, rules, &mut findings);
     let redirects = check_redirect_uris(&metadata, &mut findings);
@@ -133,6 +134,41 @@ fn apply_cimd_defaults(metadata: &mut ClientMetadata, findings: &mut FindingList
     if metadata.response_types.is_empty() {
         metadata.response_types = vec!["code".to_owned()];
     }
+}
+
+/// Rule 99 (SEP-3149): a document may list the methods it can use, in its order of
+/// preference, instead of naming one. Without a `token_endpoint_auth_method` it gets the
+/// first that needs no shared secret; the tenant's authorization server may choose again
+/// among those it supports (`registration::capabilities`).
+fn read_offered_auth_methods(
+    object: &serde_json::Map<String, serde_json::Value>,
+    metadata: &mut ClientMetadata,
+    findings: &mut FindingList,
+) {
+    const MEMBER: &str = "token_endpoint_auth_methods_supported";
+    let Some(value) = object.get(MEMBER) else {
+        return;
+    };
+    let offered: Option<Vec<String>> = value.as_array().and_then(|items| {
+        items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect()
+    });
+    let Some(offered) = offered.filter(|offered| !offered.is_empty()) else {
+        findings.report(
+            Code::InvalidFieldType,
+            MEMBER,
+            format!("`{MEMBER}` must be a non-empty array of strings"),
+        );
+        return;
+    };
+    if metadata.token_endpoint_auth_method.is_empty()
+        && let Some(method) = capabilities::choose_auth_method(&offered, None)
+    {
+        metadata.token_endpoint_auth_method = method.to_owned();
+    }
+    metadata.token_endpoint_auth_methods_supported = offered;
 }
 
 /// Q11 / C25–C26: grant types this AS does not support are dropped with a warning; the

@@ -400,3 +400,58 @@ fn no_uri_in_a_document_may_name_a_special_use_host() {
         );
     }
 }
+
+#[test]
+fn rule_99_a_document_offering_methods_gets_the_first_without_a_shared_secret() {
+    let body = document(json!({
+        "token_endpoint_auth_method": null,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none", "private_key_jwt"],
+    }));
+    let validation = validate_document(&body, U0, &rules(Profile::Mcp));
+    assert!(!validation.has_errors(), "{:?}", validation.findings);
+    assert_eq!(validation.metadata.token_endpoint_auth_method, "none");
+    assert_eq!(
+        validation.metadata.token_endpoint_auth_methods_supported,
+        ["client_secret_basic", "none", "private_key_jwt"]
+    );
+    assert!(
+        !validation
+            .findings
+            .iter()
+            .any(|f| f.code == crate::registration::Code::AuthMethodDefaulted),
+        "a document that offers methods has not left the method out"
+    );
+}
+
+#[test]
+fn rule_99_the_tenants_authorization_server_chooses_among_the_offered_methods() {
+    use crate::registration::capabilities::{Capabilities, apply};
+    let body = document(json!({
+        "token_endpoint_auth_method": null,
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "jwks_uri": "https://app.example.com/jwks.json",
+    }));
+    let mut validation = validate_document(&body, U0, &rules(Profile::Mcp));
+    let only_keys = Capabilities {
+        token_endpoint_auth_methods_supported: Some(vec!["private_key_jwt".to_owned()]),
+        ..Capabilities::default()
+    };
+    apply(&mut validation, &only_keys, Profile::Mcp);
+    assert_eq!(
+        validation.metadata.token_endpoint_auth_method,
+        "private_key_jwt"
+    );
+    let no_match = Capabilities {
+        token_endpoint_auth_methods_supported: Some(vec!["client_secret_basic".to_owned()]),
+        ..Capabilities::default()
+    };
+    apply(&mut validation, &no_match, Profile::Mcp);
+    assert!(
+        validation
+            .findings
+            .iter()
+            .any(|f| f.code == crate::registration::Code::AuthMethodUnsupported && f.is_error()),
+        "{:?}",
+        validation.findings
+    );
+}

@@ -70,7 +70,8 @@ pub fn decide_dcr(
     ticket: Option<PresentedTicket>,
     now: SystemTime,
 ) -> Evaluated {
-    let prepared = prepare_dcr(settings, metadata_json, initial_access_token, now);
+    let mut prepared = prepare_dcr(settings, metadata_json, initial_access_token, now);
+    prepared.hold_to(policies.capabilities(&input.tenant), settings.profile);
     let zeros = vec![0; settings.rate_windows.len()];
     let observed = Observed {
         ticket,

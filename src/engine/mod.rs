@@ -226,7 +226,8 @@ impl Engine {
     pub async fn evaluate(&self, input: EvaluateInput) -> Result<Evaluated, ServiceError> {
         let started = Instant::now();
         let policies = self.policies();
-        let prepared = self.prepare(&input, SystemTime::now()).await;
+        let mut prepared = self.prepare(&input, SystemTime::now()).await;
+        prepared.hold_to(policies.capabilities(&input.tenant), self.settings.profile);
         // A decision that redeems an approved ticket is recorded only while the ticket has
         // a use left; when another decision took the last one first, decide again (the
         // ticket now reads as used). Each round re-reads what the store observed.

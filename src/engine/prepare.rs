@@ -8,6 +8,7 @@ use super::{EngineSettings, EvaluateInput};
 use crate::cimd::redirect_match::match_redirect_uri;
 use crate::cimd::source::{CimdInfo, DocumentResolution};
 use crate::fingerprint::fingerprint;
+use crate::registration::capabilities::{self, Capabilities};
 use crate::registration::findings::FindingList;
 use crate::registration::software_statement::{StatementCheck, verify};
 use crate::registration::uri::registrable_domain;
@@ -39,6 +40,14 @@ impl Prepared {
             &self.validation.metadata.to_json(),
             self.cimd.as_ref().map(|info| info.document_sha256.as_str()),
         )
+    }
+
+    /// Holds the normalized metadata to what the tenant's authorization server supports
+    /// (rules 98 and 99); nothing changes when the tenant does not say.
+    pub fn hold_to(&mut self, capabilities: Option<&Capabilities>, profile: Profile) {
+        if let Some(capabilities) = capabilities {
+            capabilities::apply(&mut self.validation, capabilities, profile);
+        }
     }
 
     fn new(

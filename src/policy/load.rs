@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::err::{AnnotationError, LoadError, LoadErrors};
 use super::{PolicyBundle, PolicyInfo, Vocabulary};
 use crate::errors::OAuthErrorCode;
+use crate::registration::capabilities::Capabilities;
 
 const SCHEMA_FILE: &str = "schema.cedarschema";
 const ENTITIES_FILE: &str = "entities.json";
@@ -167,10 +168,30 @@ pub fn load_policy_dir_with(
             .ok()
             .map(|source| known_client_names(&source.text))
             .unwrap_or_default(),
+        capabilities: entities_source
+            .as_ref()
+            .ok()
+            .map(|source| tenant_capabilities(&source.text))
+            .unwrap_or_default(),
         default_tenant,
         undeclared_tenants: Default::default(),
         warnings,
     })
+}
+
+/// Each declared tenant's `authorization_server` attribute: what its AS supports.
+fn tenant_capabilities(entities_json: &str) -> HashMap<String, Capabilities> {
+    let json: serde_json::Value = serde_json::from_str(entities_json).unwrap_or_default();
+    json.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entity| entity.pointer("/uid/type").and_then(|t| t.as_str()) == Some("Tenant"))
+        .filter_map(|entity| {
+            let tenant = entity.pointer("/uid/id")?.as_str()?.to_owned();
+            let server = entity.pointer("/attrs/authorization_server")?;
+            Some((tenant, Capabilities::from_json(server)))
+        })
+        .collect()
 }
 
 /// Each declared tenant's `known_client_names` attribute, as written.

@@ -23,6 +23,7 @@ pub use err::{AnnotationError, LoadError, LoadErrors};
 pub use load::{load_policy_dir, load_policy_dir_with};
 
 use crate::errors::OAuthErrorCode;
+use crate::registration::capabilities::Capabilities;
 
 /// What a policy's annotations say, read once at load time.
 #[derive(Clone, Debug)]
@@ -59,6 +60,8 @@ pub struct PolicyBundle {
     /// Each declared tenant's `known_client_names` (`default` for undeclared tenants): the
     /// names a registration must not imitate with look-alike characters.
     known_names: HashMap<String, Vec<String>>,
+    /// Each declared tenant's `authorization_server`: what its AS supports.
+    capabilities: HashMap<String, Capabilities>,
     /// Tenant entities built from the default tenant for names `entities.json` lacks.
     undeclared_tenants: RwLock<HashMap<String, Entity>>,
     /// What loaded but looks wrong: forbids without `@reason`, unknown annotations,
@@ -97,6 +100,19 @@ impl PolicyBundle {
 
     pub fn info(&self, id: &str) -> Option<&PolicyInfo> {
         self.infos.get(id)
+    }
+
+    /// What `tenant`'s authorization server supports (the default tenant's for a tenant
+    /// `entities.json` does not declare); `None` when it does not say.
+    pub fn capabilities(&self, tenant: &str) -> Option<&Capabilities> {
+        if self
+            .entities
+            .get(&entities::uid("Tenant", tenant))
+            .is_some()
+        {
+            return self.capabilities.get(tenant);
+        }
+        self.capabilities.get("default")
     }
 
     pub fn schema(&self) -> &Schema {

@@ -490,3 +490,34 @@ fn the_schemas_redirect_summaries_reach_the_policies() {
         web.findings
     );
 }
+
+#[test]
+fn policies_see_what_the_tenants_authorization_server_supports() {
+    let policies = bundle(&[(
+        "p.cedar",
+        r#"@id("approve_where_the_as_requires_pkce")
+permit (principal, action, resource)
+when {
+  resource has authorization_server &&
+  resource.authorization_server has code_challenge_methods_supported &&
+  resource.authorization_server.code_challenge_methods_supported.contains("S256")
+};"#,
+    )]);
+    let outcome = |tenant: &str| {
+        policies
+            .decide(&signals(WEB_CLIENT, tenant, &[]), "client", false)
+            .decision
+    };
+    assert_eq!(outcome("example-capabilities"), Decision::Approve);
+    assert_eq!(
+        outcome("default"),
+        Decision::Deny,
+        "the default tenant does not say"
+    );
+    let capabilities = policies.capabilities("example-capabilities").unwrap();
+    assert_eq!(
+        capabilities.scopes_supported.as_deref().unwrap(),
+        ["openid", "profile", "offline_access", "mcp:tools"]
+    );
+    assert!(policies.capabilities("undeclared").is_none());
+}

@@ -264,6 +264,8 @@ fn read_members(reader: &mut Reader<'_>) -> ClientMetadata {
         post_logout_redirect_uris: reader
             .strings("post_logout_redirect_uris")
             .unwrap_or_default(),
+        // A CIMD document member (SEP-3149); `cimd::document` reads it.
+        token_endpoint_auth_methods_supported: Vec::new(),
         default_max_age: reader.seconds("default_max_age"),
         require_auth_time: reader.boolean("require_auth_time"),
         initiate_login_uri: reader.optional("initiate_login_uri"),

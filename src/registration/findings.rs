@@ -134,6 +134,11 @@ codes! {
     ClientNameEmpty => "client_name_empty", rule "96";
     EmptyValue => "empty_value", rule "96";
     UnknownAlgorithm => "unknown_algorithm", rule "97";
+    GrantTypeUnsupported => "grant_type_unsupported", rule "98";
+    NoSupportedGrantType => "no_supported_grant_type", rule "98";
+    ResponseTypeUnsupported => "response_type_unsupported", rule "98";
+    ScopeUnsupported => "scope_unsupported", rule "98";
+    AuthMethodUnsupported => "auth_method_unsupported", rule "98";
 }
 
 impl fmt::Display for Code {

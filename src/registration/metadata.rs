@@ -57,6 +57,10 @@ pub struct ClientMetadata {
     /// `registration::oidc`.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// A CIMD document's methods in its order of preference (SEP-3149), from which
+    /// `token_endpoint_auth_method` is chosen (`registration::capabilities`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub default_max_age: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]

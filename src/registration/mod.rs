@@ -4,6 +4,7 @@
 //! Everything here is pure: no network, no store, no clock. A registration that breaks a
 //! rule is a normal result (findings), never an `Err`.
 
+pub mod capabilities;
 pub mod dcr;
 pub mod findings;
 pub mod json;

@@ -131,6 +131,14 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
     (Code::EmptyValue, [Warning, Error, Off]),
     // Rule 97: names outside the JOSE registry.
     (Code::UnknownAlgorithm, [Error, Error, Warning]),
+    // Rule 98: RFC 7591 lets the AS reject or replace what it does not support. Real
+    // clients ask for grants and scopes the AS never advertised (VS Code's device grant,
+    // Gemini CLI's every scope): filtered with a warning, except in `strict`.
+    (Code::GrantTypeUnsupported, [Warning, Error, Warning]),
+    (Code::ScopeUnsupported, [Warning, Error, Warning]),
+    // Rule 98: a response type or method the AS cannot serve would break the client.
+    (Code::ResponseTypeUnsupported, [Error, Error, Warning]),
+    (Code::AuthMethodUnsupported, [Error, Error, Warning]),
 ];
 
 /// The level of `code` under `profile`.
