@@ -946,3 +946,95 @@ async fn a_failed_connection_is_reported_in_a_few_stable_words() {
         assert!(!description.to_lowercase().contains(leak), "{description}");
     }
 }
+
+/// CIMD -02 §4.4, §8.4: a document in use is fetched again every `cimd.refresh_secs` however
+/// long its cache headers say; when it comes back with other redirect URIs, the answer says
+/// which members changed and the starter policies hold it for an administrator — on every
+/// decision, until one approves the new document.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_that_changes_its_redirect_uris_is_held_until_an_approval() {
+    use clientgate::proto::step_up_service_client::StepUpServiceClient;
+    use clientgate::proto::{ResolveStepUpRequest, StepUpProof};
+    let setup = setup(true, "cache_min_secs = 0\nrefresh_secs = 1\n").await;
+    let mut client = setup.server.registration().await;
+    let client_id = "https://vscode.dev/oauth/changing.json";
+    let document = |redirects: &str, etag: &str| {
+        Behaviour::Revalidating {
+        body: format!(
+            r#"{{"client_id":"{client_id}","client_name":"Changing","redirect_uris":[{redirects}],"token_endpoint_auth_method":"none"}}"#
+        )
+        .into_bytes(),
+        etag: etag.to_owned(),
+        max_age: 3600,
+    }
+    };
+    let (host, path) = split(client_id);
+    setup.docs.route(
+        &host,
+        &path,
+        document(r#""https://vscode.dev/cb""#, "\"v1\""),
+    );
+    let first = evaluate(&mut client, cimd(client_id, "")).await;
+    assert_eq!(first.decision(), Decision::Approve, "{first:?}");
+    assert!(first.cimd.unwrap().changed_members.is_empty());
+
+    // Fresh for an hour by its headers, but older than refresh_secs: fetched again.
+    setup.docs.route(
+        &host,
+        &path,
+        document(
+            r#""https://vscode.dev/cb","https://vscode.dev/other""#,
+            "\"v2\"",
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let changed = evaluate(&mut client, cimd(client_id, "")).await;
+    assert_eq!(
+        setup.docs.seen(&host, &path).len(),
+        2,
+        "refetched while fresh"
+    );
+    assert_eq!(changed.decision(), Decision::StepUp, "{changed:?}");
+    assert_eq!(
+        changed.reasons[0].policy_id,
+        "step_up_changed_cimd_redirects_or_keys"
+    );
+    assert_eq!(
+        changed.cimd.as_ref().unwrap().changed_members,
+        ["redirect_uris"]
+    );
+    assert!(codes(&changed).contains(&"document_redirect_uris_changed"));
+
+    // Served from the cache again: the change is still news.
+    let again = evaluate(&mut client, cimd(client_id, "")).await;
+    assert_eq!(again.cimd.as_ref().unwrap().cache, "hit");
+    assert_eq!(again.decision(), Decision::StepUp);
+
+    // An administrator approves; the approving decision acknowledges the change.
+    let ticket_id = changed.step_up.unwrap().ticket_id;
+    let mut step_ups = StepUpServiceClient::new(setup.server.channel().await);
+    step_ups
+        .resolve_step_up(ResolveStepUpRequest {
+            ticket_id: ticket_id.clone(),
+            approve: true,
+            resolver: "ops@example.com".to_owned(),
+            note: "the new callback is theirs".to_owned(),
+        })
+        .await
+        .unwrap();
+    let admitted = evaluate(
+        &mut client,
+        EvaluateRequest {
+            step_up: Some(StepUpProof {
+                ticket_id,
+                completed_challenges: Vec::new(),
+            }),
+            ..cimd(client_id, "")
+        },
+    )
+    .await;
+    assert_eq!(admitted.decision(), Decision::Approve, "{admitted:?}");
+    let next = evaluate(&mut client, cimd(client_id, "")).await;
+    assert_eq!(next.decision(), Decision::Approve, "{next:?}");
+    assert!(next.cimd.unwrap().changed_members.is_empty());
+}

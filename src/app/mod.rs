@@ -309,5 +309,6 @@ pub fn cache_bounds(config: &Config) -> CacheBounds {
     CacheBounds {
         min: config.cimd.cache_min,
         max: config.cimd.cache_max,
+        refresh: config.cimd.refresh,
     }
 }

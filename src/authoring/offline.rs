@@ -58,6 +58,9 @@ pub struct Stubs {
     /// A DCR software statement's issuer, as if its signature had been verified against
     /// the configured keys.
     pub software_statement_issuer: Option<String>,
+    /// The members in which a CIMD document differs from the one cached before it, as if
+    /// it had just changed (`cimd::changes`).
+    pub document_changed: Vec<String>,
 }
 
 /// A stub that names something the configuration does not have.
@@ -133,7 +136,12 @@ pub fn decide_offline(
             let check = check_client_id(client_id, settings.profile, &settings.cimd_addresses);
             let resolution = check.url.as_ref().map(|_| match document {
                 Ok(body) => {
-                    resolve_supplied(body, client_id, &settings.document_rules(), millis(now))
+                    let mut resolution =
+                        resolve_supplied(body, client_id, &settings.document_rules(), millis(now));
+                    if let DocumentResolution::Valid { info, .. } = &mut resolution {
+                        info.changed_members = case.stubs.document_changed.clone();
+                    }
+                    resolution
                 }
                 Err(failure) => DocumentResolution::Failed(failure.clone()),
             });

@@ -12,6 +12,7 @@
 //! duplicates = 0
 //! completed_challenges = []                           # e.g. ["admin_approval"]
 //! software_statement_issuer = "https://issuer.example" # as if verified
+//! document_changed = ["redirect_uris"]                # CIMD: as if the document changed
 //! expect = { decision = "deny", reasons = ["deny_registration_floods_per_ip"], error = "invalid_client_metadata" }
 //! ```
 //!
@@ -66,6 +67,9 @@ pub struct Case {
     pub completed_challenges: Vec<String>,
     /// Stubs a verified software statement from this issuer.
     pub software_statement_issuer: Option<String>,
+    /// CIMD: the members in which the document differs from the one cached before it.
+    #[serde(default)]
+    pub document_changed: Vec<String>,
     pub expect: Expect,
 }
 
@@ -206,6 +210,7 @@ pub fn offline_case(case: &Case, read_file: ReadFile<'_>) -> Result<OfflineCase,
             duplicate_first_seen_ms: None,
             completed_challenges: case.completed_challenges.clone(),
             software_statement_issuer: case.software_statement_issuer.clone(),
+            document_changed: case.document_changed.clone(),
         },
         explain: false,
     })

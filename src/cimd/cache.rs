@@ -6,11 +6,13 @@ use std::time::{Duration, SystemTime};
 
 use super::fetch::ResponseHeaders;
 
-/// The configured bounds on freshness (default 5 min – 24 h).
+/// The configured bounds on freshness (default 5 min – 24 h), and how often a document in
+/// use is fetched again however fresh it is (default 1 h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheBounds {
     pub min: Duration,
     pub max: Duration,
+    pub refresh: Duration,
 }
 
 impl Default for CacheBounds {
@@ -18,6 +20,7 @@ impl Default for CacheBounds {
         CacheBounds {
             min: Duration::from_secs(300),
             max: Duration::from_secs(86_400),
+            refresh: Duration::from_secs(3_600),
         }
     }
 }

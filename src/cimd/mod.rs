@@ -2,6 +2,7 @@
 //! validation and redirect matching (pure), and the SSRF-safe fetcher with its cache (I/O).
 
 pub mod cache;
+pub mod changes;
 pub mod client_id;
 pub mod document;
 pub mod fetch;

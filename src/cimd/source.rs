@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::cache::{CacheBounds, Freshness, freshness};
+use super::changes;
 use super::document::{DocumentRules, validate_document};
 use super::fetch::{
     FetchFailure, Fetched, Fetcher, ResponseHeaders, Validators, is_json_media_type,
@@ -60,6 +61,10 @@ pub struct CimdInfo {
     /// cached (`no-store`) or must be revalidated before every use (`no-cache`).
     pub expires_at_ms: u64,
     pub document_sha256: String,
+    /// The watched members in which this document differs from the one served before it
+    /// (redirect URIs, keys, the authentication method, name, logo), until a decision
+    /// approves it; empty when nothing changed.
+    pub changed_members: Vec<String>,
 }
 
 /// The outcome of resolving a client_id to its document.
@@ -214,6 +219,7 @@ impl CimdSource {
                 fetched_at_ms: entry.fetched_at_ms,
                 expires_at_ms: entry.expires_at_ms,
                 document_sha256: entry.document_sha256.clone(),
+                changed_members: entry.changed_members.clone(),
             },
         })
     }
@@ -259,7 +265,7 @@ impl CimdSource {
             }
         };
         if let Some(entry) = &cached
-            && entry.is_fresh(millis(now))
+            && entry.is_fresh(millis(now), self.bounds.refresh.as_millis() as u64)
         {
             let validation =
                 validate_served(&entry.body, entry.content_type.as_deref(), client_id, rules);
@@ -274,6 +280,7 @@ impl CimdSource {
                     fetched_at_ms: entry.fetched_at_ms,
                     expires_at_ms: entry.expires_at_ms,
                     document_sha256: entry.document_sha256.clone(),
+                    changed_members: entry.changed_members.clone(),
                 },
             };
         }
@@ -326,13 +333,16 @@ impl CimdSource {
             Err(failure) => DocumentResolution::Failed(failure),
             Ok(Fetched::NotModified { headers }) => match cached {
                 Some(entry) => self.store_valid(
-                    entry.body,
-                    entry.content_type,
+                    entry.body.clone(),
+                    entry.content_type.clone(),
                     headers,
-                    client_id,
-                    rules,
-                    now,
-                    CacheStatus::Revalidated,
+                    Some(&entry),
+                    Served {
+                        client_id,
+                        rules,
+                        now,
+                        status: CacheStatus::Revalidated,
+                    },
                 ),
                 None => DocumentResolution::Failed(FetchFailure::new(
                     Code::Unexpected304,
@@ -345,28 +355,35 @@ impl CimdSource {
                     body,
                     content_type,
                     headers,
-                    client_id,
-                    rules,
-                    now,
-                    CacheStatus::Miss,
+                    cached.as_ref(),
+                    Served {
+                        client_id,
+                        rules,
+                        now,
+                        status: CacheStatus::Miss,
+                    },
                 )
             }
         }
     }
 
     /// Validates a fetched (or revalidated) document; caches it when it is valid and the
-    /// headers allow, evicts any older copy when it is not.
-    #[allow(clippy::too_many_arguments)]
+    /// headers allow, evicts any older copy when it is not. What changed since `previous`
+    /// (the document cached before) is kept with it until a decision approves it.
     fn store_valid(
         &self,
         body: Vec<u8>,
         content_type: Option<String>,
         headers: ResponseHeaders,
-        client_id: &str,
-        rules: &DocumentRules,
-        now: SystemTime,
-        status: CacheStatus,
+        previous: Option<&CacheEntry>,
+        served: Served<'_>,
     ) -> DocumentResolution {
+        let Served {
+            client_id,
+            rules,
+            now,
+            status,
+        } = served;
         let validation = validate_served(&body, content_type.as_deref(), client_id, rules);
         if validation.has_errors() {
             self.forget(client_id);
@@ -374,6 +391,18 @@ impl CimdSource {
         }
         let fetched_at_ms = millis(now);
         let document_sha256 = hex::encode(Sha256::digest(&body));
+        let changed_members = match previous {
+            Some(previous) if previous.document_sha256 == document_sha256 => {
+                previous.changed_members.clone()
+            }
+            Some(previous) => changes::changed_members(&previous.body, &body),
+            None => Vec::new(),
+        };
+        if !changed_members.is_empty()
+            && previous.is_some_and(|p| p.document_sha256 != document_sha256)
+        {
+            tracing::info!(client_id, changed = ?changed_members, "a CIMD document changed");
+        }
         let (expires_at_ms, keep, revalidate_always) = match freshness(&headers, now, self.bounds) {
             Freshness::NoStore => (fetched_at_ms, false, false),
             Freshness::Revalidate => (fetched_at_ms, true, true),
@@ -390,6 +419,7 @@ impl CimdSource {
                 revalidate_always,
                 etag: headers.etag,
                 last_modified: headers.last_modified,
+                changed_members: changed_members.clone(),
             };
             if let Err(error) = self.store.cache_document(&entry) {
                 tracing::warn!(%error, client_id, "cannot cache a CIMD document");
@@ -404,9 +434,40 @@ impl CimdSource {
                 fetched_at_ms,
                 expires_at_ms,
                 document_sha256,
+                changed_members,
             },
         }
     }
+
+    /// A decision approved the document of `client_id` with hash `document_sha256`: what
+    /// changed in it is no longer news. Nothing happens when another version is cached by
+    /// now; a failure is logged (the change then goes on being reported).
+    pub fn acknowledge_change(&self, client_id: &str, document_sha256: &str) {
+        let acknowledged = self
+            .store
+            .cached_document(client_id)
+            .and_then(|cached| match cached {
+                Some(mut entry)
+                    if entry.document_sha256 == document_sha256
+                        && !entry.changed_members.is_empty() =>
+                {
+                    entry.changed_members.clear();
+                    self.store.cache_document(&entry)
+                }
+                _ => Ok(()),
+            });
+        if let Err(error) = acknowledged {
+            tracing::warn!(%error, client_id, "cannot mark a changed CIMD document as approved");
+        }
+    }
+}
+
+/// Where a fetched document came from, for [`CimdSource::store_valid`].
+struct Served<'a> {
+    client_id: &'a str,
+    rules: &'a DocumentRules,
+    now: SystemTime,
+    status: CacheStatus,
 }
 
 /// A remembered failure given again, saying so: the same finding, not fetched this time.
@@ -468,6 +529,7 @@ pub fn resolve_supplied(
             fetched_at_ms: now_ms,
             expires_at_ms: now_ms,
             document_sha256: hex::encode(sha2::Sha256::digest(body)),
+            changed_members: Vec::new(),
         },
     }
 }

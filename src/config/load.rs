@@ -317,6 +317,9 @@ impl Config {
             "cimd.cache_max_secs" => raw
                 .integer_in(1..=2_592_000)
                 .map(|secs| self.cimd.cache_max = Duration::from_secs(secs)),
+            "cimd.refresh_secs" => raw
+                .integer_in(1..=2_592_000)
+                .map(|secs| self.cimd.refresh = Duration::from_secs(secs)),
             "cimd.supported_grant_types" => raw
                 .strings()
                 .map(|grants| self.cimd.supported_grant_types = grants),

@@ -209,6 +209,9 @@ pub struct CimdConfig {
     /// `cimd.cache_min_secs`, `cimd.cache_max_secs`: bounds on HTTP freshness.
     pub cache_min: Duration,
     pub cache_max: Duration,
+    /// `cimd.refresh_secs`: a cached document in use is fetched again (conditionally) once
+    /// it is this old, even when its HTTP freshness lasts longer (CIMD -02 §4.4).
+    pub refresh: Duration,
     /// `cimd.supported_grant_types`: what a CIMD client may keep.
     pub supported_grant_types: Vec<String>,
     /// `cimd.allow_loopback` (development only): fetch from 127.0.0.0/8 and ::1.
@@ -386,6 +389,7 @@ impl Default for Config {
                 failure_backoff: crate::cimd::source::DEFAULT_FAILURE_BACKOFF,
                 cache_min: CacheBounds::default().min,
                 cache_max: CacheBounds::default().max,
+                refresh: CacheBounds::default().refresh,
                 supported_grant_types: crate::cimd::document::DEFAULT_SUPPORTED_GRANT_TYPES
                     .iter()
                     .map(|grant| grant.to_string())

@@ -262,6 +262,14 @@ impl Engine {
             if let Some(candidate) = self.shadow() {
                 self.shadow_evaluate(&input, &answer, &candidate, &prepared, &observed, &record);
             }
+            if answer.decision == Decision::Approve
+                && let (Some(client_id), Some(info)) = (&prepared.client_id, &prepared.cimd)
+                && !info.changed_members.is_empty()
+            {
+                // Recorded first: a change is acknowledged only by a durable approval.
+                self.cimd
+                    .acknowledge_change(client_id, &info.document_sha256);
+            }
             answer.decision_id = Some(record.decision_id);
             return Ok(answer);
         }

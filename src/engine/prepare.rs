@@ -175,6 +175,47 @@ fn overlay(metadata_json: &str, claims: serde_json::Map<String, serde_json::Valu
     serde_json::Value::Object(object).to_string()
 }
 
+/// Rule 100 (CIMD -02 §8.4, §8.4.1): a document that changed since it was last approved says
+/// so, as warnings policies see — its redirect URIs, its keys, or what the consent screen
+/// shows and how the client authenticates.
+fn change_findings(changed: &[String], profile: Profile) -> Vec<Finding> {
+    let mut findings = FindingList::new(profile);
+    let mut report = |code, members: &[&str], what: &str| {
+        let hit: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|member| members.contains(member))
+            .collect();
+        if !hit.is_empty() {
+            findings.report(
+                code,
+                &hit.join(", "),
+                format!(
+                    "the document changed its {what} ({}) since a decision last approved it",
+                    hit.join(", ")
+                ),
+            );
+        }
+    };
+    report(
+        Code::DocumentRedirectUrisChanged,
+        &["redirect_uris"],
+        "redirect URIs",
+    );
+    report(Code::DocumentKeysChanged, &["jwks", "jwks_uri"], "keys");
+    report(
+        Code::DocumentChanged,
+        &[
+            "token_endpoint_auth_method",
+            "token_endpoint_auth_methods_supported",
+            "client_name",
+            "logo_uri",
+        ],
+        "authentication method, name or logo",
+    );
+    findings.into_vec()
+}
+
 /// What the edges found out about a CIMD client before deciding.
 #[derive(Clone, Debug)]
 pub struct CimdLookup {
@@ -239,6 +280,9 @@ pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
         Some(DocumentResolution::Valid { validation, info }) => (validation, info),
     };
     validation.findings.splice(0..0, client_id_findings);
+    validation
+        .findings
+        .extend(change_findings(&info.changed_members, profile));
     if !redirect_uri.is_empty()
         && let Err(refusal) = match_redirect_uri(&validation.metadata.redirect_uris, &redirect_uri)
     {

@@ -139,6 +139,9 @@ codes! {
     ResponseTypeUnsupported => "response_type_unsupported", rule "98";
     ScopeUnsupported => "scope_unsupported", rule "98";
     AuthMethodUnsupported => "auth_method_unsupported", rule "98";
+    DocumentRedirectUrisChanged => "document_redirect_uris_changed", rule "100";
+    DocumentKeysChanged => "document_keys_changed", rule "100";
+    DocumentChanged => "document_changed", rule "100";
 }
 
 impl fmt::Display for Code {

@@ -139,6 +139,13 @@ pub const DISPUTED: &[(Code, [Level; 3])] = &[
     // Rule 98: a response type or method the AS cannot serve would break the client.
     (Code::ResponseTypeUnsupported, [Error, Error, Warning]),
     (Code::AuthMethodUnsupported, [Error, Error, Warning]),
+    // Rule 100: a CIMD document that changed is news for policies, not a violation.
+    (
+        Code::DocumentRedirectUrisChanged,
+        [Warning, Warning, Warning],
+    ),
+    (Code::DocumentKeysChanged, [Warning, Warning, Warning]),
+    (Code::DocumentChanged, [Warning, Warning, Warning]),
 ];
 
 /// The level of `code` under `profile`.

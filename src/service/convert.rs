@@ -160,6 +160,7 @@ pub fn evaluate_response(evaluated: Evaluated) -> proto::EvaluateResponse {
             fetched_at: Some(timestamp_ms(info.fetched_at_ms)),
             expires_at: Some(timestamp_ms(info.expires_at_ms)),
             document_sha256: info.document_sha256,
+            changed_members: info.changed_members,
         }),
         explain_json: evaluated.explain_json.unwrap_or_default(),
         duplicate_of: evaluated.duplicate_of.unwrap_or_default(),

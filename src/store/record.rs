@@ -179,11 +179,19 @@ pub struct CacheEntry {
     pub revalidate_always: bool,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// The watched members (`cimd::changes`) in which this document differs from the one
+    /// cached before it, kept until a decision approves this document.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_members: Vec<String>,
 }
 
 impl CacheEntry {
-    pub fn is_fresh(&self, now_ms: u64) -> bool {
-        !self.revalidate_always && now_ms < self.expires_at_ms
+    /// Usable without asking the publisher: within its HTTP freshness, and fetched less
+    /// than `refresh_ms` ago (a document in use is fetched again periodically).
+    pub fn is_fresh(&self, now_ms: u64, refresh_ms: u64) -> bool {
+        !self.revalidate_always
+            && now_ms < self.expires_at_ms
+            && now_ms < self.fetched_at_ms.saturating_add(refresh_ms)
     }
 }
 
