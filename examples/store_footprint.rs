@@ -68,7 +68,6 @@ async fn main() {
                 revalidate_always: false,
                 etag: Some(format!("\"{n}\"")),
                 last_modified: None,
-                changed_members: Vec::new(),
             })
             .expect("cached");
     }

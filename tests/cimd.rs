@@ -948,9 +948,9 @@ async fn a_failed_connection_is_reported_in_a_few_stable_words() {
 }
 
 /// CIMD -02 §4.4, §8.4: a document in use is fetched again every `cimd.refresh_secs` however
-/// long its cache headers say; when it comes back with other redirect URIs, the answer says
-/// which members changed and the starter policies hold it for an administrator — on every
-/// decision, until one approves the new document.
+/// long its cache headers say; when it comes back with other redirect URIs than the tenant
+/// approved, the answer says which members changed and the starter policies hold it for an
+/// administrator — on every decision, cached or not, until one approves the new document.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_document_that_changes_its_redirect_uris_is_held_until_an_approval() {
     use clientgate::proto::step_up_service_client::StepUpServiceClient;
@@ -1009,6 +1009,38 @@ async fn a_document_that_changes_its_redirect_uris_is_held_until_an_approval() {
     let again = evaluate(&mut client, cimd(client_id, "")).await;
     assert_eq!(again.cimd.as_ref().unwrap().cache, "hit");
     assert_eq!(again.decision(), Decision::StepUp);
+
+    // Served with no-store, so nothing stays cached: still compared with what was approved.
+    setup.docs.route(
+        &host,
+        &path,
+        Behaviour::Document {
+            body: format!(
+                r#"{{"client_id":"{client_id}","client_name":"Changing","redirect_uris":["https://vscode.dev/cb","https://vscode.dev/other"],"token_endpoint_auth_method":"none"}}"#
+            )
+            .into_bytes(),
+            content_type: "application/json".to_owned(),
+            headers: vec![("Cache-Control".to_owned(), "no-store".to_owned())],
+            delay: Duration::ZERO,
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..2 {
+        let uncached = evaluate(&mut client, cimd(client_id, "")).await;
+        assert_eq!(uncached.cimd.as_ref().unwrap().cache, "miss");
+        assert_eq!(uncached.decision(), Decision::StepUp, "{uncached:?}");
+    }
+
+    // Another tenant never approved this client_id: the document is new to it, not changed.
+    let elsewhere = evaluate(
+        &mut client,
+        EvaluateRequest {
+            tenant: "other-tenant".to_owned(),
+            ..cimd(client_id, "")
+        },
+    )
+    .await;
+    assert_eq!(elsewhere.decision(), Decision::Approve, "{elsewhere:?}");
 
     // An administrator approves; the approving decision acknowledges the change.
     let ticket_id = changed.step_up.unwrap().ticket_id;

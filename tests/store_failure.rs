@@ -105,6 +105,12 @@ impl Store for BrokenDisk {
     fn evict_document(&self, _: &str) -> Result<(), StoreError> {
         Err(StoreError::Io("write failed".to_owned()))
     }
+    fn approved_document(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Io("read failed".to_owned()))
+    }
+    fn set_approved_document(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::Io("write failed".to_owned()))
+    }
     fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Err(StoreError::Io("flush failed".to_owned())) })
     }

@@ -136,12 +136,7 @@ pub fn decide_offline(
             let check = check_client_id(client_id, settings.profile, &settings.cimd_addresses);
             let resolution = check.url.as_ref().map(|_| match document {
                 Ok(body) => {
-                    let mut resolution =
-                        resolve_supplied(body, client_id, &settings.document_rules(), millis(now));
-                    if let DocumentResolution::Valid { info, .. } = &mut resolution {
-                        info.changed_members = case.stubs.document_changed.clone();
-                    }
-                    resolution
+                    resolve_supplied(body, client_id, &settings.document_rules(), millis(now))
                 }
                 Err(failure) => DocumentResolution::Failed(failure.clone()),
             });
@@ -169,6 +164,7 @@ pub fn decide_offline(
         dry_run: true,
         explain: case.explain,
     };
+    prepared.note_document_changes(case.stubs.document_changed.clone(), settings.profile);
     prepared.hold_to(policies.capabilities(&case.tenant), settings.profile);
     let rates = prepared
         .rate_keys(&input)

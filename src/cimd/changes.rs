@@ -1,8 +1,10 @@
-//! What changed in a client's metadata document between two fetches (CIMD -02 §8.4,
+//! What changed in a client's metadata document since a tenant approved it (CIMD -02 §8.4,
 //! §8.4.1): the members whose change can invalidate a user's consent or the keys the AS
-//! authenticates the client with. Pure: two documents' bytes in, member names out.
+//! authenticates the client with. Pure: snapshots of the watched members in, names out.
 
 use serde_json::Value;
+
+use crate::registration::ClientMetadata;
 
 /// The members a change of which is reported, in this order.
 pub const WATCHED: &[&str] = &[
@@ -14,6 +16,19 @@ pub const WATCHED: &[&str] = &[
     "client_name",
     "logo_uri",
 ];
+
+/// The [`WATCHED`] members of `metadata` as a JSON object: what a tenant's approval of a
+/// document is remembered by.
+pub fn snapshot(metadata: &ClientMetadata) -> Vec<u8> {
+    let Ok(Value::Object(all)) = serde_json::to_value(metadata) else {
+        return b"{}".to_vec();
+    };
+    let watched: serde_json::Map<String, Value> = all
+        .into_iter()
+        .filter(|(member, _)| WATCHED.contains(&member.as_str()))
+        .collect();
+    serde_json::to_vec(&watched).unwrap_or_else(|_| b"{}".to_vec())
+}
 
 /// The [`WATCHED`] members whose values differ between `before` and `after` (a member
 /// added or removed counts). Documents that are not JSON objects compare as empty.
@@ -51,6 +66,34 @@ mod tests {
         assert_eq!(
             changed_members(before, after),
             ["jwks", "client_name", "logo_uri"]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_holds_the_watched_members_only() {
+        let metadata = ClientMetadata {
+            redirect_uris: vec!["https://a.example/cb".to_owned()],
+            client_name: Some("A".to_owned()),
+            tos_uri: Some("https://a.example/tos".to_owned()),
+            token_endpoint_auth_method: "none".to_owned(),
+            ..ClientMetadata::default()
+        };
+        let snapshot: Value = serde_json::from_slice(&snapshot(&metadata)).unwrap();
+        assert_eq!(
+            snapshot,
+            serde_json::json!({
+                "redirect_uris": ["https://a.example/cb"],
+                "client_name": "A",
+                "token_endpoint_auth_method": "none"
+            })
+        );
+        let renamed = ClientMetadata {
+            client_name: Some("B".to_owned()),
+            ..metadata.clone()
+        };
+        assert_eq!(
+            changed_members(&super::snapshot(&metadata), &super::snapshot(&renamed)),
+            ["client_name"]
         );
     }
 

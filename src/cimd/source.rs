@@ -18,7 +18,6 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::cache::{CacheBounds, Freshness, freshness};
-use super::changes;
 use super::document::{DocumentRules, validate_document};
 use super::fetch::{
     FetchFailure, Fetched, Fetcher, ResponseHeaders, Validators, is_json_media_type,
@@ -61,9 +60,9 @@ pub struct CimdInfo {
     /// cached (`no-store`) or must be revalidated before every use (`no-cache`).
     pub expires_at_ms: u64,
     pub document_sha256: String,
-    /// The watched members in which this document differs from the one served before it
-    /// (redirect URIs, keys, the authentication method, name, logo), until a decision
-    /// approves it; empty when nothing changed.
+    /// The watched members in which this document differs from the one the tenant last
+    /// approved for this client_id (`cimd::changes`); set by the engine, empty when nothing
+    /// changed or the tenant never approved one.
     pub changed_members: Vec<String>,
 }
 
@@ -219,7 +218,7 @@ impl CimdSource {
                 fetched_at_ms: entry.fetched_at_ms,
                 expires_at_ms: entry.expires_at_ms,
                 document_sha256: entry.document_sha256.clone(),
-                changed_members: entry.changed_members.clone(),
+                changed_members: Vec::new(),
             },
         })
     }
@@ -280,7 +279,7 @@ impl CimdSource {
                     fetched_at_ms: entry.fetched_at_ms,
                     expires_at_ms: entry.expires_at_ms,
                     document_sha256: entry.document_sha256.clone(),
-                    changed_members: entry.changed_members.clone(),
+                    changed_members: Vec::new(),
                 },
             };
         }
@@ -333,10 +332,9 @@ impl CimdSource {
             Err(failure) => DocumentResolution::Failed(failure),
             Ok(Fetched::NotModified { headers }) => match cached {
                 Some(entry) => self.store_valid(
-                    entry.body.clone(),
-                    entry.content_type.clone(),
+                    entry.body,
+                    entry.content_type,
                     headers,
-                    Some(&entry),
                     Served {
                         client_id,
                         rules,
@@ -355,7 +353,6 @@ impl CimdSource {
                     body,
                     content_type,
                     headers,
-                    cached.as_ref(),
                     Served {
                         client_id,
                         rules,
@@ -368,14 +365,12 @@ impl CimdSource {
     }
 
     /// Validates a fetched (or revalidated) document; caches it when it is valid and the
-    /// headers allow, evicts any older copy when it is not. What changed since `previous`
-    /// (the document cached before) is kept with it until a decision approves it.
+    /// headers allow, evicts any older copy when it is not.
     fn store_valid(
         &self,
         body: Vec<u8>,
         content_type: Option<String>,
         headers: ResponseHeaders,
-        previous: Option<&CacheEntry>,
         served: Served<'_>,
     ) -> DocumentResolution {
         let Served {
@@ -391,18 +386,6 @@ impl CimdSource {
         }
         let fetched_at_ms = millis(now);
         let document_sha256 = hex::encode(Sha256::digest(&body));
-        let changed_members = match previous {
-            Some(previous) if previous.document_sha256 == document_sha256 => {
-                previous.changed_members.clone()
-            }
-            Some(previous) => changes::changed_members(&previous.body, &body),
-            None => Vec::new(),
-        };
-        if !changed_members.is_empty()
-            && previous.is_some_and(|p| p.document_sha256 != document_sha256)
-        {
-            tracing::info!(client_id, changed = ?changed_members, "a CIMD document changed");
-        }
         let (expires_at_ms, keep, revalidate_always) = match freshness(&headers, now, self.bounds) {
             Freshness::NoStore => (fetched_at_ms, false, false),
             Freshness::Revalidate => (fetched_at_ms, true, true),
@@ -419,7 +402,6 @@ impl CimdSource {
                 revalidate_always,
                 etag: headers.etag,
                 last_modified: headers.last_modified,
-                changed_members: changed_members.clone(),
             };
             if let Err(error) = self.store.cache_document(&entry) {
                 tracing::warn!(%error, client_id, "cannot cache a CIMD document");
@@ -434,30 +416,8 @@ impl CimdSource {
                 fetched_at_ms,
                 expires_at_ms,
                 document_sha256,
-                changed_members,
+                changed_members: Vec::new(),
             },
-        }
-    }
-
-    /// A decision approved the document of `client_id` with hash `document_sha256`: what
-    /// changed in it is no longer news. Nothing happens when another version is cached by
-    /// now; a failure is logged (the change then goes on being reported).
-    pub fn acknowledge_change(&self, client_id: &str, document_sha256: &str) {
-        let acknowledged = self
-            .store
-            .cached_document(client_id)
-            .and_then(|cached| match cached {
-                Some(mut entry)
-                    if entry.document_sha256 == document_sha256
-                        && !entry.changed_members.is_empty() =>
-                {
-                    entry.changed_members.clear();
-                    self.store.cache_document(&entry)
-                }
-                _ => Ok(()),
-            });
-        if let Err(error) = acknowledged {
-            tracing::warn!(%error, client_id, "cannot mark a changed CIMD document as approved");
         }
     }
 }

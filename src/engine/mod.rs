@@ -13,6 +13,7 @@ mod shadow;
 #[cfg(test)]
 mod tests;
 
+use crate::cimd::changes;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -227,6 +228,7 @@ impl Engine {
         let started = Instant::now();
         let policies = self.policies();
         let mut prepared = self.prepare(&input, SystemTime::now()).await;
+        let approval_to_remember = self.compare_with_approved(&input, &mut prepared)?;
         prepared.hold_to(policies.capabilities(&input.tenant), self.settings.profile);
         // A decision that redeems an approved ticket is recorded only while the ticket has
         // a use left; when another decision took the last one first, decide again (the
@@ -263,16 +265,45 @@ impl Engine {
                 self.shadow_evaluate(&input, &answer, &candidate, &prepared, &observed, &record);
             }
             if answer.decision == Decision::Approve
-                && let (Some(client_id), Some(info)) = (&prepared.client_id, &prepared.cimd)
-                && !info.changed_members.is_empty()
+                && let (Some(client_id), Some(snapshot)) =
+                    (&prepared.client_id, &approval_to_remember)
             {
-                // Recorded first: a change is acknowledged only by a durable approval.
-                self.cimd
-                    .acknowledge_change(client_id, &info.document_sha256);
+                // After the decision is recorded: only an approval that was recorded moves
+                // what a later change is compared with. A failure is logged; the change is
+                // then reported again, on the safe side.
+                if let Err(error) =
+                    self.store
+                        .set_approved_document(&input.tenant, client_id, snapshot)
+                {
+                    tracing::warn!(%error, client_id, "cannot remember an approved CIMD document");
+                }
             }
             answer.decision_id = Some(record.decision_id);
             return Ok(answer);
         }
+    }
+
+    /// CIMD -02 §8.4: compares the document with the one the tenant last approved for this
+    /// client_id and notes what changed. Returns the document's snapshot when an approval of
+    /// it should be remembered (it differs from what was approved, or nothing was).
+    fn compare_with_approved(
+        &self,
+        input: &EvaluateInput,
+        prepared: &mut Prepared,
+    ) -> Result<Option<Vec<u8>>, ServiceError> {
+        let (Some(client_id), Some(_)) = (prepared.client_id.clone(), &prepared.cimd) else {
+            return Ok(None);
+        };
+        let snapshot = changes::snapshot(&prepared.validation.metadata);
+        let approved = self.store.approved_document(&input.tenant, &client_id)?;
+        if approved.as_deref() == Some(snapshot.as_slice()) {
+            return Ok(None);
+        }
+        if let Some(approved) = approved {
+            let changed = changes::changed_members(&approved, &snapshot);
+            prepared.note_document_changes(changed, self.settings.profile);
+        }
+        Ok(Some(snapshot))
     }
 
     /// What the store knows now that bears on deciding `prepared`.

@@ -175,9 +175,23 @@ fn overlay(metadata_json: &str, claims: serde_json::Map<String, serde_json::Valu
     serde_json::Value::Object(object).to_string()
 }
 
-/// Rule 100 (CIMD -02 §8.4, §8.4.1): a document that changed since it was last approved says
-/// so, as warnings policies see — its redirect URIs, its keys, or what the consent screen
-/// shows and how the client authenticates.
+impl Prepared {
+    /// Rule 100: notes that the CIMD document differs in `changed` members from the one the
+    /// tenant last approved — in the answer's cache facts and as warnings.
+    pub fn note_document_changes(&mut self, changed: Vec<String>, profile: Profile) {
+        let Some(info) = self.cimd.as_mut() else {
+            return;
+        };
+        self.validation
+            .findings
+            .extend(change_findings(&changed, profile));
+        info.changed_members = changed;
+    }
+}
+
+/// Rule 100 (CIMD -02 §8.4, §8.4.1): a document that changed since the tenant last approved
+/// it says so, as warnings policies see — its redirect URIs, its keys, or what the consent
+/// screen shows and how the client authenticates.
 fn change_findings(changed: &[String], profile: Profile) -> Vec<Finding> {
     let mut findings = FindingList::new(profile);
     let mut report = |code, members: &[&str], what: &str| {
@@ -280,9 +294,6 @@ pub fn prepare_cimd(lookup: CimdLookup) -> Prepared {
         Some(DocumentResolution::Valid { validation, info }) => (validation, info),
     };
     validation.findings.splice(0..0, client_id_findings);
-    validation
-        .findings
-        .extend(change_findings(&info.changed_members, profile));
     if !redirect_uri.is_empty()
         && let Err(refusal) = match_redirect_uri(&validation.metadata.redirect_uris, &redirect_uri)
     {

@@ -3,8 +3,8 @@
 //! does not support are filtered with a warning where real clients ask for them anyway
 //! (VS Code's device grant, Gemini CLI's every advertised scope), response types and
 //! authentication methods it does not support are errors; and a CIMD document that offers
-//! several methods (`token_endpoint_auth_methods_supported`, SEP-3149) gets the first one
-//! the AS supports. Pure: the capabilities come from the tenant's `authorization_server`
+//! several methods (`token_endpoint_auth_methods_supported`, SEP-3149) keeps the one it
+//! names when the AS supports it, else gets the first offered one the AS supports. Pure: the capabilities come from the tenant's `authorization_server`
 //! attribute in `policies/entities.json`.
 
 use super::dcr::Validation;
@@ -74,33 +74,27 @@ pub fn apply(validation: &mut Validation, capabilities: &Capabilities, profile: 
     let metadata = &mut validation.metadata;
     let filters = |code: Code| profile::level(code, profile) != Level::Error;
 
-    if !metadata.token_endpoint_auth_methods_supported.is_empty() {
+    if let Some(supported) = &capabilities.token_endpoint_auth_methods_supported
+        && !supported.contains(&metadata.token_endpoint_auth_method)
+    {
+        // The method named (or chosen at validation) stays when the AS supports it; else a
+        // document that offers others gets the first of them the AS supports.
         let offered = &metadata.token_endpoint_auth_methods_supported;
-        match choose_auth_method(
-            offered,
-            capabilities.token_endpoint_auth_methods_supported.as_deref(),
-        ) {
-            Some(method) => metadata.token_endpoint_auth_method = method.to_owned(),
+        match choose_auth_method(offered, Some(supported)) {
+            Some(method) => {
+                metadata.token_endpoint_auth_method = method.to_owned();
+                // Held to the method's own rules again: `private_key_jwt` needs keys.
+                super::dcr::check_auth_method(metadata, &mut findings);
+            }
             None => findings.report(
-                Code::AuthMethodUnsupported,
-                "token_endpoint_auth_methods_supported",
-                format!(
-                    "the authorization server supports none of the methods the document offers ({})",
-                    offered.join(", ")
-                ),
-            ),
-        }
-    } else if let Some(supported) = &capabilities.token_endpoint_auth_methods_supported {
-        let method = &metadata.token_endpoint_auth_method;
-        if !supported.contains(method) {
-            findings.report(
                 Code::AuthMethodUnsupported,
                 "token_endpoint_auth_method",
                 format!(
-                    "the authorization server does not support `{method}` (it supports {})",
+                    "the authorization server does not support `{}` (it supports {})",
+                    metadata.token_endpoint_auth_method,
                     supported.join(", ")
                 ),
-            );
+            ),
         }
     }
 
@@ -137,7 +131,25 @@ pub fn apply(validation: &mut Validation, capabilities: &Capabilities, profile: 
                     "none of the grant types asked for is one the authorization server supports",
                 );
             }
+            let had_code_grant = metadata
+                .grant_types
+                .iter()
+                .any(|g| g == "authorization_code");
             metadata.grant_types = kept;
+            let has_code_grant = metadata
+                .grant_types
+                .iter()
+                .any(|g| g == "authorization_code");
+            if had_code_grant
+                && !has_code_grant
+                && metadata.response_types.iter().any(|r| r == "code")
+            {
+                findings.report(
+                    Code::InconsistentGrantResponseTypes,
+                    "grant_types",
+                    "without `authorization_code`, which the authorization server does not support, the response type `code` cannot be used",
+                );
+            }
         }
     }
 
@@ -281,6 +293,66 @@ mod tests {
         let validation = applied(body, Profile::Mcp);
         assert_eq!(codes(&validation), []);
         assert_eq!(validation.metadata.scope.as_deref(), Some("openid read"));
+    }
+
+    #[test]
+    fn rule_99_a_method_the_document_names_stays_when_the_as_supports_it() {
+        let mut validation = validate_dcr(
+            r#"{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"private_key_jwt",
+                "jwks_uri":"https://c.example/jwks"}"#,
+            Profile::Mcp,
+        );
+        validation.metadata.token_endpoint_auth_methods_supported =
+            vec!["none".to_owned(), "private_key_jwt".to_owned()];
+        apply(&mut validation, &capabilities(), Profile::Mcp);
+        assert_eq!(
+            validation.metadata.token_endpoint_auth_method,
+            "private_key_jwt"
+        );
+    }
+
+    #[test]
+    fn rule_99_a_method_chosen_for_the_as_is_held_to_its_own_rules() {
+        // Offered none and private_key_jwt, no keys, and the AS supports only keys.
+        let mut validation = validate_dcr(
+            r#"{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"none"}"#,
+            Profile::Mcp,
+        );
+        validation.metadata.token_endpoint_auth_methods_supported =
+            vec!["none".to_owned(), "private_key_jwt".to_owned()];
+        let only_keys = Capabilities {
+            token_endpoint_auth_methods_supported: Some(vec!["private_key_jwt".to_owned()]),
+            ..Capabilities::default()
+        };
+        apply(&mut validation, &only_keys, Profile::Mcp);
+        assert_eq!(
+            validation.metadata.token_endpoint_auth_method,
+            "private_key_jwt"
+        );
+        assert!(
+            codes(&validation).contains(&("no_key_material", true)),
+            "{:?}",
+            codes(&validation)
+        );
+    }
+
+    #[test]
+    fn rule_98_filtering_out_the_code_grant_leaves_no_code_response_type_unchecked() {
+        let mut validation = validate_dcr(
+            r#"{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"none",
+                "grant_types":["authorization_code","refresh_token"]}"#,
+            Profile::Mcp,
+        );
+        let refresh_only = Capabilities {
+            grant_types_supported: Some(vec!["refresh_token".to_owned()]),
+            ..Capabilities::default()
+        };
+        apply(&mut validation, &refresh_only, Profile::Mcp);
+        assert!(
+            codes(&validation).contains(&("inconsistent_grant_response_types", true)),
+            "{:?}",
+            codes(&validation)
+        );
     }
 
     #[test]

@@ -170,6 +170,25 @@ pub(crate) const CASES: &[(&str, Profile, &str, Expect)] = &[
         r#"{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://127.0.0.1/cb"]}"#,
         Warn(&["private_use_scheme_not_reverse_dns"]),
     ),
+    // Rule 52: operating-system handlers and places that are not a client.
+    (
+        "rule_52_an_os_handler_scheme_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["ms-msdt:/id%20PCWDiagnostic"]}"#,
+        Reject("invalid_redirect_uri", &["dangerous_scheme"]),
+    ),
+    (
+        "rule_52_search_ms_is_refused",
+        Mcp,
+        r#"{"redirect_uris":["search-ms:query=invoice&crumb=location:attacker.example"]}"#,
+        Reject("invalid_redirect_uri", &["dangerous_scheme"]),
+    ),
+    (
+        "rule_52_blob_and_mailto_are_refused",
+        Mcp,
+        r#"{"redirect_uris":["blob:https://c.example/1","mailto:a@c.example"]}"#,
+        Reject("invalid_redirect_uri", &["dangerous_scheme"]),
+    ),
     // Rules 87 and 88 (MCP 2026-07-28, SEP-837; OIDC Registration §2): application_type.
     (
         "rule_87_application_type_missing_is_a_warning_in_mcp",

@@ -12,8 +12,38 @@ use url::{Host, Url};
 
 use super::findings::Code;
 
-/// Schemes that run code or read local files in a user agent (rule 52, C21).
-const DANGEROUS_SCHEMES: &[&str] = &["javascript", "data", "file", "vbscript"];
+/// Schemes that run code or read local files in a user agent (rule 52, C21), that hand the
+/// URI to an operating-system handler that is not the client (`ms-msdt:` was a remote code
+/// execution, `search-ms:` a file-search lure), or that are no place to send an
+/// authorization code. With private-use schemes accepted (Cursor's `cursor://`), these are
+/// what must still never be a redirect target.
+const DANGEROUS_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "file",
+    "vbscript",
+    "blob",
+    "about",
+    "view-source",
+    "jar",
+    "filesystem",
+    "ms-msdt",
+    "search-ms",
+    "search",
+    "ms-officecmd",
+    "ms-word",
+    "ms-excel",
+    "ms-powerpoint",
+    "ms-settings",
+    "ms-appinstaller",
+    "shell",
+    "mailto",
+    "sms",
+    "tel",
+    "ws",
+    "wss",
+    "ftp",
+];
 
 /// What kind of place a redirect URI sends the user agent to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -107,6 +107,24 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the cached document for `client_id` (it turned invalid).
     fn evict_document(&self, client_id: &str) -> Result<(), StoreError>;
 
+    /// The watched members (`cimd::changes::snapshot`) of the CIMD document `tenant` last
+    /// approved for `client_id`. Kept apart from the cache, which headers, invalid
+    /// documents and pruning empty: a change is reported against what was approved.
+    fn approved_document(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Remembers `snapshot` as what `tenant` approved for `client_id`. Made durable by the
+    /// next commit; never pruned (one small entry per tenant and approved client_id).
+    fn set_approved_document(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        snapshot: &[u8],
+    ) -> Result<(), StoreError>;
+
     /// Deletes what retention no longer keeps: decisions (with their index entries and
     /// shadow disagreements), admin actions and
     /// fingerprint records older than `cutoffs.decisions_ms`, resolved or expired tickets

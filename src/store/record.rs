@@ -179,10 +179,6 @@ pub struct CacheEntry {
     pub revalidate_always: bool,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
-    /// The watched members (`cimd::changes`) in which this document differs from the one
-    /// cached before it, kept until a decision approves this document.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changed_members: Vec<String>,
 }
 
 impl CacheEntry {

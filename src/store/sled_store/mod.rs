@@ -517,6 +517,23 @@ impl Store for SledStore {
         Writer::new(&self.writing()).evict_document(client_id)
     }
 
+    fn approved_document(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reading().approved_document(tenant, client_id)
+    }
+
+    fn set_approved_document(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        snapshot: &[u8],
+    ) -> Result<(), StoreError> {
+        Writer::new(&self.writing()).set_approved_document(tenant, client_id, snapshot)
+    }
+
     fn prune(&self, cutoffs: PruneCutoffs) -> Result<PruneReport, StoreError> {
         // The derived state first, so that the pass below deletes what it persisted.
         let (rate_buckets, fingerprints) = self

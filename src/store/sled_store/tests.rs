@@ -51,7 +51,6 @@ fn cache_entry() -> CacheEntry {
         revalidate_always: false,
         etag: Some("\"v1\"".to_owned()),
         last_modified: None,
-        changed_members: vec!["redirect_uris".to_owned()],
     }
 }
 

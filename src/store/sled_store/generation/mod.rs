@@ -98,6 +98,8 @@ pub(super) struct Generation {
     cimd_cache: sled::Tree,
     disagreements: sled::Tree,
     admin_audit: sled::Tree,
+    /// Tenant and CIMD client_id → the watched members of the document last approved.
+    approved_documents: sled::Tree,
     meta: sled::Tree,
     pub(super) commit: GroupCommit,
 }
@@ -125,6 +127,19 @@ impl IndexEntry {
             fingerprint: decision.fingerprint.clone(),
         })
     }
+}
+
+/// The key of a tenant's approved document: tenant and client_id joined by a NUL, which
+/// neither can hold (a client_id is a URL; a tenant name is checked at the edge).
+pub(in crate::store::sled_store) fn approved_document_key(
+    tenant: &str,
+    client_id: &str,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + client_id.len() + 1);
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(client_id.as_bytes());
+    key
 }
 
 impl Generation {
@@ -155,6 +170,7 @@ impl Generation {
             cimd_cache: tree("cimd_cache")?,
             disagreements: tree("shadow_disagreements")?,
             admin_audit: tree("admin_audit")?,
+            approved_documents: tree("approved_documents")?,
             meta: tree("meta")?,
             commit: GroupCommit::start(db.clone(), dir)?,
             db,

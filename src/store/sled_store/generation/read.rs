@@ -198,4 +198,16 @@ impl Generation {
             client_id.to_owned()
         })
     }
+
+    pub(in crate::store::sled_store) fn approved_document(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = super::approved_document_key(tenant, client_id);
+        Ok(self
+            .approved_documents
+            .get(key)?
+            .map(|value| value.to_vec()))
+    }
 }

@@ -248,4 +248,15 @@ impl Writer<'_> {
         self.generation.cimd_cache.remove(client_id.as_bytes())?;
         Ok(())
     }
+
+    pub(in crate::store::sled_store) fn set_approved_document(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        snapshot: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = super::approved_document_key(tenant, client_id);
+        self.generation.approved_documents.insert(key, snapshot)?;
+        Ok(())
+    }
 }
