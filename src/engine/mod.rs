@@ -229,6 +229,9 @@ impl Engine {
         let policies = self.policies();
         let mut prepared = self.prepare(&input, SystemTime::now()).await;
         let approval_to_remember = self.compare_with_approved(&input, &mut prepared)?;
+        // A candidate policy set may say other things of the tenant's authorization server:
+        // it is held to its own (the copy is made only while a shadow set is loaded).
+        let unheld = self.shadow().map(|_| prepared.clone());
         prepared.hold_to(policies.capabilities(&input.tenant), self.settings.profile);
         // A decision that redeems an approved ticket is recorded only while the ticket has
         // a use left; when another decision took the last one first, decide again (the
@@ -262,7 +265,19 @@ impl Engine {
                 return Ok(answer);
             }
             if let Some(candidate) = self.shadow() {
-                self.shadow_evaluate(&input, &answer, &candidate, &prepared, &observed, &record);
+                let mut for_candidate = unheld.clone().unwrap_or_else(|| prepared.clone());
+                for_candidate.hold_to(
+                    candidate.capabilities(&input.tenant),
+                    self.settings.profile,
+                );
+                self.shadow_evaluate(
+                    &input,
+                    &answer,
+                    &candidate,
+                    &for_candidate,
+                    &observed,
+                    &record,
+                );
             }
             if answer.decision == Decision::Approve
                 && let (Some(client_id), Some(snapshot)) =
