@@ -21,6 +21,9 @@
 //! - [`signals`]: pure derivation of the facts policies see (hosts, registrable domains,
 //!   redirect kinds, caller IP, time, warnings).
 //! - [`fingerprint`]: the stable hash equal registrations share.
+//! - [`known_clients`]: the registry of known MCP clients (`policies/known-clients.toml`):
+//!   who publishes each and how it registers; recognizing a registration, or the name it
+//!   borrows; pure.
 //! - [`step_up`]: the step-up ticket, its state machine, opening, redeeming and resolving
 //!   it, and how long it is kept; pure.
 //! - [`store`] and [`errors`] (one layer): the durable decision log, step-up tickets, rate
@@ -56,6 +59,7 @@ pub mod config;
 pub mod engine;
 pub mod errors;
 pub mod fingerprint;
+pub mod known_clients;
 pub mod policy;
 pub mod proto;
 pub mod registration;

@@ -338,8 +338,12 @@ async fn a_name_that_spoofs_a_consent_screen_is_flagged_and_stepped_up() {
             answer.findings
         );
     }
+    // The real name on the real client's redirect URI (policies/known-clients.toml).
     let real = client
-        .evaluate(dcr(&decide("Claude"), ""))
+        .evaluate(dcr(
+            r#"{"client_name":"Claude","redirect_uris":["https://claude.ai/api/mcp/auth_callback"],"token_endpoint_auth_method":"none"}"#,
+            "",
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["vocab", "address"],
     &["registration", "auth"],
-    &["signals", "fingerprint", "step_up"],
+    &["signals", "fingerprint", "step_up", "known_clients"],
     &["store", "errors"],
     &["policy", "cimd"],
     &["engine"],

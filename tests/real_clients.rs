@@ -20,9 +20,11 @@ const EXPECTED: &[(&str, Decision, &[&str])] = &[
         &["require_consent"],
     ),
     (
+        // CIMD.dev and mcptest.io register by CIMD only (policies/known-clients.toml):
+        // their names on a DCR body are an impersonation.
         "cimd-dev.stytch.json",
-        Decision::Approve,
-        &["require_consent"],
+        Decision::StepUp,
+        &[],
     ),
     (
         "claude-ai-connectors.2026-09-19.json",
@@ -49,7 +51,7 @@ const EXPECTED: &[(&str, Decision, &[&str])] = &[
         Decision::Approve,
         &["require_consent"],
     ),
-    ("mcptest-io.json", Decision::Approve, &["require_consent"]),
+    ("mcptest-io.json", Decision::StepUp, &[]),
     (
         "opencode.2026-09-07.json",
         Decision::Approve,

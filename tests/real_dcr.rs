@@ -203,3 +203,102 @@ fn script_and_ssrf_attacks_are_denied_by_validation_naming_the_member() {
         );
     }
 }
+
+/// Which shipped registry entry each real registration is (`policies/known-clients.toml`).
+const RECOGNIZED: &[(&str, &str)] = &[
+    ("chatgpt.2026-04.json", "chatgpt"),
+    ("claude-ai-connectors.2026-08.json", "claude-ai"),
+    ("claude-code.2026-08.json", "claude-code"),
+    ("codex.2026-04.json", "codex"),
+    ("cursor-desktop.2026-04.json", "cursor"),
+    ("gemini-cli.2026-04.json", "gemini-cli"),
+    ("mcp-inspector.2026-08.json", "mcp-inspector"),
+    ("vscode.2026-09.json", "vscode"),
+    ("cursor-agent-cli.2026-04.json", "cursor"),
+    ("windsurf.2026-04.json", "windsurf"),
+    ("opencode.2026-09.json", "opencode"),
+];
+
+fn registry() -> clientgate::known_clients::Registry {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/known-clients.toml");
+    clientgate::known_clients::Registry::parse(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|problems| panic!("{problems:#?}"))
+}
+
+#[test]
+fn every_real_client_registration_is_recognized_by_the_shipped_registry() {
+    assert_eq!(
+        RECOGNIZED.len(),
+        LEGITIMATE.len(),
+        "every real client is listed"
+    );
+    let registry = registry();
+    for (file, id) in RECOGNIZED {
+        let body: serde_json::Value = serde_json::from_str(&body_of(file)).unwrap();
+        let list = |name: &str| -> Vec<String> {
+            body[name]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|i| i.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let recognition = registry.recognize(&clientgate::known_clients::Presented {
+            client_id: None,
+            client_name: body["client_name"].as_str(),
+            redirect_uris: &list("redirect_uris"),
+            grant_types: &list("grant_types"),
+        });
+        assert_eq!(recognition.known_client.as_deref(), Some(*id), "{file}");
+        assert_eq!(recognition.impersonates, None, "{file}");
+    }
+}
+
+#[test]
+fn every_real_cimd_document_is_recognized_by_its_url() {
+    let registry = registry();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-cimd");
+    for (file, id) in [
+        ("chatgpt.2026-09-08.json", "chatgpt"),
+        ("cimd-dev.stytch.json", "cimd-dev"),
+        ("claude-ai-connectors.2026-09-19.json", "claude-ai"),
+        ("claude-code.2026-09-08.json", "claude-code"),
+        ("codex.capture.json", "codex"),
+        ("mcptest-io.json", "mcptest-io"),
+        ("opencode.2026-09-07.json", "opencode"),
+        ("vscode.2026-09-08.json", "vscode"),
+        ("zed.proposed.json", "zed"),
+    ] {
+        let document: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join(file)).unwrap()).unwrap();
+        let recognition = registry.recognize(&clientgate::known_clients::Presented {
+            client_id: document["client_id"].as_str(),
+            client_name: document["client_name"].as_str(),
+            redirect_uris: &[],
+            grant_types: &[],
+        });
+        assert_eq!(recognition.known_client.as_deref(), Some(id), "{file}");
+        assert_eq!(recognition.impersonates, None, "{file}");
+    }
+}
+
+#[test]
+fn a_registration_borrowing_a_known_clients_name_is_held_for_an_administrator() {
+    let borrowed = decide(ABUSIVE_CONCRETE[0].1);
+    assert_eq!(
+        borrowed.decision,
+        Decision::StepUp,
+        "{}",
+        describe(&borrowed)
+    );
+    assert_eq!(
+        borrowed.reasons[0].policy_id,
+        "step_up_impersonated_known_clients"
+    );
+    // The real client under its own name and signature is not.
+    let cursor = decide(&body_of("cursor-desktop.2026-04.json"));
+    assert_eq!(cursor.decision, Decision::Approve, "{}", describe(&cursor));
+}

@@ -11,6 +11,7 @@ use cedar_policy::{
 };
 
 use super::PolicyBundle;
+use crate::known_clients::{KnownClient, Presented, Registry};
 use crate::registration::Code;
 use crate::signals::{Signals, rfc3339};
 use crate::vocab::RegistrationType;
@@ -53,8 +54,23 @@ impl PolicyBundle {
         signals: &Signals,
         principal_id: &str,
     ) -> Result<CedarInputs, EntityError> {
-        let principal = client_entity(signals, principal_id)?;
-        let context = context_of(signals, self.imitated_name(signals))?;
+        let redirect_uris: Vec<String> = signals.redirects.iter().map(|r| r.uri.clone()).collect();
+        let recognition = self.registry.recognize(&Presented {
+            client_id: signals.client_id.as_ref().map(|c| c.uri.as_str()),
+            client_name: signals.client_name.as_deref(),
+            redirect_uris: &redirect_uris,
+            grant_types: &signals.grant_types,
+        });
+        let known = recognition
+            .known_client
+            .as_deref()
+            .and_then(|id| self.registry.get(id));
+        let principal = client_entity(signals, principal_id, known)?;
+        let context = context_of(
+            signals,
+            self.imitated_name(signals),
+            recognition.impersonates.as_deref(),
+        )?;
         let resource = uid("Tenant", &signals.tenant);
         let action = uid(
             "Action",
@@ -217,7 +233,61 @@ fn long(value: u64) -> RestrictedExpression {
     RestrictedExpression::new_long(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
-fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, EntityError> {
+/// The registry's clients as `KnownClient` entities beside the tenants.
+pub(super) fn with_known_clients(
+    entities: Entities,
+    registry: &Registry,
+    schema: &cedar_policy::Schema,
+) -> Result<Entities, String> {
+    let known = registry
+        .clients
+        .iter()
+        .map(|client| {
+            let attrs = HashMap::from([
+                ("name".to_owned(), string(&client.name)),
+                ("publisher".to_owned(), string(&client.publisher)),
+                (
+                    "publisher_domain".to_owned(),
+                    string(&client.publisher_domain),
+                ),
+                (
+                    "native".to_owned(),
+                    RestrictedExpression::new_bool(client.native),
+                ),
+                ("registers".to_owned(), strings(client.registers())),
+            ]);
+            Entity::new(uid("KnownClient", &client.id), attrs, HashSet::new())
+                .map_err(|error| format!("client `{}`: {error}", client.id))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    entities
+        .add_entities(known, Some(schema))
+        .map_err(|error| error.to_string())
+}
+
+/// The `known_client` attribute of a recognized principal.
+fn known_client_facts(client: &KnownClient) -> Result<RestrictedExpression, EntityError> {
+    RestrictedExpression::new_record([
+        ("id".to_owned(), string(&client.id)),
+        ("name".to_owned(), string(&client.name)),
+        ("publisher".to_owned(), string(&client.publisher)),
+        (
+            "publisher_domain".to_owned(),
+            string(&client.publisher_domain),
+        ),
+        (
+            "native".to_owned(),
+            RestrictedExpression::new_bool(client.native),
+        ),
+    ])
+    .map_err(|error| EntityError::Client(error.to_string()))
+}
+
+fn client_entity(
+    signals: &Signals,
+    principal_id: &str,
+    known: Option<&KnownClient>,
+) -> Result<Entity, EntityError> {
     let mut attrs: HashMap<String, RestrictedExpression> = HashMap::new();
     let mut put = |name: &str, value: RestrictedExpression| {
         attrs.insert(name.to_owned(), value);
@@ -328,11 +398,20 @@ fn client_entity(signals: &Signals, principal_id: &str) -> Result<Entity, Entity
         "contacts",
         strings(signals.contacts.iter().map(String::as_str)),
     );
-    Entity::new(uid("Client", principal_id), attrs, HashSet::new())
+    let mut parents = HashSet::new();
+    if let Some(known) = known {
+        attrs.insert("known_client".to_owned(), known_client_facts(known)?);
+        parents.insert(uid("KnownClient", &known.id));
+    }
+    Entity::new(uid("Client", principal_id), attrs, parents)
         .map_err(|error| EntityError::Client(error.to_string()))
 }
 
-fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, EntityError> {
+fn context_of(
+    signals: &Signals,
+    imitated: Option<&str>,
+    impersonates: Option<&str>,
+) -> Result<Context, EntityError> {
     let confusable = imitated.map(|_| Code::ClientNameConfusable.as_str());
     let mut pairs = vec![
         ("tenant".to_owned(), string(&signals.tenant)),
@@ -387,6 +466,9 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, Enti
     }
     if let Some(known) = imitated {
         pairs.push(("client_name_imitates".to_owned(), string(known)));
+    }
+    if let Some(known) = impersonates {
+        pairs.push(("impersonates_known_client".to_owned(), string(known)));
     }
     if let Some(cache) = &signals.cimd_cache {
         pairs.push(("cimd_cache".to_owned(), string(cache)));

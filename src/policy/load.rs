@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::err::{AnnotationError, LoadError, LoadErrors};
 use super::{PolicyBundle, PolicyInfo, Vocabulary};
 use crate::errors::OAuthErrorCode;
+use crate::known_clients::{self, Registry};
 use crate::registration::capabilities::Capabilities;
 
 const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -147,11 +148,38 @@ pub fn load_policy_dir_with(
         }
     };
 
+    // The known-clients registry is optional: without the file no client is known.
+    let registry_path = dir.join(known_clients::FILE);
+    let registry_source = registry_path.exists().then(|| read_source(&registry_path));
+    let mut registry = Registry::default();
+    match &registry_source {
+        None => {}
+        Some(Err(error)) => errors.push(error.clone()),
+        Some(Ok(source)) => match Registry::parse(&source.text) {
+            Ok(parsed) => registry = parsed,
+            Err(problems) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|problem| LoadError::plain(&registry_path, problem)),
+            ),
+        },
+    }
+    let entities = match super::entities::with_known_clients(entities, &registry, &schema) {
+        Ok(entities) => entities,
+        Err(message) => {
+            errors.push(LoadError::plain(&registry_path, message));
+            Entities::empty()
+        }
+    };
+
     if !errors.is_empty() {
         return Err(LoadErrors(errors));
     }
     let mut hashed: Vec<&Source> = policy_sources.iter().collect();
     hashed.push(&schema_source);
+    if let Some(Ok(source)) = &registry_source {
+        hashed.push(source);
+    }
     if let Ok(source) = &entities_source {
         hashed.push(source);
     }
@@ -168,6 +196,7 @@ pub fn load_policy_dir_with(
             .ok()
             .map(|source| known_client_names(&source.text))
             .unwrap_or_default(),
+        registry,
         capabilities: entities_source
             .as_ref()
             .ok()

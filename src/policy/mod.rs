@@ -23,6 +23,7 @@ pub use err::{AnnotationError, LoadError, LoadErrors};
 pub use load::{load_policy_dir, load_policy_dir_with};
 
 use crate::errors::OAuthErrorCode;
+use crate::known_clients::Registry;
 use crate::registration::capabilities::Capabilities;
 
 /// What a policy's annotations say, read once at load time.
@@ -60,6 +61,9 @@ pub struct PolicyBundle {
     /// Each declared tenant's `known_client_names` (`default` for undeclared tenants): the
     /// names a registration must not imitate with look-alike characters.
     known_names: HashMap<String, Vec<String>>,
+    /// The known-clients registry (`known-clients.toml`), whose entries are `KnownClient`
+    /// entities in [`PolicyBundle::entities`].
+    registry: Registry,
     /// Each declared tenant's `authorization_server`: what its AS supports.
     capabilities: HashMap<String, Capabilities>,
     /// Tenant entities built from the default tenant for names `entities.json` lacks.
@@ -113,6 +117,10 @@ impl PolicyBundle {
             return self.capabilities.get(tenant);
         }
         self.capabilities.get("default")
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub fn schema(&self) -> &Schema {

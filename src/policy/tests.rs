@@ -521,3 +521,44 @@ when {
     );
     assert!(policies.capabilities("undeclared").is_none());
 }
+
+#[test]
+fn policies_name_a_recognized_client_by_membership_and_by_attribute() {
+    let policies = bundle(&[
+        (
+            "known-clients.toml",
+            include_str!("../../policies/known-clients.toml"),
+        ),
+        (
+            "p.cedar",
+            r#"@id("cursor_by_membership")
+permit (principal in KnownClient::"cursor", action, resource);
+@id("anysphere_by_attribute")
+permit (principal, action, resource)
+when { principal has known_client && principal.known_client.publisher_domain == "cursor.com" };"#,
+        ),
+    ]);
+    let cursor = r#"{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}"#;
+    let outcome = decide(&policies, cursor);
+    assert_eq!(outcome.decision, Decision::Approve);
+    assert_eq!(
+        policy_ids(&outcome),
+        vec!["cursor_by_membership", "anysphere_by_attribute"]
+    );
+    // Cursor's redirect under another name is not Cursor.
+    let other = cursor.replace(r#""Cursor""#, r#""Other""#);
+    assert_eq!(decide(&policies, &other).decision, Decision::Deny);
+    assert_eq!(policies.registry().clients.len(), 14);
+}
+
+#[test]
+fn a_broken_registry_is_refused_like_a_broken_policy() {
+    let errors = load_errors(&[(
+        "known-clients.toml",
+        "[[client]]\nid = \"x\"\nname = \"X\"\npublisher = \"P\"\npublisher_domain = \"p.example\"\nsource = \"s\"\nchecked = \"2026-01-01\"\n",
+    )]);
+    assert!(
+        errors.contains("known-clients.toml") && errors.contains("says neither `cimd`"),
+        "{errors}"
+    );
+}
