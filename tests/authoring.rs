@@ -38,7 +38,7 @@ fn check_passes_the_starter_pack() {
     let output = clientgate(&["check", "--policies", path(&starter_policies())]);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("ok, 14 policies"), "{stdout}");
+    assert!(stdout.contains("ok, 15 policies"), "{stdout}");
     assert!(stdout.contains("0 warning(s)"), "{stdout}");
 }
 
@@ -211,7 +211,7 @@ fn the_starter_suite_passes_and_exercises_every_policy() {
     let output = clientgate(&["test", "--policies", path(&starter_policies())]);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}{stderr}");
-    assert!(stdout.ends_with("24 passed, 0 failed\n"), "{stdout}");
+    assert!(stdout.ends_with("28 passed, 0 failed\n"), "{stdout}");
 
     let suite = std::fs::read_to_string(starter_policies().join("tests/starter.toml")).unwrap();
     for file in std::fs::read_dir(starter_policies()).unwrap() {
@@ -260,10 +260,10 @@ fn a_failing_case_prints_its_diff_exits_1_and_lands_in_junit() {
         stdout.contains("FAIL starter.toml › nineteen registrations from one IP address in an hour are not a flood\n    decision: expected approve, got deny (reasons: deny_registration_floods_per_ip)"),
         "{stdout}"
     );
-    assert!(stdout.ends_with("23 passed, 1 failed\n"), "{stdout}");
+    assert!(stdout.ends_with("27 passed, 1 failed\n"), "{stdout}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains(r#"<testsuites name="clientgate policy tests" tests="24" failures="1">"#),
+        xml.contains(r#"<testsuites name="clientgate policy tests" tests="28" failures="1">"#),
         "{xml}"
     );
     assert!(
@@ -342,11 +342,11 @@ fn bench_times_the_suites_registrations_and_prints_figures() {
     assert!(output.status.success(), "{stderr}");
     let first = stdout.lines().next().unwrap_or_default();
     let expected_end = format!(
-        "24 registrations from {}, 300 decisions",
+        "28 registrations from {}, 300 decisions",
         starter_policies().join("tests").display()
     );
     assert!(
-        first.starts_with("14 policies (version ") && first.ends_with(&expected_end),
+        first.starts_with("15 policies (version ") && first.ends_with(&expected_end),
         "{stdout}"
     );
     let figures = stdout.lines().nth(1).unwrap_or_default();
@@ -386,5 +386,5 @@ fn check_warns_of_a_policy_that_can_never_apply() {
             ),
         "{stderr}"
     );
-    assert!(stdout.contains("ok, 15 policies"), "{stdout}");
+    assert!(stdout.contains("ok, 16 policies"), "{stdout}");
 }

@@ -121,7 +121,7 @@ async fn reloading_under_load_fails_no_call_and_never_mixes_sets() {
         .unwrap()
         .into_inner();
     assert!(reloaded.loaded, "{reloaded:?}");
-    assert_eq!(reloaded.policy_count, 15);
+    assert_eq!(reloaded.policy_count, 16);
     let version_b = reloaded.version.clone();
     assert_ne!(version_b, version_a);
     pause().await;
@@ -213,7 +213,7 @@ async fn the_watcher_reloads_a_changed_directory_and_refuses_a_broken_one() {
         status.version != version_a
     })
     .await;
-    assert_eq!(changed.policy_count, 15);
+    assert_eq!(changed.policy_count, 16);
     let response = server
         .registration()
         .await

@@ -429,7 +429,7 @@ async fn health_reflection_and_policy_status_are_served() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.policy_count, 14);
+    assert_eq!(status.policy_count, 15);
     assert_eq!(status.version.len(), 16);
     assert_eq!(status.profile, "mcp");
 }

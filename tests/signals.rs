@@ -140,3 +140,41 @@ async fn a_flood_from_one_address_is_denied() {
         "other addresses are not affected"
     );
 }
+
+/// Hosted clients register from shared egress addresses: claude.ai's registrations are
+/// counted by the known client they are, across every IP, and their identical bodies are
+/// its users, not repeats for an administrator.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_known_clients_registrations_are_counted_by_identity_across_ips() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), data.path(), &[]);
+    let mut client = server.registration().await;
+    let claude = r#"{"client_name":"Claude","redirect_uris":["https://claude.ai/api/mcp/auth_callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"application_type":"web"}"#;
+    for n in 1..=4 {
+        let answer = client
+            .evaluate(dcr(claude, &format!("203.0.113.{n}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.decision(), Decision::Approve, "{answer:?}");
+    }
+    let probe = client
+        .evaluate(EvaluateRequest {
+            dry_run: true,
+            explain: true,
+            ..dcr(claude, "198.51.100.200")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(probe.decision(), Decision::Approve, "{probe:?}");
+    let explained = explained(&probe);
+    let rates = &explained["context"]["rates"];
+    assert_eq!(rates["known_client"]["1h"], 4, "{rates}");
+    assert_eq!(rates["ip"]["1h"], 0, "{rates}");
+    assert_eq!(rates["fingerprint"]["24h"], 4, "{rates}");
+    assert_eq!(
+        explained["principal"]["attrs"]["known_client"]["id"], "claude-ai",
+        "{explained}"
+    );
+}

@@ -66,7 +66,9 @@ pub struct Stubs {
 /// A stub that names something the configuration does not have.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StubError {
-    #[error("unknown rate dimension `{0}` (one of ip, domain, tenant, fingerprint)")]
+    #[error(
+        "unknown rate dimension `{0}` (one of ip, domain, tenant, fingerprint, known_client, software_id)"
+    )]
     UnknownDimension(String),
     #[error("unknown rate window `{window}` (the configured windows are {known})")]
     UnknownWindow { window: String, known: String },
@@ -165,6 +167,7 @@ pub fn decide_offline(
         explain: case.explain,
     };
     prepared.note_document_changes(case.stubs.document_changed.clone(), settings.profile);
+    prepared.recognize(policies.registry());
     prepared.hold_to(policies.capabilities(&case.tenant), settings.profile);
     let rates = prepared
         .rate_keys(&input)

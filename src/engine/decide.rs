@@ -71,6 +71,7 @@ pub fn decide_dcr(
     now: SystemTime,
 ) -> Evaluated {
     let mut prepared = prepare_dcr(settings, metadata_json, initial_access_token, now);
+    prepared.recognize(policies.registry());
     prepared.hold_to(policies.capabilities(&input.tenant), settings.profile);
     let zeros = vec![0; settings.rate_windows.len()];
     let observed = Observed {

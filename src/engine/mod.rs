@@ -229,6 +229,7 @@ impl Engine {
         let policies = self.policies();
         let mut prepared = self.prepare(&input, SystemTime::now()).await;
         let approval_to_remember = self.compare_with_approved(&input, &mut prepared)?;
+        prepared.recognize(policies.registry());
         // A candidate policy set may say other things of the tenant's authorization server:
         // it is held to its own (the copy is made only while a shadow set is loaded).
         let unheld = self.shadow().map(|_| prepared.clone());

@@ -8,6 +8,7 @@ use super::{EngineSettings, EvaluateInput};
 use crate::cimd::redirect_match::match_redirect_uri;
 use crate::cimd::source::{CimdInfo, DocumentResolution};
 use crate::fingerprint::fingerprint;
+use crate::known_clients::{Presented, Registry};
 use crate::registration::capabilities::{self, Capabilities};
 use crate::registration::findings::FindingList;
 use crate::registration::software_statement::{StatementCheck, verify};
@@ -29,6 +30,8 @@ pub struct Prepared {
     pub fingerprint: String,
     /// The issuer of a verified software statement.
     pub software_statement_issuer: Option<String>,
+    /// The known client it is, once [`Prepared::recognize`] has asked the registry.
+    pub known_client: Option<String>,
 }
 
 impl Prepared {
@@ -40,6 +43,20 @@ impl Prepared {
             &self.validation.metadata.to_json(),
             self.cimd.as_ref().map(|info| info.document_sha256.as_str()),
         )
+    }
+
+    /// Asks the known-clients registry which client this is, for the counters keyed by
+    /// identity (the policies ask it again, from the signals, for the entities).
+    pub fn recognize(&mut self, registry: &Registry) {
+        let metadata = &self.validation.metadata;
+        self.known_client = registry
+            .recognize(&Presented {
+                client_id: self.client_id.as_deref(),
+                client_name: metadata.client_name.as_deref(),
+                redirect_uris: &metadata.redirect_uris,
+                grant_types: &metadata.grant_types,
+            })
+            .known_client;
     }
 
     /// Holds the normalized metadata to what the tenant's authorization server supports
@@ -70,12 +87,14 @@ impl Prepared {
             cimd,
             fingerprint,
             software_statement_issuer: None,
+            known_client: None,
         }
     }
 
     /// The rate counters this registration reads and, when recorded, adds to: the caller's
     /// IP, the registrable domain of the client_id (CIMD) or `client_uri` (DCR), the tenant,
-    /// and the fingerprint.
+    /// the fingerprint, and — when it has them — the known client it is and its
+    /// `software_id`.
     pub fn rate_keys(&self, input: &EvaluateInput) -> Vec<RateKey> {
         let domain = match &self.client_id {
             Some(client_id) => host_domain(client_id),
@@ -91,6 +110,11 @@ impl Prepared {
             (RateDimension::Domain, domain),
             (RateDimension::Tenant, Some(input.tenant.clone())),
             (RateDimension::Fingerprint, Some(self.fingerprint.clone())),
+            (RateDimension::KnownClient, self.known_client.clone()),
+            (
+                RateDimension::SoftwareId,
+                self.validation.metadata.software_id.clone(),
+            ),
         ]
         .into_iter()
         .filter_map(|(dimension, value)| {

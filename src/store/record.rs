@@ -121,14 +121,21 @@ pub enum RateDimension {
     Tenant,
     /// The registration fingerprint: repeats of the same registration.
     Fingerprint,
+    /// The known client it is (`policies/known-clients.toml`): hosted clients register from
+    /// a few shared addresses, so they are counted by who they are, not where from.
+    KnownClient,
+    /// The DCR `software_id`.
+    SoftwareId,
 }
 
 impl RateDimension {
-    pub const ALL: [RateDimension; 4] = [
+    pub const ALL: [RateDimension; 6] = [
         RateDimension::Ip,
         RateDimension::Domain,
         RateDimension::Tenant,
         RateDimension::Fingerprint,
+        RateDimension::KnownClient,
+        RateDimension::SoftwareId,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +144,8 @@ impl RateDimension {
             RateDimension::Domain => "domain",
             RateDimension::Tenant => "tenant",
             RateDimension::Fingerprint => "fingerprint",
+            RateDimension::KnownClient => "known_client",
+            RateDimension::SoftwareId => "software_id",
         }
     }
 
@@ -146,6 +155,8 @@ impl RateDimension {
             RateDimension::Domain => b'd',
             RateDimension::Tenant => b't',
             RateDimension::Fingerprint => b'f',
+            RateDimension::KnownClient => b'k',
+            RateDimension::SoftwareId => b's',
         }
     }
 }
