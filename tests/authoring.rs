@@ -388,3 +388,38 @@ fn check_warns_of_a_policy_that_can_never_apply() {
     );
     assert!(stdout.contains("ok, 16 policies"), "{stdout}");
 }
+
+#[test]
+fn registry_show_prints_a_known_client_and_an_unknown_id_exits_2() {
+    let output = clientgate(&[
+        "registry",
+        "show",
+        "chatgpt",
+        "--policies",
+        path(&starter_policies()),
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    for line in [
+        "id: chatgpt\n",
+        "publisher: OpenAI (openai.com)\n",
+        "cimd: https://chatgpt.com/oauth/{cb}/client.json\n",
+        "dcr redirect: https://chatgpt.com/connector_platform_oauth_redirect\n",
+        "checked: 2026-09-08\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    let listed = clientgate(&["registry", "list", "--policies", path(&starter_policies())]);
+    let (stdout, _) = text(&listed);
+    assert_eq!(stdout.lines().count(), 14, "{stdout}");
+    let unknown = clientgate(&[
+        "registry",
+        "show",
+        "nope",
+        "--policies",
+        path(&starter_policies()),
+    ]);
+    let (_, stderr) = text(&unknown);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr.contains("no known client `nope`"), "{stderr}");
+}

@@ -1070,3 +1070,76 @@ async fn a_document_that_changes_its_redirect_uris_is_held_until_an_approval() {
     assert_eq!(next.decision(), Decision::Approve, "{next:?}");
     assert!(next.cimd.unwrap().changed_members.is_empty());
 }
+
+/// Issue 17 §3: claude.ai's document server answers data-centre fetches with a challenge, so
+/// an operator pins the document in the known-clients registry. A pinned document decides
+/// without any fetch; a pinned hash holds a fetched document to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_document_decides_without_a_fetch_and_a_pinned_hash_refuses_another() {
+    use sha2::{Digest, Sha256};
+    let policies = starter_copy();
+    let registry_path = policies.path().join("known-clients.toml");
+    let registry = std::fs::read_to_string(&registry_path).unwrap();
+    let (claude_id, claude_body) = fixture("claude-ai-connectors.2026-09-19.json");
+    let (vscode_id, vscode_body) = fixture("vscode.2026-09-08.json");
+    let other_sha = hex::encode(Sha256::digest(b"some other document"));
+    let pinned = registry
+        .replacen(
+            "[[client]]\nid = \"codex\"",
+            &format!(
+                "[[client.pin]]\nclient_id = \"{claude_id}\"\ndocument = '''{}'''\n\n[[client]]\nid = \"codex\"",
+                String::from_utf8(claude_body).unwrap()
+            ),
+            1,
+        )
+        .replacen(
+            "[[client]]\nid = \"cursor\"",
+            &format!(
+                "[[client.pin]]\nclient_id = \"{vscode_id}\"\nsha256 = \"{other_sha}\"\n\n[[client]]\nid = \"cursor\""
+            ),
+            1,
+        );
+    assert_ne!(pinned, registry);
+    std::fs::write(&registry_path, pinned).unwrap();
+
+    let docs = DocServer::start().await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = docs.write_config(config_dir.path(), true, "");
+    let data = tempfile::tempdir().unwrap();
+    let config_arg = config.display().to_string();
+    let server = Server::start(policies.path(), data.path(), &["--config", &config_arg]);
+    let mut client = server.registration().await;
+
+    let answer = evaluate(&mut client, cimd(&claude_id, "")).await;
+    assert_eq!(answer.decision(), Decision::Approve, "{answer:?}");
+    assert_eq!(answer.cimd.unwrap().cache, "pinned");
+    let (host, path) = split(&claude_id);
+    assert!(
+        docs.seen(&host, &path).is_empty(),
+        "a pinned document is not fetched"
+    );
+
+    let (host, path) = split(&vscode_id);
+    docs.route(
+        &host,
+        &path,
+        Behaviour::Document {
+            body: vscode_body,
+            content_type: "application/json".to_owned(),
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        },
+    );
+    let refused = evaluate(&mut client, cimd(&vscode_id, "")).await;
+    assert_eq!(refused.decision(), Decision::Deny, "{refused:?}");
+    assert!(
+        codes(&refused).contains(&"pinned_document_mismatch"),
+        "{:?}",
+        refused.findings
+    );
+    assert_eq!(
+        docs.seen(&host, &path).len(),
+        1,
+        "a pinned hash is checked on a fetch"
+    );
+}

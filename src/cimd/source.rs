@@ -38,6 +38,8 @@ pub enum CacheStatus {
     /// The cached document past its expiry, served because refetching it failed for a
     /// transient reason.
     Stale,
+    /// The document the operator pinned in the known-clients registry: not fetched.
+    Pinned,
 }
 
 impl CacheStatus {
@@ -47,6 +49,7 @@ impl CacheStatus {
             CacheStatus::Miss => "miss",
             CacheStatus::Revalidated => "revalidated",
             CacheStatus::Stale => "stale",
+            CacheStatus::Pinned => "pinned",
         }
     }
 }
@@ -468,6 +471,44 @@ pub fn validate_served(
         });
     }
     validation
+}
+
+/// A resolution of a document the operator pinned (`known_clients::Pin::Document`): says so.
+pub fn pinned(mut resolution: DocumentResolution) -> DocumentResolution {
+    if let DocumentResolution::Valid { info, .. } = &mut resolution {
+        info.cache = CacheStatus::Pinned;
+    }
+    resolution
+}
+
+/// A fetched (or cached) document held to the SHA-256 the operator pinned: another
+/// document is refused with a finding, never a silent switch.
+pub fn held_to_pin(
+    resolution: DocumentResolution,
+    expected_sha256: &str,
+    profile: crate::registration::Profile,
+) -> DocumentResolution {
+    let DocumentResolution::Valid {
+        mut validation,
+        info,
+    } = resolution
+    else {
+        return resolution;
+    };
+    if info.document_sha256 == expected_sha256 {
+        return DocumentResolution::Valid { validation, info };
+    }
+    let mut findings = crate::registration::findings::FindingList::new(profile);
+    findings.report(
+        Code::PinnedDocumentMismatch,
+        "client_id",
+        format!(
+            "the document served has SHA-256 {}, not {expected_sha256}, which the known-clients registry pins",
+            info.document_sha256
+        ),
+    );
+    validation.findings.extend(findings.into_vec());
+    DocumentResolution::Invalid { validation }
 }
 
 /// A document supplied by hand (offline evaluation, policy tests) resolved as a fetch

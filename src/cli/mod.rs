@@ -10,6 +10,7 @@ mod bench;
 mod check;
 mod eval;
 mod policies;
+mod registry;
 mod serve;
 mod test;
 mod token;
@@ -43,6 +44,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Make a bearer token for a caller (its `[[auth.tokens]]` table, never the token).
     Token(token::TokenArgs),
+    /// The known-clients registry of the policy directory: `list`, `show ID`.
+    Registry(registry::RegistryArgs),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -55,5 +58,6 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::test(args),
         Command::Bench(args) => bench::bench(args),
         Command::Token(args) => token::token(args),
+        Command::Registry(args) => registry::registry(args),
     }
 }

@@ -14,6 +14,8 @@ mod shadow;
 mod tests;
 
 use crate::cimd::changes;
+use crate::cimd::source::{held_to_pin, pinned, resolve_supplied};
+use crate::known_clients::{Pin, Registry};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -227,7 +229,9 @@ impl Engine {
     pub async fn evaluate(&self, input: EvaluateInput) -> Result<Evaluated, ServiceError> {
         let started = Instant::now();
         let policies = self.policies();
-        let mut prepared = self.prepare(&input, SystemTime::now()).await;
+        let mut prepared = self
+            .prepare(&input, policies.registry(), SystemTime::now())
+            .await;
         let approval_to_remember = self.compare_with_approved(&input, &mut prepared)?;
         prepared.recognize(policies.registry());
         // A candidate policy set may say other things of the tenant's authorization server:
@@ -338,9 +342,15 @@ impl Engine {
         })
     }
 
-    /// Validates the registration; for CIMD, resolves the document first (cache or one
-    /// shared fetch) unless the client_id's URL checks refuse it.
-    async fn prepare(&self, input: &EvaluateInput, now: SystemTime) -> Prepared {
+    /// Validates the registration; for CIMD, resolves the document first (a document the
+    /// registry pins, the cache or one shared fetch) unless the client_id's URL checks
+    /// refuse it.
+    async fn prepare(
+        &self,
+        input: &EvaluateInput,
+        registry: &Registry,
+        now: SystemTime,
+    ) -> Prepared {
         match &input.registration {
             Registration::Dcr {
                 metadata_json,
@@ -355,13 +365,20 @@ impl Engine {
                     self.settings.profile,
                     &self.settings.cimd_addresses,
                 );
+                let rules = self.settings.document_rules();
                 let resolution = match &check.url {
-                    Some(url) => Some(
-                        self.cimd
-                            .resolve(url, &self.settings.document_rules())
-                            .await,
-                    ),
                     None => None,
+                    Some(url) => Some(match registry.pin(client_id) {
+                        Some(Pin::Document(body)) => {
+                            pinned(resolve_supplied(body, client_id, &rules, millis(now)))
+                        }
+                        Some(Pin::Sha256(expected)) => held_to_pin(
+                            self.cimd.resolve(url, &rules).await,
+                            expected,
+                            self.settings.profile,
+                        ),
+                        None => self.cimd.resolve(url, &rules).await,
+                    }),
                 };
                 prepare_cimd(CimdLookup {
                     profile: self.settings.profile,

@@ -45,8 +45,29 @@ struct Written {
     /// Constraints of the `{name}` placeholders in its URLs, as regular expressions.
     #[serde(default)]
     segments: BTreeMap<String, String>,
+    /// Documents pinned by the operator, for publishers whose servers refuse data-centre
+    /// fetches.
+    #[serde(default)]
+    pin: Vec<WrittenPin>,
     source: String,
     checked: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenPin {
+    client_id: String,
+    document: Option<String>,
+    sha256: Option<String>,
+}
+
+/// A CIMD document the operator pinned for one client_id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// These bytes are the document: used without a fetch.
+    Document(Vec<u8>),
+    /// The document is fetched as usual, and must have this SHA-256 (hex).
+    Sha256(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +192,8 @@ pub struct KnownClient {
     pub cimd: Vec<Pattern>,
     pub dcr_redirect_uris: Vec<Pattern>,
     pub grant_types: Vec<String>,
+    /// Pinned documents by exact client_id.
+    pub pins: Vec<(String, Pin)>,
     pub source: String,
     pub checked: String,
 }
@@ -295,6 +318,43 @@ impl Registry {
             };
             let cimd = patterns(&written.cimd, true);
             let dcr_redirect_uris = patterns(&written.dcr_redirect_uris, false);
+            let mut pins = Vec::new();
+            for pin in &written.pin {
+                let pinned = match (&pin.document, &pin.sha256) {
+                    (Some(document), None) => Some(Pin::Document(document.clone().into_bytes())),
+                    (None, Some(sha256))
+                        if sha256.len() == 64
+                            && sha256
+                                .chars()
+                                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) =>
+                    {
+                        Some(Pin::Sha256(sha256.clone()))
+                    }
+                    (None, Some(sha256)) => {
+                        problem(format!(
+                            "pin `{}`: `{sha256}` is not a lower-case hex SHA-256",
+                            pin.client_id
+                        ));
+                        None
+                    }
+                    _ => {
+                        problem(format!(
+                            "pin `{}`: give its `document` or its `sha256`, one of them",
+                            pin.client_id
+                        ));
+                        None
+                    }
+                };
+                if !cimd.iter().any(|pattern| pattern.matches(&pin.client_id)) {
+                    problem(format!(
+                        "pin `{}` is none of the client's CIMD URLs",
+                        pin.client_id
+                    ));
+                }
+                if let Some(pinned) = pinned {
+                    pins.push((pin.client_id.clone(), pinned));
+                }
+            }
             for name in written.segments.keys() {
                 let used = cimd
                     .iter()
@@ -316,6 +376,7 @@ impl Registry {
                 cimd,
                 dcr_redirect_uris,
                 grant_types: written.grant_types,
+                pins,
                 source: written.source,
                 checked: written.checked,
             });
@@ -325,6 +386,15 @@ impl Registry {
         } else {
             Err(problems)
         }
+    }
+
+    /// The document pinned for exactly this client_id, if any.
+    pub fn pin(&self, client_id: &str) -> Option<&Pin> {
+        self.clients
+            .iter()
+            .flat_map(|client| &client.pins)
+            .find(|(pinned, _)| pinned == client_id)
+            .map(|(_, pin)| pin)
     }
 
     pub fn get(&self, id: &str) -> Option<&KnownClient> {

@@ -215,3 +215,43 @@ checked = "2026-01-01"
     let unknown = Registry::parse("[[client]]\nid = \"x\"\nnmae = \"typo\"\n").unwrap_err();
     assert!(unknown[0].contains("nmae"), "{unknown:?}");
 }
+
+#[test]
+fn a_pin_names_one_of_the_clients_urls_and_one_document_or_hash() {
+    let entry = |pins: &str| {
+        format!(
+            r#"
+[[client]]
+id = "p"
+name = "P"
+publisher = "P"
+publisher_domain = "p.example"
+cimd = ["https://p.example/c.json"]
+source = "s"
+checked = "2026-01-01"
+{pins}
+"#
+        )
+    };
+    let good = Registry::parse(&entry(
+        "[[client.pin]]\nclient_id = \"https://p.example/c.json\"\ndocument = '{}'\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        good.pin("https://p.example/c.json"),
+        Some(&Pin::Document(b"{}".to_vec()))
+    );
+    assert_eq!(good.pin("https://p.example/other.json"), None);
+    let problems = Registry::parse(&entry(
+        "[[client.pin]]\nclient_id = \"https://elsewhere.example/c.json\"\nsha256 = \"ABC\"\n\n[[client.pin]]\nclient_id = \"https://p.example/c.json\"\n",
+    ))
+    .unwrap_err()
+    .join("\n");
+    for expected in [
+        "`ABC` is not a lower-case hex SHA-256",
+        "pin `https://elsewhere.example/c.json` is none of the client's CIMD URLs",
+        "give its `document` or its `sha256`, one of them",
+    ] {
+        assert!(problems.contains(expected), "{expected} in:\n{problems}");
+    }
+}

@@ -142,6 +142,7 @@ codes! {
     DocumentRedirectUrisChanged => "document_redirect_uris_changed", rule "100";
     DocumentKeysChanged => "document_keys_changed", rule "100";
     DocumentChanged => "document_changed", rule "100";
+    PinnedDocumentMismatch => "pinned_document_mismatch", rule "";
 }
 
 impl fmt::Display for Code {
