@@ -312,3 +312,67 @@ async fn shadow_disagreements_are_recorded_and_listed() {
     assert_eq!(bad_token.code(), tonic::Code::InvalidArgument);
     assert!(bad_token.message().contains("page_token"), "{bad_token:?}");
 }
+
+/// The known-clients registry reloads with the policies: a new entry is in force without a
+/// restart, and a broken registry is refused while the last good set keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_known_clients_registry_reloads_with_the_policies() {
+    let policies = starter_copy();
+    let data = tempfile::tempdir().unwrap();
+    let config = config(data.path(), "[policy]\nreload_debounce_ms = 100\n");
+    let server = Server::start(policies.path(), data.path(), &["--config", &config]);
+    let version_a = status(&server).await.version;
+    let borrowed = r#"{"client_name":"Acme Agent","redirect_uris":["https://agent.acme.example/cb"],"token_endpoint_auth_method":"none"}"#;
+    let before = server
+        .registration()
+        .await
+        .evaluate(dcr(borrowed, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        before.decision(),
+        Decision::Approve,
+        "not yet a known client's name"
+    );
+
+    let path = policies.path().join("known-clients.toml");
+    let registry = std::fs::read_to_string(&path).unwrap();
+    let acme = "\n[[client]]\nid = \"acme-agent\"\nname = \"Acme Agent\"\npublisher = \"Acme\"\npublisher_domain = \"acme.example\"\ndcr_redirect_uris = [\"https://acme.example/oauth/cb\"]\nsource = \"test\"\nchecked = \"2026-12-01\"\n";
+    std::fs::write(&path, format!("{registry}{acme}")).unwrap();
+    let changed = wait_for(&server, "the registry's reload", |status| {
+        status.version != version_a
+    })
+    .await;
+    let after = server
+        .registration()
+        .await
+        .evaluate(dcr(borrowed, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.decision(), Decision::StepUp, "{after:?}");
+    assert_eq!(
+        after.reasons[0].policy_id,
+        "step_up_impersonated_known_clients"
+    );
+
+    std::fs::write(
+        &path,
+        format!("{registry}{acme}[[client]]\nid = \"Broken\"\n"),
+    )
+    .unwrap();
+    let refused = wait_for(&server, "the refusal", |status| {
+        !status.last_error.is_empty()
+    })
+    .await;
+    assert_eq!(
+        refused.version, changed.version,
+        "the last good set keeps serving"
+    );
+    assert!(
+        refused.last_error.contains("known-clients.toml"),
+        "{}",
+        refused.last_error
+    );
+}

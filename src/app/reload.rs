@@ -215,7 +215,8 @@ async fn digest_blocking(dirs: &[PathBuf]) -> [u8; 32] {
         .unwrap_or([0; 32])
 }
 
-/// A hash of the names and contents of the files a policy set is made of.
+/// A hash of the names and contents of the files a policy set is made of (the known-clients
+/// registry among them).
 fn digest(dirs: &[PathBuf]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for dir in dirs {
@@ -225,9 +226,13 @@ fn digest(dirs: &[PathBuf]) -> [u8; 32] {
                     .filter_map(Result::ok)
                     .map(|entry| entry.path())
                     .filter(|path| {
-                        path.extension().is_some_and(|ext| {
-                            ext == "cedar" || ext == "cedarschema" || ext == "json"
-                        })
+                        let registry = path
+                            .file_name()
+                            .is_some_and(|name| name == crate::known_clients::FILE);
+                        registry
+                            || path.extension().is_some_and(|ext| {
+                                ext == "cedar" || ext == "cedarschema" || ext == "json"
+                            })
                     })
                     .collect()
             })
