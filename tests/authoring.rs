@@ -405,7 +405,7 @@ fn registry_show_prints_a_known_client_and_an_unknown_id_exits_2() {
         "publisher: OpenAI (openai.com)\n",
         "cimd: https://chatgpt.com/oauth/{cb}/client.json\n",
         "dcr redirect: https://chatgpt.com/connector_platform_oauth_redirect\n",
-        "checked: 2026-09-08\n",
+        "checked: 2026-12-01\n",
     ] {
         assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
     }
