@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::known_clients::Recognition;
 use crate::registration::uri::{RedirectKind, registrable_domain};
 use crate::registration::{Severity, Validation};
 use crate::vocab::{Caller, RegistrationType};
@@ -69,6 +70,9 @@ pub struct Signals {
     pub duplicates: u64,
     #[serde(skip)]
     pub duplicate_first_seen: Option<SystemTime>,
+    /// The known client it is (`known_clients`), and the one whose name it borrows.
+    pub known_client: Option<String>,
+    pub impersonates_known_client: Option<String>,
 }
 
 impl Signals {
@@ -130,6 +134,8 @@ pub struct RequestFacts {
     pub rates: Vec<(String, Vec<(String, u64)>)>,
     pub duplicates: u64,
     pub duplicate_first_seen: Option<SystemTime>,
+    /// What the known-clients registry made of the registration.
+    pub recognition: Recognition,
     pub now: SystemTime,
 }
 
@@ -182,6 +188,8 @@ pub fn derive_signals(validation: &Validation, request: RequestFacts) -> Signals
         rates: request.rates,
         duplicates: request.duplicates,
         duplicate_first_seen: request.duplicate_first_seen,
+        known_client: request.recognition.known_client,
+        impersonates_known_client: request.recognition.impersonates,
     }
 }
 
@@ -271,6 +279,7 @@ mod tests {
                 rates: Vec::new(),
                 duplicates: 0,
                 duplicate_first_seen: None,
+                recognition: Default::default(),
                 now: SystemTime::UNIX_EPOCH,
             },
         )

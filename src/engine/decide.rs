@@ -194,6 +194,7 @@ pub fn decide(
                 .as_ref()
                 .map(|info| info.cache.as_str().to_owned()),
             software_statement_issuer: prepared.software_statement_issuer.clone(),
+            recognition: prepared.recognition.clone(),
             rates,
             duplicates: observed
                 .duplicates
@@ -293,6 +294,7 @@ pub fn check_context(
             completed_challenges: Vec::new(),
             cimd_cache: Some("hit".to_owned()),
             software_statement_issuer: None,
+            recognition: Default::default(),
             rates: RateDimension::ALL
                 .iter()
                 .map(|dimension| (dimension.as_str().to_owned(), windows.clone()))

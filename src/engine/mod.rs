@@ -271,6 +271,7 @@ impl Engine {
             }
             if let Some(candidate) = self.shadow() {
                 let mut for_candidate = unheld.clone().unwrap_or_else(|| prepared.clone());
+                for_candidate.recognize(candidate.registry());
                 for_candidate.hold_to(candidate.capabilities(&input.tenant), self.settings.profile);
                 self.shadow_evaluate(
                     &input,

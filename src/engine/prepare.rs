@@ -8,7 +8,7 @@ use super::{EngineSettings, EvaluateInput};
 use crate::cimd::redirect_match::match_redirect_uri;
 use crate::cimd::source::{CimdInfo, DocumentResolution};
 use crate::fingerprint::fingerprint;
-use crate::known_clients::{Presented, Registry};
+use crate::known_clients::{Presented, Recognition, Registry};
 use crate::registration::capabilities::{self, Capabilities};
 use crate::registration::findings::FindingList;
 use crate::registration::software_statement::{StatementCheck, verify};
@@ -30,8 +30,8 @@ pub struct Prepared {
     pub fingerprint: String,
     /// The issuer of a verified software statement.
     pub software_statement_issuer: Option<String>,
-    /// The known client it is, once [`Prepared::recognize`] has asked the registry.
-    pub known_client: Option<String>,
+    /// What the known-clients registry makes of it, once [`Prepared::recognize`] asked.
+    pub recognition: Recognition,
 }
 
 impl Prepared {
@@ -45,18 +45,16 @@ impl Prepared {
         )
     }
 
-    /// Asks the known-clients registry which client this is, for the counters keyed by
-    /// identity (the policies ask it again, from the signals, for the entities).
+    /// Asks the known-clients registry which client this is (or borrows the name of): for
+    /// the counters keyed by identity and for the policies, once per decision.
     pub fn recognize(&mut self, registry: &Registry) {
         let metadata = &self.validation.metadata;
-        self.known_client = registry
-            .recognize(&Presented {
-                client_id: self.client_id.as_deref(),
-                client_name: metadata.client_name.as_deref(),
-                redirect_uris: &metadata.redirect_uris,
-                grant_types: &metadata.grant_types,
-            })
-            .known_client;
+        self.recognition = registry.recognize(&Presented {
+            client_id: self.client_id.as_deref(),
+            client_name: metadata.client_name.as_deref(),
+            redirect_uris: &metadata.redirect_uris,
+            grant_types: &metadata.grant_types,
+        });
     }
 
     /// Holds the normalized metadata to what the tenant's authorization server supports
@@ -87,7 +85,7 @@ impl Prepared {
             cimd,
             fingerprint,
             software_statement_issuer: None,
-            known_client: None,
+            recognition: Recognition::default(),
         }
     }
 
@@ -110,7 +108,10 @@ impl Prepared {
             (RateDimension::Domain, domain),
             (RateDimension::Tenant, Some(input.tenant.clone())),
             (RateDimension::Fingerprint, Some(self.fingerprint.clone())),
-            (RateDimension::KnownClient, self.known_client.clone()),
+            (
+                RateDimension::KnownClient,
+                self.recognition.known_client.clone(),
+            ),
             (
                 RateDimension::SoftwareId,
                 self.validation.metadata.software_id.clone(),

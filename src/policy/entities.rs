@@ -11,7 +11,7 @@ use cedar_policy::{
 };
 
 use super::PolicyBundle;
-use crate::known_clients::{KnownClient, Presented, Registry};
+use crate::known_clients::{KnownClient, Registry};
 use crate::registration::Code;
 use crate::signals::{Signals, rfc3339};
 use crate::vocab::RegistrationType;
@@ -54,23 +54,12 @@ impl PolicyBundle {
         signals: &Signals,
         principal_id: &str,
     ) -> Result<CedarInputs, EntityError> {
-        let redirect_uris: Vec<String> = signals.redirects.iter().map(|r| r.uri.clone()).collect();
-        let recognition = self.registry.recognize(&Presented {
-            client_id: signals.client_id.as_ref().map(|c| c.uri.as_str()),
-            client_name: signals.client_name.as_deref(),
-            redirect_uris: &redirect_uris,
-            grant_types: &signals.grant_types,
-        });
-        let known = recognition
+        let known = signals
             .known_client
             .as_deref()
             .and_then(|id| self.registry.get(id));
         let principal = client_entity(signals, principal_id, known)?;
-        let context = context_of(
-            signals,
-            self.imitated_name(signals),
-            recognition.impersonates.as_deref(),
-        )?;
+        let context = context_of(signals, self.imitated_name(signals))?;
         let resource = uid("Tenant", &signals.tenant);
         let action = uid(
             "Action",
@@ -243,19 +232,9 @@ pub(super) fn with_known_clients(
         .clients
         .iter()
         .map(|client| {
-            let attrs = HashMap::from([
-                ("name".to_owned(), string(&client.name)),
-                ("publisher".to_owned(), string(&client.publisher)),
-                (
-                    "publisher_domain".to_owned(),
-                    string(&client.publisher_domain),
-                ),
-                (
-                    "native".to_owned(),
-                    RestrictedExpression::new_bool(client.native),
-                ),
-                ("registers".to_owned(), strings(client.registers())),
-            ]);
+            let mut attrs: HashMap<String, RestrictedExpression> =
+                known_client_fields(client).into_iter().collect();
+            attrs.insert("registers".to_owned(), strings(client.registers()));
             Entity::new(uid("KnownClient", &client.id), attrs, HashSet::new())
                 .map_err(|error| format!("client `{}`: {error}", client.id))
         })
@@ -265,10 +244,9 @@ pub(super) fn with_known_clients(
         .map_err(|error| error.to_string())
 }
 
-/// The `known_client` attribute of a recognized principal.
-fn known_client_facts(client: &KnownClient) -> Result<RestrictedExpression, EntityError> {
-    RestrictedExpression::new_record([
-        ("id".to_owned(), string(&client.id)),
+/// What the `KnownClient` entity and a recognized principal's `known_client` both say.
+fn known_client_fields(client: &KnownClient) -> Vec<(String, RestrictedExpression)> {
+    vec![
         ("name".to_owned(), string(&client.name)),
         ("publisher".to_owned(), string(&client.publisher)),
         (
@@ -279,8 +257,14 @@ fn known_client_facts(client: &KnownClient) -> Result<RestrictedExpression, Enti
             "native".to_owned(),
             RestrictedExpression::new_bool(client.native),
         ),
-    ])
-    .map_err(|error| EntityError::Client(error.to_string()))
+    ]
+}
+
+/// The `known_client` attribute of a recognized principal.
+fn known_client_facts(client: &KnownClient) -> Result<RestrictedExpression, EntityError> {
+    let mut fields = vec![("id".to_owned(), string(&client.id))];
+    fields.extend(known_client_fields(client));
+    RestrictedExpression::new_record(fields).map_err(|error| EntityError::Client(error.to_string()))
 }
 
 fn client_entity(
@@ -407,11 +391,7 @@ fn client_entity(
         .map_err(|error| EntityError::Client(error.to_string()))
 }
 
-fn context_of(
-    signals: &Signals,
-    imitated: Option<&str>,
-    impersonates: Option<&str>,
-) -> Result<Context, EntityError> {
+fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, EntityError> {
     let confusable = imitated.map(|_| Code::ClientNameConfusable.as_str());
     let mut pairs = vec![
         ("tenant".to_owned(), string(&signals.tenant)),
@@ -467,7 +447,7 @@ fn context_of(
     if let Some(known) = imitated {
         pairs.push(("client_name_imitates".to_owned(), string(known)));
     }
-    if let Some(known) = impersonates {
+    if let Some(known) = &signals.impersonates_known_client {
         pairs.push(("impersonates_known_client".to_owned(), string(known)));
     }
     if let Some(cache) = &signals.cimd_cache {

@@ -183,6 +183,10 @@ pub fn load_policy_dir_with(
     if let Ok(source) = &entities_source {
         hashed.push(source);
     }
+    let tenants = entities_source
+        .as_ref()
+        .map(|source| declared_tenants(&source.text))
+        .unwrap_or_default();
     Ok(PolicyBundle {
         version: version_of(&hashed),
         loaded_at: SystemTime::now(),
@@ -191,25 +195,18 @@ pub fn load_policy_dir_with(
         infos,
         schema,
         entities,
-        known_names: entities_source
-            .as_ref()
-            .ok()
-            .map(|source| known_client_names(&source.text))
-            .unwrap_or_default(),
+        known_names: known_client_names(&tenants),
         registry,
-        capabilities: entities_source
-            .as_ref()
-            .ok()
-            .map(|source| tenant_capabilities(&source.text))
-            .unwrap_or_default(),
+        capabilities: tenant_capabilities(&tenants),
         default_tenant,
         undeclared_tenants: Default::default(),
         warnings,
     })
 }
 
-/// Each declared tenant's `authorization_server` attribute: what its AS supports.
-fn tenant_capabilities(entities_json: &str) -> HashMap<String, Capabilities> {
+/// Each tenant `entities.json` declares, with its attributes as written (validated against
+/// the schema by `load_entities`).
+fn declared_tenants(entities_json: &str) -> Vec<(String, serde_json::Value)> {
     let json: serde_json::Value = serde_json::from_str(entities_json).unwrap_or_default();
     json.as_array()
         .into_iter()
@@ -217,23 +214,29 @@ fn tenant_capabilities(entities_json: &str) -> HashMap<String, Capabilities> {
         .filter(|entity| entity.pointer("/uid/type").and_then(|t| t.as_str()) == Some("Tenant"))
         .filter_map(|entity| {
             let tenant = entity.pointer("/uid/id")?.as_str()?.to_owned();
-            let server = entity.pointer("/attrs/authorization_server")?;
-            Some((tenant, Capabilities::from_json(server)))
+            Some((tenant, entity.get("attrs").cloned().unwrap_or_default()))
         })
         .collect()
 }
 
-/// Each declared tenant's `known_client_names` attribute, as written.
-fn known_client_names(entities_json: &str) -> HashMap<String, Vec<String>> {
-    let json: serde_json::Value = serde_json::from_str(entities_json).unwrap_or_default();
-    json.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|entity| entity.pointer("/uid/type").and_then(|t| t.as_str()) == Some("Tenant"))
-        .filter_map(|entity| {
-            let tenant = entity.pointer("/uid/id")?.as_str()?.to_owned();
-            let names = entity
-                .pointer("/attrs/known_client_names")
+/// Each declared tenant's `authorization_server` attribute: what its AS supports.
+fn tenant_capabilities(tenants: &[(String, serde_json::Value)]) -> HashMap<String, Capabilities> {
+    tenants
+        .iter()
+        .filter_map(|(tenant, attrs)| {
+            let server = attrs.get("authorization_server")?;
+            Some((tenant.clone(), Capabilities::from_json(server)))
+        })
+        .collect()
+}
+
+/// Each declared tenant's `known_client_names` attribute (empty when it has none).
+fn known_client_names(tenants: &[(String, serde_json::Value)]) -> HashMap<String, Vec<String>> {
+    tenants
+        .iter()
+        .map(|(tenant, attrs)| {
+            let names = attrs
+                .get("known_client_names")
                 .and_then(|names| names.as_array())
                 .map(|names| {
                     names
@@ -242,7 +245,7 @@ fn known_client_names(entities_json: &str) -> HashMap<String, Vec<String>> {
                         .collect()
                 })
                 .unwrap_or_default();
-            Some((tenant, names))
+            (tenant.clone(), names)
         })
         .collect()
 }

@@ -103,6 +103,7 @@ fn signals(metadata: &str, tenant: &str, completed: &[&str]) -> Signals {
                 .collect(),
             duplicates: 0,
             duplicate_first_seen: None,
+            recognition: Default::default(),
             now: SystemTime::now(),
         },
     )
@@ -539,6 +540,26 @@ when { principal has known_client && principal.known_client.publisher_domain == 
         ),
     ]);
     let cursor = r#"{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}"#;
+    // As the engine does: the registry recognizes the registration once, and the signals
+    // carry what it found.
+    let decide = |policies: &PolicyBundle, metadata: &str| {
+        let mut signals = signals(metadata, "default", &[]);
+        let recognition = policies
+            .registry()
+            .recognize(&crate::known_clients::Presented {
+                client_id: None,
+                client_name: signals.client_name.as_deref(),
+                redirect_uris: &signals
+                    .redirects
+                    .iter()
+                    .map(|r| r.uri.clone())
+                    .collect::<Vec<_>>(),
+                grant_types: &signals.grant_types,
+            });
+        signals.known_client = recognition.known_client;
+        signals.impersonates_known_client = recognition.impersonates;
+        policies.decide(&signals, "client", false)
+    };
     let outcome = decide(&policies, cursor);
     assert_eq!(outcome.decision, Decision::Approve);
     assert_eq!(
