@@ -224,6 +224,82 @@ pub mod rfc3339 {
         )
     }
 
+    /// `2026-12-01T10:00:00Z`, with optional fractional seconds and a `Z` or `±hh:mm`
+    /// offset; `None` for anything else (or a time before 1970).
+    pub fn parse(text: &str) -> Option<SystemTime> {
+        let text = text.trim();
+        let bytes = text.as_bytes();
+        if bytes.len() < 20
+            || bytes[4] != b'-'
+            || bytes[7] != b'-'
+            || !matches!(bytes[10], b'T' | b't' | b' ')
+            || bytes[13] != b':'
+            || bytes[16] != b':'
+        {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<i64> {
+            let part = text.get(range)?;
+            part.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| part.parse().ok())?
+        };
+        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return None;
+        }
+        let mut rest = &text[19..];
+        let mut millis = 0i64;
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
+            millis = padded.parse().ok()?;
+            rest = &fraction[digits..];
+        }
+        let offset_minutes = match rest {
+            "Z" | "z" => 0,
+            _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+                let sign = match rest.as_bytes()[0] {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return None,
+                };
+                let hours: i64 = rest[1..3].parse().ok()?;
+                let minutes: i64 = rest[4..6].parse().ok()?;
+                sign * (hours * 60 + minutes)
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(year, month as u32, day as u32);
+        let total = ((days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60)
+            * 1000)
+            + millis;
+        u64::try_from(total)
+            .ok()
+            .map(|ms| UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    }
+
+    /// Howard Hinnant's `days_from_civil`: a proleptic Gregorian date to days since 1970-01-01.
+    fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+        let year = if month <= 2 { year - 1 } else { year };
+        let era = year.div_euclid(400);
+        let yoe = year.rem_euclid(400);
+        let month = i64::from(month);
+        let doy =
+            (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
     pub fn serialize<S: serde::Serializer>(
         time: &SystemTime,
         serializer: S,
@@ -254,6 +330,29 @@ pub mod rfc3339 {
             assert_eq!(super::format(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
             let leap_day = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
             assert_eq!(super::format(leap_day), "2024-02-29T12:34:56.789Z");
+        }
+
+        #[test]
+        fn parses_what_it_formats_and_offsets() {
+            let leap_day = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
+            assert_eq!(super::parse("2024-02-29T12:34:56.789Z"), Some(leap_day));
+            assert_eq!(
+                super::parse("2024-02-29T14:34:56.789+02:00"),
+                Some(leap_day),
+                "an offset is subtracted"
+            );
+            assert_eq!(
+                super::parse("2026-12-01T00:00:00Z"),
+                Some(UNIX_EPOCH + Duration::from_secs(1_796_083_200))
+            );
+            for bad in [
+                "2026-13-01T00:00:00Z",
+                "2026-12-01",
+                "2026-12-01T00:00:00",
+                "1969-12-31T23:59:59Z",
+            ] {
+                assert_eq!(super::parse(bad), None, "{bad}");
+            }
         }
     }
 }

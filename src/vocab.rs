@@ -17,6 +17,16 @@ pub enum Decision {
     StepUp,
 }
 
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+            Decision::StepUp => "step_up",
+        }
+    }
+}
+
 /// Why: a policy id and its `@reason`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
@@ -82,5 +92,34 @@ mod tests {
             serde_json::to_string(&RegistrationType::Cimd).unwrap(),
             "\"cimd\""
         );
+    }
+}
+
+/// An age as people write one: `90s`, `30m`, `1h`, `7d`.
+pub fn parse_age(text: &str) -> Option<Duration> {
+    let split = text.len().checked_sub(1)?;
+    let (number, unit) = text.split_at_checked(split)?;
+    let number: u64 = number.parse().ok()?;
+    let secs = match unit {
+        "s" => number,
+        "m" => number.checked_mul(60)?,
+        "h" => number.checked_mul(3600)?,
+        "d" => number.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod age_tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_as_people_write_them() {
+        assert_eq!(parse_age("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_age("h"), None);
+        assert_eq!(parse_age("1w"), None);
+        assert_eq!(parse_age(""), None);
     }
 }

@@ -21,8 +21,12 @@ use crate::auth::{ClientEntry, Credentials, TokenEntry, token_digest};
 use crate::cimd::cache::CacheBounds;
 use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
 use crate::cimd::source::CimdSource;
-use crate::config::{Config, ListenAddr, TokenSecret};
+use crate::config::{Config, ListenAddr, TokenSecret, WebhookSecret};
 use crate::engine::{Engine, EngineSettings, check_context};
+use crate::events::{Events, Sink};
+use crate::export::Exporter;
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, Webhook};
 use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
 use crate::registration::software_statement::{ClaimRules, IssuerError, TrustedIssuers};
 use crate::store::{SledLimits, SledStore, Store, StoreError};
@@ -45,6 +49,16 @@ pub enum AppError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read the secret file `{path}` of webhook {url}: {source}")]
+    SecretFile {
+        url: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the webhook client: {0}")]
+    Webhooks(String),
+    #[error("cannot open the decision export: {0}")]
+    Export(std::io::Error),
     #[error(
         "clientgate will not serve `{addr}` beyond loopback {missing}: callers could approve \
          their own registrations and read the decision log. Listen on 127.0.0.1, or set \
@@ -63,6 +77,8 @@ pub struct App {
     pub reloader: Arc<PolicyReloader>,
     /// Who may call, and with which roles.
     pub credentials: Arc<Credentials>,
+    /// The webhooks' queues, when any are configured.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl App {
@@ -92,7 +108,21 @@ impl App {
                 max_size_bytes: config.store.max_size_bytes,
             },
         )?);
-        let engine = Arc::new(build_engine(&config, settings, policies, store.clone())?);
+        let metrics = Arc::new(Metrics::default());
+        let notifier = notifier(&config, metrics.clone())?;
+        let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+        if let Some(notifier) = &notifier {
+            sinks.push(notifier.clone());
+        }
+        if let Some(target) = config.log.export_target() {
+            sinks.push(Arc::new(
+                Exporter::start(target, metrics.clone()).map_err(AppError::Export)?,
+            ));
+        }
+        let engine = Arc::new(
+            build_engine(&config, settings, policies, store.clone())?
+                .with_events(Events::new(metrics, sinks)),
+        );
         if let Some(shadow) = shadow {
             info!(version = %shadow.version, dir = ?config.policy.shadow_dir, "shadow policies loaded");
             engine.replace_shadow(Some(shadow));
@@ -109,8 +139,46 @@ impl App {
             store,
             reloader,
             credentials: Arc::new(credentials),
+            notifier,
         })
     }
+}
+
+/// The webhooks of `[[notify.webhooks]]`, their secrets read, delivering on the current
+/// runtime; `None` when none is configured.
+fn notifier(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<Notifier>>, AppError> {
+    if config.notify.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let mut webhooks = Vec::new();
+    for hook in &config.notify.webhooks {
+        let secret = match &hook.secret {
+            WebhookSecret::Inline(secret) => secret.as_bytes().to_vec(),
+            WebhookSecret::File(path) => std::fs::read_to_string(path)
+                .map_err(|source| AppError::SecretFile {
+                    url: hook.url.to_string(),
+                    path: path.display().to_string(),
+                    source,
+                })?
+                .trim_end()
+                .as_bytes()
+                .to_vec(),
+        };
+        webhooks.push(Webhook {
+            url: hook.url.clone(),
+            events: hook.events.clone(),
+            secret,
+            format: hook.format,
+        });
+    }
+    let notifier = Notifier::start(
+        webhooks,
+        config.notify.delivery,
+        config.notify.console_url.clone(),
+        metrics,
+    )
+    .map_err(|error| AppError::Webhooks(error.to_string()))?;
+    Ok(Some(Arc::new(notifier)))
 }
 
 /// The configured callers: `Open` when no token is configured; a `token_file` is read now.

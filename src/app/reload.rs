@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::fits_settings;
 use crate::engine::Engine;
+use crate::events::Event;
 use crate::policy::{LoadError, LoadErrors, Vocabulary, load_policy_dir_with};
 
 /// What the last refused load said, for `GetPolicyStatus`.
@@ -19,6 +20,9 @@ pub struct ReloadStatus {
     /// Problems of the last refused load of the live directory; empty once a load succeeds.
     pub last_errors: Vec<LoadError>,
     pub last_error_at: Option<SystemTime>,
+    /// When the set in force was put in force (at start, or by the last reload that
+    /// changed it).
+    pub loaded_at: Option<SystemTime>,
 }
 
 /// The result of one reload.
@@ -55,7 +59,10 @@ impl PolicyReloader {
             dir,
             shadow_dir,
             vocabulary,
-            status: Mutex::new(ReloadStatus::default()),
+            status: Mutex::new(ReloadStatus {
+                loaded_at: Some(SystemTime::now()),
+                ..ReloadStatus::default()
+            }),
             serial: tokio::sync::Mutex::new(()),
         }
     }
@@ -110,11 +117,19 @@ impl PolicyReloader {
         let loaded = match live {
             Ok(bundle) => {
                 let version = bundle.version.clone();
+                let mut status = self.lock_status();
                 if version != previous {
                     self.engine.replace_policies(bundle);
                     info!(trigger, %previous, %version, "policies reloaded");
+                    status.loaded_at = Some(SystemTime::now());
+                    self.engine
+                        .events()
+                        .publish(Event::PolicyReloaded { version });
                 }
-                *self.lock_status() = ReloadStatus::default();
+                *status = ReloadStatus {
+                    loaded_at: status.loaded_at,
+                    ..ReloadStatus::default()
+                };
                 true
             }
             Err(refused) => {
@@ -124,10 +139,19 @@ impl PolicyReloader {
                     errors = %refused,
                     "policies refused; the set in force keeps serving"
                 );
-                *self.lock_status() = ReloadStatus {
-                    last_errors: refused.0.clone(),
-                    last_error_at: Some(SystemTime::now()),
-                };
+                {
+                    let mut status = self.lock_status();
+                    *status = ReloadStatus {
+                        last_errors: refused.0.clone(),
+                        last_error_at: Some(SystemTime::now()),
+                        loaded_at: status.loaded_at,
+                    };
+                }
+                self.engine.events().publish(Event::PolicyReloadFailed {
+                    dir: self.dir.display().to_string(),
+                    version_in_force: previous.clone(),
+                    errors: refused.0.iter().map(ToString::to_string).collect(),
+                });
                 errors.extend(refused.0);
                 false
             }

@@ -223,8 +223,8 @@ fn compare(expect: &Expect, got: &Evaluated) -> Vec<String> {
     if expect.decision != got.decision {
         failures.push(format!(
             "decision: expected {}, got {} (reasons: {}{})",
-            decision_name(expect.decision),
-            decision_name(got.decision),
+            expect.decision.as_str(),
+            got.decision.as_str(),
             list(&reasons),
             first_error(got),
         ));
@@ -273,14 +273,6 @@ fn compare(expect: &Expect, got: &Evaluated) -> Vec<String> {
         }
     }
     failures
-}
-
-fn decision_name(decision: Decision) -> &'static str {
-    match decision {
-        Decision::Approve => "approve",
-        Decision::Deny => "deny",
-        Decision::StepUp => "step_up",
-    }
 }
 
 fn list(items: &[String]) -> String {

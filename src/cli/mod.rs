@@ -2,13 +2,18 @@
 //! `bench`, `token`), as thin edges (files, network, printing) around the library; `policies.rs`
 //! holds what the policy author's commands share.
 //!
+//! `admin` exits 1 when the server refused, 3 when it is unreachable, 4 when the caller is
+//! not authenticated or allowed; `healthcheck` exits 1 when not ready.
+//!
 //! Exit statuses: 0 done (or stopped cleanly; for `eval`, APPROVE), 1 failed (invalid
 //! policies, failing tests, a server that stopped badly), 2 bad usage or configuration;
 //! `eval` exits 3 on DENY and 4 on STEP_UP.
 
+mod admin;
 mod bench;
 mod check;
 mod eval;
+mod healthcheck;
 mod policies;
 mod registry;
 mod serve;
@@ -46,6 +51,11 @@ enum Command {
     Token(token::TokenArgs),
     /// The known-clients registry of the policy directory: `list`, `show ID`.
     Registry(registry::RegistryArgs),
+    /// The operator's command line over the admin API: pending, show, approve, deny,
+    /// decisions, status, audit.
+    Admin(admin::AdminArgs),
+    /// Exit 0 when the server answers ready on `/readyz` (for container probes).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -59,5 +69,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(args),
         Command::Token(args) => token::token(args),
         Command::Registry(args) => registry::registry(args),
+        Command::Admin(args) => admin::admin(args),
+        Command::Healthcheck(args) => healthcheck::healthcheck(args),
     }
 }

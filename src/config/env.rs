@@ -18,6 +18,8 @@ const SECTIONS: &[&str] = &[
     "auth",
     "tls",
     "log",
+    "notify",
+    "console",
 ];
 
 /// One variable that may set a key: `(source, variable, key or None, value)`.

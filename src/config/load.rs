@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{Raw, ValueError, flatten};
-use super::{ClientConfig, Config, ListenAddr, LogFormat, MIB, TokenConfig, TokenSecret, env};
+use super::{
+    ClientConfig, Config, DecisionExport, ListenAddr, LogFormat, MIB, TokenConfig, TokenSecret,
+    WebhookConfig, WebhookSecret, env,
+};
 use crate::auth::Role;
 use crate::registration::Profile;
 
@@ -429,6 +432,57 @@ impl Config {
                 self.log.level = level;
                 Ok(())
             }),
+            "log.decisions" => raw.string().and_then(|text| {
+                self.log.decisions = match text.as_str() {
+                    "off" => DecisionExport::Off,
+                    "stdout" => DecisionExport::Stdout,
+                    "file" => DecisionExport::File,
+                    _ => return Err(invalid(format!("`{text}` is not one of off, stdout, file"))),
+                };
+                Ok(())
+            }),
+            "log.decisions_file" => raw.string().and_then(|path| {
+                if path.is_empty() {
+                    return Err(invalid("name the file"));
+                }
+                self.log.decisions_file = PathBuf::from(path);
+                Ok(())
+            }),
+            "log.decisions_max_mib" => raw
+                .integer_in(1..=102_400)
+                .map(|mib| self.log.decisions_max_bytes = mib * MIB),
+            "log.decisions_keep" => raw
+                .integer_in(1..=1000)
+                .map(|keep| self.log.decisions_keep = keep as u32),
+            "notify.webhooks" => raw.tables().map(|tables| {
+                self.notify.webhooks = webhooks(source, &tables, errors);
+            }),
+            "notify.max_attempts" => raw
+                .integer_in(1..=50)
+                .map(|attempts| self.notify.delivery.max_attempts = attempts as u32),
+            "notify.backoff_ms" => raw
+                .integer_in(1..=600_000)
+                .map(|ms| self.notify.delivery.backoff = Duration::from_millis(ms)),
+            "notify.timeout_secs" => raw
+                .integer_in(1..=300)
+                .map(|secs| self.notify.delivery.timeout = Duration::from_secs(secs)),
+            "notify.queue" => raw
+                .integer_in(1..=1_000_000)
+                .map(|queue| self.notify.delivery.queue = queue as usize),
+            "notify.console_url" => raw.string().and_then(|text| {
+                if text.is_empty() {
+                    self.notify.console_url = None;
+                    return Ok(());
+                }
+                url::Url::parse(&text)
+                    .map_err(|error| invalid(format!("`{text}` is not a URL: {error}")))?;
+                self.notify.console_url = Some(text);
+                Ok(())
+            }),
+            "console.enabled" => raw.boolean().map(|enabled| self.console.enabled = enabled),
+            "console.session_ttl_secs" => raw
+                .integer_in(60..=604_800)
+                .map(|secs| self.console.session_ttl = Duration::from_secs(secs)),
             "log.format" => raw.string().and_then(|text| {
                 self.log.format = match text.as_str() {
                     "text" => LogFormat::Text,
@@ -560,6 +614,118 @@ fn tokens(source: &str, tables: &[toml::Table], errors: &mut Vec<ConfigError>) -
         }
     }
     tokens
+}
+
+/// The `[[notify.webhooks]]` tables, each checked like the tokens. A webhook's URL is
+/// `https`, or `http` to a loopback address (its body tells of registrations, and its
+/// signature is no secret from whoever reads the wire).
+fn webhooks(
+    source: &str,
+    tables: &[toml::Table],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<WebhookConfig> {
+    const MEMBERS: [&str; 5] = ["url", "events", "secret", "secret_file", "format"];
+    let mut webhooks = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let mut problem = |member: &str, message: String| {
+            errors.push(ConfigError {
+                source: source.to_owned(),
+                key: format!("notify.webhooks[{index}]{member}"),
+                message,
+            });
+        };
+        if let Some(unknown) = table.keys().find(|key| !MEMBERS.contains(&key.as_str())) {
+            problem(
+                &format!(".{unknown}"),
+                format!("not a webhook setting ({})", MEMBERS.join(", ")),
+            );
+            continue;
+        }
+        let text = |key: &str| {
+            table
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        };
+        let Some(address) = text("url") else {
+            problem(".url", "every webhook needs a `url`".to_owned());
+            continue;
+        };
+        let url = match url::Url::parse(&address) {
+            Ok(url) => url,
+            Err(error) => {
+                problem(".url", format!("`{address}` is not a URL: {error}"));
+                continue;
+            }
+        };
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => false,
+        };
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            problem(
+                ".url",
+                format!("`{address}` must be https (plain http only to a loopback address)"),
+            );
+            continue;
+        }
+        let events: Vec<String> = match table.get("events").and_then(toml::Value::as_array) {
+            Some(events) => events
+                .iter()
+                .filter_map(toml::Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            None => crate::events::WEBHOOK_EVENTS.map(str::to_owned).to_vec(),
+        };
+        if let Some(bad) = events
+            .iter()
+            .find(|event| !crate::events::WEBHOOK_EVENTS.contains(&event.as_str()))
+        {
+            problem(
+                ".events",
+                format!(
+                    "`{bad}` is not an event (one of {})",
+                    crate::events::WEBHOOK_EVENTS.join(", ")
+                ),
+            );
+            continue;
+        }
+        let secret = match (text("secret"), text("secret_file")) {
+            (Some(secret), None) if secret.len() >= 16 => WebhookSecret::Inline(secret),
+            (None, Some(path)) if !path.is_empty() => WebhookSecret::File(PathBuf::from(path)),
+            (Some(_), None) => {
+                problem(
+                    ".secret",
+                    "a signing secret has at least 16 characters".to_owned(),
+                );
+                continue;
+            }
+            _ => {
+                problem(
+                    "",
+                    "give exactly one of `secret` and `secret_file`".to_owned(),
+                );
+                continue;
+            }
+        };
+        let format = match text("format").as_deref() {
+            None | Some("json") => crate::notify::Format::Json,
+            Some("slack") => crate::notify::Format::Slack,
+            Some(other) => {
+                problem(".format", format!("`{other}` is not one of json, slack"));
+                continue;
+            }
+        };
+        webhooks.push(WebhookConfig {
+            url,
+            events,
+            secret,
+            format,
+        });
+    }
+    webhooks
 }
 
 /// The `[[auth.clients]]` tables, each checked like the tokens.

@@ -48,6 +48,64 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    pub notify: NotifyConfig,
+    pub console: ConsoleConfig,
+}
+
+/// `[notify]`: the webhooks told of step-ups and refused reloads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NotifyConfig {
+    /// `[[notify.webhooks]]`: `url`, `events`, `secret` or `secret_file`, `format`.
+    pub webhooks: Vec<WebhookConfig>,
+    /// `notify.max_attempts`, `notify.backoff_ms`, `notify.timeout_secs`, `notify.queue`.
+    pub delivery: crate::notify::Delivery,
+    /// `notify.console_url`: the console's address as operators reach it, for links.
+    pub console_url: Option<String>,
+}
+
+/// One `[[notify.webhooks]]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub url: url::Url,
+    pub events: Vec<String>,
+    pub secret: WebhookSecret,
+    pub format: crate::notify::Format,
+}
+
+/// The key a webhook's requests are signed with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum WebhookSecret {
+    /// `secret = "..."`.
+    Inline(String),
+    /// `secret_file = "<path>"`: read when clientgate starts (trailing whitespace ignored).
+    File(PathBuf),
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WebhookSecret::Inline(_) => write!(f, "Inline(..)"),
+            WebhookSecret::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+/// `[console]`: the approvals console on the admin listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// `console.enabled`: serve `/console` (and `/metrics`, `/healthz`, `/readyz`).
+    pub enabled: bool,
+    /// `console.session_ttl_secs`: how long a sign-in lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            enabled: true,
+            session_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
 }
 
 /// `[tls]`: TLS on every TCP listener, and client certificates when `client_ca_file` is set.
@@ -327,6 +385,37 @@ pub struct LogConfig {
     pub level: String,
     /// `log.format`: `text` or `json`.
     pub format: LogFormat,
+    /// `log.decisions`: `off`, `stdout` or `file`.
+    pub decisions: DecisionExport,
+    /// `log.decisions_file` (default `decisions.jsonl`).
+    pub decisions_file: PathBuf,
+    /// `log.decisions_max_mib` (default 100): the size at which the file is rotated.
+    pub decisions_max_bytes: u64,
+    /// `log.decisions_keep` (default 5): rotated files kept.
+    pub decisions_keep: u32,
+}
+
+/// `log.decisions`: where every decision is also written as a JSON line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecisionExport {
+    Off,
+    Stdout,
+    File,
+}
+
+impl LogConfig {
+    /// Where the decision export goes, if anywhere.
+    pub fn export_target(&self) -> Option<crate::export::Target> {
+        match self.decisions {
+            DecisionExport::Off => None,
+            DecisionExport::Stdout => Some(crate::export::Target::Stdout),
+            DecisionExport::File => Some(crate::export::Target::File {
+                path: self.decisions_file.clone(),
+                max_bytes: self.decisions_max_bytes,
+                keep: self.decisions_keep,
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -424,9 +513,15 @@ impl Default for Config {
             log: LogConfig {
                 level: "info".to_owned(),
                 format: LogFormat::Text,
+                decisions: DecisionExport::Off,
+                decisions_file: PathBuf::from("decisions.jsonl"),
+                decisions_max_bytes: 100 * MIB,
+                decisions_keep: 5,
             },
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            notify: NotifyConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }

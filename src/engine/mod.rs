@@ -30,12 +30,13 @@ use crate::cimd::client_id::check_client_id;
 use crate::cimd::document::DocumentRules;
 use crate::cimd::source::{CimdInfo, CimdSource};
 use crate::errors::{OAuthErrorCode, ServiceError};
+use crate::events::{Event, Events};
 use crate::policy::PolicyBundle;
 use crate::registration::software_statement::TrustedIssuers;
 use crate::registration::{Finding, Profile};
-use crate::step_up::StepUpRef;
 use crate::step_up::{self, PresentedTicket};
-use crate::store::{DecisionRecord, Recorded, Store, StoreError};
+use crate::step_up::{OperatorResolution, StepUpRef, StepUpTicket};
+use crate::store::{AdminAction, DecisionRecord, Recorded, ResolveError, Store, StoreError};
 use crate::vocab::{Caller, from_millis, millis};
 use crate::vocab::{Decision, Reason};
 
@@ -156,6 +157,35 @@ pub struct Evaluated {
     pub duplicate_of: Option<String>,
 }
 
+/// How a CIMD decision had its document, as the metrics count it: the cache status, or
+/// the code of the finding that says why the fetch failed (`None` for DCR).
+fn cimd_outcome(input: &EvaluateInput, answer: &Evaluated) -> Option<&'static str> {
+    if !matches!(input.registration, Registration::Cimd { .. }) {
+        return None;
+    }
+    if let Some(info) = &answer.cimd {
+        return Some(info.cache.as_str());
+    }
+    use crate::registration::Code;
+    let failed = answer.findings.iter().find(|finding| {
+        matches!(
+            finding.code,
+            Code::FetchFailed
+                | Code::Timeout
+                | Code::FetcherBusy
+                | Code::TooLarge
+                | Code::StatusNot200
+                | Code::Unexpected304
+                | Code::BadMediaType
+                | Code::RedirectNotFollowed
+                | Code::SpecialUseAddress
+                | Code::PortNotAllowed
+                | Code::PinnedDocumentMismatch
+        )
+    });
+    Some(failed.map_or("not_fetched", |finding| finding.code.as_str()))
+}
+
 /// The pipeline with its policies and store.
 pub struct Engine {
     policies: RwLock<Arc<PolicyBundle>>,
@@ -164,6 +194,10 @@ pub struct Engine {
     store: Arc<dyn Store>,
     cimd: CimdSource,
     settings: EngineSettings,
+    events: Events,
+    /// Why the store refused the last decision given to it; cleared by the next recorded one
+    /// (`/readyz` reports it).
+    store_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Engine {
@@ -179,7 +213,27 @@ impl Engine {
             store,
             cimd,
             settings,
+            events: Events::default(),
+            store_failure: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Why the store refused the last decision, while no later one has been recorded.
+    pub fn last_store_failure(&self) -> Option<String> {
+        self.store_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The engine publishing what it decides to `events` (metrics, webhooks, export).
+    pub fn with_events(mut self, events: Events) -> Engine {
+        self.events = events;
+        self
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// The policy set in force.
@@ -260,14 +314,34 @@ impl Engine {
             let opens = draft.opens.clone();
             let record = record_of(&input, &answer, draft, &stamp, started);
             let rate_keys = observed.rates.iter().map(|(key, _)| key.clone()).collect();
-            let recorded = match self.store.record(record.clone(), opens, rate_keys).await {
+            let recorded = match self
+                .store
+                .record(record.clone(), opens.clone(), rate_keys)
+                .await
+            {
                 Err(StoreError::TicketSpent { .. }) if round < 3 => continue,
-                outcome => outcome?,
+                outcome => {
+                    let mut failure = self
+                        .store_failure
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    *failure = outcome.as_ref().err().map(ToString::to_string);
+                    drop(failure);
+                    outcome?
+                }
             };
+            self.events.publish(Event::Decided {
+                record: Arc::new(record.clone()),
+                kept: recorded == Recorded::Kept,
+                cimd_outcome: cimd_outcome(&input, &answer),
+            });
             if recorded == Recorded::Shed {
                 // A repeated denial of a malformed registration, over the store's budget:
                 // answered and counted, not kept (so it has no id to look up).
                 return Ok(answer);
+            }
+            if let Some(opened) = opens {
+                self.events.publish(Event::StepUpOpened(Arc::new(opened)));
             }
             if let Some(candidate) = self.shadow() {
                 let mut for_candidate = unheld.clone().unwrap_or_else(|| prepared.clone());
@@ -299,6 +373,42 @@ impl Engine {
             answer.decision_id = Some(record.decision_id);
             return Ok(answer);
         }
+    }
+
+    /// Resolves a step-up ticket for an operator and records who did it in the audit
+    /// trail, durably, before answering: the one path the admin API and the console share.
+    /// A resolution whose audit record failed is an error (repeating it is harmless).
+    pub async fn resolve_step_up(
+        &self,
+        ticket_id: &str,
+        resolution: OperatorResolution,
+        actor: String,
+        peer: Option<String>,
+    ) -> Result<Result<StepUpTicket, ResolveError>, StoreError> {
+        let now_ms = resolution.now_ms;
+        let resolved = self.store.resolve_ticket(ticket_id, resolution).await?;
+        let outcome = match &resolved {
+            Ok(ticket) => ticket.state.as_str().to_owned(),
+            Err(refused) => format!("refused: {refused}"),
+        };
+        self.store
+            .record_admin_action(AdminAction {
+                action_id: ulid::Ulid::from_parts(now_ms, ulid::Ulid::new().random()).to_string(),
+                at_ms: now_ms,
+                actor,
+                action: "resolve_step_up".to_owned(),
+                target: ticket_id.to_owned(),
+                outcome,
+                peer,
+            })
+            .await?;
+        match &resolved {
+            Ok(ticket) => self
+                .events
+                .publish(Event::StepUpResolved(Arc::new(ticket.clone()))),
+            Err(_) => self.events.metrics().step_ups_resolved.add("refused", 1),
+        }
+        Ok(resolved)
     }
 
     /// CIMD -02 §8.4: compares the document with the one the tenant last approved for this

@@ -263,6 +263,7 @@ pub fn decision_query(request: proto::ListDecisionsRequest) -> Result<DecisionQu
         ip,
         fingerprint: non_empty(request.fingerprint),
         decision,
+        registration_type: None,
         since_ms: request
             .since
             .as_ref()
@@ -307,6 +308,8 @@ pub fn decision_record(record: DecisionRecord) -> proto::DecisionRecord {
 }
 
 pub fn step_up_ticket(ticket: StepUpTicket) -> proto::StepUp {
+    let client_id_host = ticket.client_id_host().unwrap_or_default();
+    let redirect_uri_hosts = ticket.redirect_uri_hosts();
     proto::StepUp {
         ticket_id: ticket.ticket_id,
         tenant: ticket.tenant,
@@ -324,18 +327,10 @@ pub fn step_up_ticket(ticket: StepUpTicket) -> proto::StepUp {
         resolver: ticket.resolver,
         note: ticket.note,
         fingerprint: ticket.fingerprint,
-        client_id_host: ticket
-            .client_id
-            .as_deref()
-            .and_then(host_of)
-            .unwrap_or_default(),
+        client_id_host,
         client_id: ticket.client_id.unwrap_or_default(),
         client_name: ticket.client_name.unwrap_or_default(),
-        redirect_uri_hosts: ticket
-            .binding
-            .as_ref()
-            .map(|binding| redirect_uri_hosts(&binding.client_metadata_json))
-            .unwrap_or_default(),
+        redirect_uri_hosts,
         document_sha256: ticket
             .binding
             .as_ref()
@@ -357,29 +352,6 @@ pub fn step_up_ticket(ticket: StepUpTicket) -> proto::StepUp {
             })
             .collect(),
     }
-}
-
-/// The host of a URL, as people reading a ticket compare it (a private-use scheme's
-/// `cursor://anysphere.cursor-mcp/…` has one too).
-fn host_of(url: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_owned))
-}
-
-/// The distinct hosts of the `redirect_uris` of normalized metadata, in order.
-fn redirect_uri_hosts(client_metadata_json: &str) -> Vec<String> {
-    let metadata: serde_json::Value =
-        serde_json::from_str(client_metadata_json).unwrap_or_default();
-    let mut hosts: Vec<String> = Vec::new();
-    for uri in metadata["redirect_uris"].as_array().into_iter().flatten() {
-        if let Some(host) = uri.as_str().and_then(host_of)
-            && !hosts.contains(&host)
-        {
-            hosts.push(host);
-        }
-    }
-    hosts
 }
 
 pub fn ticket_query(request: proto::ListStepUpsRequest) -> Result<TicketQuery, ServiceError> {

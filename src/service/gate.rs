@@ -53,9 +53,43 @@ impl Gate {
             None => None,
             Some(value) => Some(value.to_str().map_err(|_| AuthError::Malformed)?),
         };
+        Ok(check_presented(authorization, request.extensions(), check)?)
+    }
+
+    /// The caller of an HTTP request on the admin listener (`/metrics`, the console's
+    /// sign-in), if it holds `needed`: its `authorization` header (or `token`, a bearer
+    /// token from a form), else its client certificate.
+    pub fn admit_http(
+        &self,
+        headers: &http::HeaderMap,
+        extensions: &http::Extensions,
+        token: Option<&str>,
+        needed: Role,
+    ) -> Result<Identity, AuthError> {
+        let header = match headers.get(http::header::AUTHORIZATION) {
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| AuthError::Malformed)?.to_owned()),
+        };
+        let authorization = token.map(|token| format!("Bearer {token}")).or(header);
+        check_presented(authorization.as_deref(), extensions, |presented| {
+            self.credentials.authorize(presented, needed)
+        })
+    }
+
+    /// Whether callers are told apart at all (`[auth]` configured).
+    pub fn is_open(&self) -> bool {
+        *self.credentials == crate::auth::Credentials::Open
+    }
+}
+
+fn check_presented(
+    authorization: Option<&str>,
+    extensions: &http::Extensions,
+    check: impl FnOnce(Presented<'_>) -> Result<Identity, AuthError>,
+) -> Result<Identity, AuthError> {
+    {
         // A token, when sent, is who calls: the certificate is parsed only without one.
-        let der = request
-            .extensions()
+        let der = extensions
             .get::<TlsPeer>()
             .and_then(|peer| peer.certificate.as_ref())
             .filter(|_| authorization.is_none());
@@ -66,7 +100,7 @@ impl Gate {
                 .as_ref()
                 .map(|certificate| certificate as &dyn PresentedCertificate),
         };
-        Ok(check(presented)?)
+        check(presented)
     }
 }
 
@@ -74,9 +108,17 @@ impl Gate {
 pub fn peer<T>(request: &Request<T>) -> Option<String> {
     request
         .remote_addr()
+        .map(|addr| addr.to_string())
+        .or_else(|| peer_of(request.extensions()))
+}
+
+/// The caller's address from a request's extensions (what the listener put there).
+pub fn peer_of(extensions: &http::Extensions) -> Option<String> {
+    extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
         .or_else(|| {
-            request
-                .extensions()
+            extensions
                 .get::<TlsPeer>()
                 .and_then(|peer| peer.tcp.remote_addr())
         })

@@ -2,6 +2,7 @@
 //! hosts them with health and reflection. No decision logic lives here.
 
 mod admin;
+mod console;
 mod convert;
 mod gate;
 mod listener;
@@ -121,12 +122,17 @@ pub async fn run(
         .auth
         .reflection_requires_auth
         .then(|| Gate::new(app.credentials.clone()));
+    let tls_on = acceptor.is_some();
     let decisions = Routes::new(decision_api(&app)).add_service(health_service.clone());
-    let (decisions, admin_serving) = match admin {
-        None => (with_admin(decisions, &app), None),
+    let (decisions, decisions_http1, admin_serving) = match admin {
+        None => (
+            with_admin(decisions, &app, tls_on),
+            app.config.console.enabled,
+            None,
+        ),
         Some((admin_listener, _)) => {
             let routes = with_reflection(
-                with_admin(Routes::new(health_service), &app),
+                with_admin(Routes::new(health_service), &app, tls_on),
                 reflection_gate.clone(),
             )?;
             let serving = serve(
@@ -134,9 +140,10 @@ pub async fn run(
                 routes,
                 admin_listener,
                 acceptor.clone(),
+                app.config.console.enabled,
                 stopped(stopping.clone()),
             );
-            (decisions, Some(serving))
+            (decisions, false, Some(serving))
         }
     };
     let decision_serving = serve(
@@ -144,6 +151,7 @@ pub async fn run(
         with_reflection(decisions, reflection_gate)?,
         decision_listener,
         acceptor,
+        decisions_http1,
         stopped(stopping.clone()),
     );
     let serving = async move {
@@ -237,19 +245,21 @@ async fn bind(addr: &ListenAddr, mode: Option<u32>) -> Result<(Listener, ListenA
 type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 /// Serves `routes` on `listener` (over TLS when `tls` is set and the listener is TCP),
-/// within the configured limits, until `stopped`.
+/// within the configured limits, until `stopped`; `http1` also for HTTP/1.1 callers (the
+/// admin HTTP surface).
 fn serve(
     app: &App,
     routes: Routes,
     listener: Listener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    http1: bool,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Serving {
     let limits = listener::Limits {
         max_connections: app.config.server.max_connections,
         first_byte: app.config.server.first_byte_timeout,
     };
-    let router = server(app).add_routes(routes);
+    let router = server(app).accept_http1(http1).add_routes(routes);
     match listener {
         Listener::Tcp(tcp) => match tls {
             Some(acceptor) => Box::pin(router.serve_with_incoming_shutdown(
@@ -289,8 +299,9 @@ fn decision_api(app: &App) -> RegistrationServiceServer<RegistrationApi> {
     .max_decoding_message_size(max_message)
 }
 
-/// `routes` with `AdminService` and `StepUpService`: the admin API.
-fn with_admin(routes: Routes, app: &App) -> Routes {
+/// `routes` with `AdminService` and `StepUpService`, the admin API, and (unless
+/// `console.enabled = false`) the admin HTTP surface: console, metrics, probes.
+fn with_admin(routes: Routes, app: &App, tls: bool) -> Routes {
     let gate = Gate::new(app.credentials.clone());
     let admin = AdminServiceServer::new(AdminApi::new(
         app.engine.clone(),
@@ -300,9 +311,21 @@ fn with_admin(routes: Routes, app: &App) -> Routes {
     ));
     let step_ups = StepUpServiceServer::new(StepUpApi::new(app.engine.clone(), gate))
         .max_decoding_message_size(ADMIN_MESSAGE_BYTES);
-    routes
+    let routes = routes
         .add_service(admin.max_decoding_message_size(ADMIN_MESSAGE_BYTES))
-        .add_service(step_ups)
+        .add_service(step_ups);
+    if !app.config.console.enabled {
+        return routes;
+    }
+    let console = console::router(console::Console {
+        engine: app.engine.clone(),
+        reloader: app.reloader.clone(),
+        gate: Gate::new(app.credentials.clone()),
+        notifier: app.notifier.clone(),
+        tls,
+        session_ttl: app.config.console.session_ttl,
+    });
+    Routes::from(routes.into_axum_router().merge(console))
 }
 
 /// `routes` with gRPC server reflection, v1 and v1alpha (grpcurl speaks either), for the

@@ -16,7 +16,6 @@ use crate::proto::{
     GetStepUpRequest, ListStepUpsRequest, ListStepUpsResponse, ResolveStepUpRequest, StepUp,
 };
 use crate::step_up::{self, OperatorResolution};
-use crate::store::AdminAction;
 use crate::vocab::millis;
 
 pub struct StepUpApi {
@@ -130,33 +129,15 @@ impl StepUpService for StepUpApi {
             note,
             now_ms: millis(now),
         };
-        let resolved = self
-            .engine
-            .store()
-            .resolve_ticket(&request.ticket_id, resolution)
-            .await
-            .map_err(ServiceError::from)?;
-        let outcome = match &resolved {
-            Ok(ticket) => ticket.state.as_str().to_owned(),
-            Err(refused) => format!("refused: {refused}"),
-        };
         // The audit record is durable before the answer; a resolution whose record failed
         // is answered UNAVAILABLE, and repeating it (harmless) records it.
-        let action = AdminAction {
-            action_id: ulid::Ulid::from_datetime(now).to_string(),
-            at_ms: millis(now),
-            actor: match identity.name() {
-                Some(name) => name.to_owned(),
-                None => format!("{resolver} (unauthenticated)"),
-            },
-            action: "resolve_step_up".to_owned(),
-            target: request.ticket_id.clone(),
-            outcome,
-            peer,
+        let actor = match identity.name() {
+            Some(name) => name.to_owned(),
+            None => format!("{resolver} (unauthenticated)"),
         };
-        self.engine
-            .store()
-            .record_admin_action(action)
+        let resolved = self
+            .engine
+            .resolve_step_up(&request.ticket_id, resolution, actor, peer)
             .await
             .map_err(ServiceError::from)?;
         let ticket = resolved.map_err(ServiceError::from)?;

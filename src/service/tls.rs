@@ -95,7 +95,9 @@ pub fn acceptor(tls: &TlsConfig) -> Result<Option<(TlsAcceptor, Arc<Certificates
         }
     };
     let mut config = builder.with_cert_resolver(certificates.clone());
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // HTTP/1.1 for the console and `/metrics` on the admin listener (a browser or a
+    // scraper may not speak HTTP/2); gRPC clients pick h2.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some((TlsAcceptor::from(Arc::new(config)), certificates)))
 }
 

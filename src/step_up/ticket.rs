@@ -129,6 +129,44 @@ impl StepUpTicket {
     }
 }
 
+impl StepUpTicket {
+    /// The host of the CIMD client_id, for people reviewing the ticket.
+    pub fn client_id_host(&self) -> Option<String> {
+        self.client_id.as_deref().and_then(host_of)
+    }
+
+    /// The distinct hosts of the bound registration's `redirect_uris`, in order.
+    pub fn redirect_uri_hosts(&self) -> Vec<String> {
+        self.binding
+            .as_ref()
+            .map(|binding| redirect_uri_hosts(&binding.client_metadata_json))
+            .unwrap_or_default()
+    }
+}
+
+/// The host of a URL, as people reading a ticket compare it (a private-use scheme's
+/// `cursor://anysphere.cursor-mcp/…` has one too).
+fn host_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+}
+
+/// The distinct hosts of the `redirect_uris` of normalized metadata, in order.
+fn redirect_uri_hosts(client_metadata_json: &str) -> Vec<String> {
+    let metadata: serde_json::Value =
+        serde_json::from_str(client_metadata_json).unwrap_or_default();
+    let mut hosts: Vec<String> = Vec::new();
+    for uri in metadata["redirect_uris"].as_array().into_iter().flatten() {
+        if let Some(host) = uri.as_str().and_then(host_of)
+            && !hosts.contains(&host)
+        {
+            hosts.push(host);
+        }
+    }
+    hosts
+}
+
 /// The step-up ticket an answer (and its decision record) names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepUpRef {

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::StoreError;
+use crate::metrics::{BATCH_BUCKETS, Histogram, HistogramSnapshot, LATENCY_BUCKETS_MICROS};
 
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
@@ -24,6 +25,7 @@ type Waiter = oneshot::Sender<Result<(), StoreError>>;
 pub struct GroupCommit {
     waiters: mpsc::UnboundedSender<Waiter>,
     flushes: Arc<AtomicU64>,
+    timing: Arc<Timing>,
     /// Turns true once the flusher has stopped and let go of the database.
     stopped: watch::Receiver<bool>,
 }
@@ -34,17 +36,22 @@ impl GroupCommit {
         let disk = Disk::open(dir)?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let flushes = Arc::new(AtomicU64::new(0));
+        let timing = Arc::new(Timing {
+            micros: Histogram::new(&LATENCY_BUCKETS_MICROS),
+            batch: Histogram::new(&BATCH_BUCKETS),
+        });
         let (stopped_sender, stopped) = watch::channel(false);
         tokio::spawn(run_flusher(
             db,
             disk,
             receiver,
-            flushes.clone(),
+            (flushes.clone(), timing.clone()),
             stopped_sender,
         ));
         Ok(GroupCommit {
             waiters: sender,
             flushes,
+            timing,
             stopped,
         })
     }
@@ -64,6 +71,11 @@ impl GroupCommit {
         self.flushes.load(Ordering::Relaxed)
     }
 
+    /// How long group commits took (µs) and how many writes each made durable.
+    pub fn timing(&self) -> (HistogramSnapshot, HistogramSnapshot) {
+        (self.timing.micros.snapshot(), self.timing.batch.snapshot())
+    }
+
     /// Resolves once the flusher has stopped (every handle dropped) and released the
     /// database, so that the directory can be opened again.
     pub fn stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
@@ -75,11 +87,17 @@ impl GroupCommit {
     }
 }
 
+/// What the flusher measures of each group commit.
+struct Timing {
+    micros: Histogram,
+    batch: Histogram,
+}
+
 async fn run_flusher(
     db: sled::Db,
     disk: Disk,
     mut receiver: mpsc::UnboundedReceiver<Waiter>,
-    flushes: Arc<AtomicU64>,
+    (flushes, timing): (Arc<AtomicU64>, Arc<Timing>),
     stopped: watch::Sender<bool>,
 ) {
     let mut disk = Some(disk);
@@ -89,6 +107,7 @@ async fn run_flusher(
             batch.push(waiter);
         }
         let db = db.clone();
+        let started = std::time::Instant::now();
         let mut taken = disk
             .take()
             .expect("the disk handle is put back after each flush");
@@ -112,6 +131,10 @@ async fn run_flusher(
         };
         disk = Some(back);
         flushes.fetch_add(1, Ordering::Relaxed);
+        timing
+            .micros
+            .observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        timing.batch.observe(batch.len() as u64);
         for waiter in batch {
             let _ = waiter.send(result.clone());
         }

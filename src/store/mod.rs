@@ -37,6 +37,10 @@ pub struct StoreStats {
     pub decisions_shed: u64,
     /// Disk flushes; concurrent records share one (group commit).
     pub flushes: u64,
+    /// How long group commits took (µs), when the store commits in groups.
+    pub commit_micros: Option<crate::metrics::HistogramSnapshot>,
+    /// How many writes each group commit made durable.
+    pub commit_batch: Option<crate::metrics::HistogramSnapshot>,
 }
 
 /// What became of a decision given to [`Store::record`].

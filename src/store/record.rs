@@ -64,6 +64,7 @@ pub struct DecisionQuery {
     pub ip: Option<String>,
     pub fingerprint: Option<String>,
     pub decision: Option<Decision>,
+    pub registration_type: Option<RegistrationType>,
     /// Inclusive, milliseconds since the epoch.
     pub since_ms: Option<u64>,
     /// Exclusive, milliseconds since the epoch.

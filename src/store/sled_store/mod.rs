@@ -591,10 +591,15 @@ impl Store for SledStore {
     }
 
     fn stats(&self) -> StoreStats {
+        let reading = self.reading();
+        let (micros, batch) = reading.commit.timing();
         StoreStats {
             decisions_recorded: self.recorded.load(Ordering::Relaxed),
             decisions_shed: self.shed.load(Ordering::Relaxed),
-            flushes: self.earlier_flushes.load(Ordering::Relaxed) + self.reading().commit.flushes(),
+            flushes: self.earlier_flushes.load(Ordering::Relaxed) + reading.commit.flushes(),
+            // The generation in use (a compaction starts a new one).
+            commit_micros: Some(micros),
+            commit_batch: Some(batch),
         }
     }
 }

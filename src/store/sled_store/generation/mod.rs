@@ -367,6 +367,9 @@ fn matches(query: &DecisionQuery, record: &DecisionRecord) -> bool {
         && query
             .decision
             .is_none_or(|decision| decision == record.decision)
+        && query
+            .registration_type
+            .is_none_or(|kind| kind == record.registration_type)
 }
 
 fn parse_id(text: &str) -> Result<Ulid, StoreError> {

@@ -1,0 +1,807 @@
+//! The admin HTTP surface on the admin listener, beside `AdminService` and
+//! `StepUpService`: the approvals console (`/console`, server-rendered, no script),
+//! Prometheus metrics (`/metrics`) and the probes (`/healthz`, `/readyz`).
+//!
+//! The console signs in with an operator credential — a token posted once, or the TLS
+//! client certificate — and then uses a session cookie; every form carries the session's
+//! CSRF token, and a POST whose `Origin` is another site is refused. A caller without the
+//! `operator` role sees the sign-in page and nothing else. Resolving a ticket goes through
+//! `Engine::resolve_step_up`, like `ResolveStepUp`: the resolver is the signed-in identity.
+
+mod pages;
+mod session;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::gate::{self, Gate};
+use crate::app::reload::PolicyReloader;
+use crate::auth::Role;
+use crate::engine::Engine;
+use crate::metrics::Gauges;
+use crate::notify::Notifier;
+use crate::step_up::{OperatorResolution, TicketState};
+use crate::store::{DecisionQuery, TicketQuery};
+use crate::vocab::{RegistrationType, millis};
+use session::{SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions};
+
+/// The largest form body read.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Rows on a page of decisions.
+const PAGE_ROWS: usize = 50;
+/// Decisions of one fingerprint counted for the pending list (shown as `50+` beyond).
+const FINGERPRINT_COUNT: usize = 50;
+
+/// What the admin HTTP surface reads and changes.
+pub struct Console {
+    pub engine: Arc<Engine>,
+    pub reloader: Arc<PolicyReloader>,
+    pub gate: Gate,
+    pub notifier: Option<Arc<Notifier>>,
+    /// Whether the listener speaks TLS (the session cookie is then `Secure`).
+    pub tls: bool,
+    pub session_ttl: Duration,
+}
+
+struct Shared {
+    console: Console,
+    sessions: Sessions,
+}
+
+/// The routes of the admin HTTP surface.
+pub fn router(console: Console) -> Router {
+    let sessions = Sessions::new(console.session_ttl);
+    let shared = Arc::new(Shared { console, sessions });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/console", get(|| async { see_other("/console/pending") }))
+        .route("/console/", get(|| async { see_other("/console/pending") }))
+        .route("/console/style.css", get(style))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/pending", get(pending))
+        .route("/console/tickets/{id}", get(ticket))
+        .route("/console/tickets/{id}/resolve", post(resolve))
+        .route("/console/decisions", get(decisions))
+        .route("/console/decisions/{id}", get(decision))
+        .route("/console/policies", get(policies))
+        .with_state(shared)
+}
+
+type Shared_ = State<Arc<Shared>>;
+
+async fn healthz() -> Response {
+    text(StatusCode::OK, "ok\n")
+}
+
+/// Ready: policies in force and a store that takes writes (its last decision was
+/// recorded, and a flush reaches the disk now).
+async fn readyz(State(shared): Shared_) -> Response {
+    let engine = &shared.console.engine;
+    if engine.policies().policy_count() == 0 {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no policies in force\n",
+        );
+    }
+    if let Some(error) = engine.last_store_failure() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: the store refused the last decision: {error}\n"),
+        );
+    }
+    match engine.store().flush().await {
+        Ok(()) => text(StatusCode::OK, "ready\n"),
+        Err(error) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: the store cannot flush: {error}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(shared): Shared_, request: Request) -> Response {
+    let console = &shared.console;
+    if let Err(error) = console.gate.admit_http(
+        request.headers(),
+        request.extensions(),
+        None,
+        Role::Operator,
+    ) {
+        let status = match error {
+            crate::auth::AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        let mut response = text(status, &format!("{error}\n"));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"clientgate\""),
+        );
+        return response;
+    }
+    let engine = &console.engine;
+    let store = engine.store().clone();
+    let stats = store.stats();
+    let pending = tokio::task::spawn_blocking(move || count_pending(store.as_ref()))
+        .await
+        .unwrap_or(0);
+    let policies = engine.policies();
+    let gauges = Gauges {
+        pending_step_ups: pending,
+        policy_version: policies.version.clone(),
+        policy_loaded_at_secs: console
+            .reloader
+            .status()
+            .loaded_at
+            .map_or(0, |at| millis(at) / 1000),
+        decisions_recorded: stats.decisions_recorded,
+        decisions_shed: stats.decisions_shed,
+        store_commits: stats.flushes,
+        store_commit_micros: stats.commit_micros,
+        store_batch_size: stats.commit_batch,
+        webhook_queue: console.notifier.as_ref().map_or(0, |n| n.queued()),
+    };
+    let body = crate::metrics::render(engine.events().metrics(), &gauges);
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn count_pending(store: &dyn crate::store::Store) -> u64 {
+    let now = millis(SystemTime::now());
+    let mut query = TicketQuery {
+        state: Some(TicketState::Pending),
+        page_size: 1000,
+        ..TicketQuery::default()
+    };
+    let mut count = 0;
+    for _ in 0..100 {
+        let Ok(page) = store.list_tickets(&query, now) else {
+            break;
+        };
+        count += page.tickets.len() as u64;
+        match page.next_page_token {
+            Some(token) => query.page_token = Some(token),
+            None => break,
+        }
+    }
+    count
+}
+
+async fn style() -> Response {
+    let mut response = Response::new(Body::from(pages::STYLE));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css"));
+    response
+}
+
+/// The signed-in session of a request, if any.
+fn session_of(shared: &Shared, headers: &HeaderMap) -> Option<(String, Session)> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    let id = session::cookie(cookies, SESSION_COOKIE)?;
+    shared
+        .sessions
+        .get(id)
+        .map(|session| (id.to_owned(), session))
+}
+
+/// `Origin` of another site (a browser sends it on every POST): refused, whatever the
+/// cookies say.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
+    else {
+        return false;
+    };
+    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+        return true;
+    };
+    origin
+        .split_once("://")
+        .is_none_or(|(_, authority)| authority != host)
+}
+
+async fn sign_in_page(State(shared): Shared_, request: Request) -> Response {
+    sign_in_form(&shared, &request, None, StatusCode::OK)
+}
+
+fn sign_in_form(
+    shared: &Shared,
+    request: &Request,
+    problem: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let Ok(csrf) = session::random_token() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n");
+    };
+    let certificate = request
+        .extensions()
+        .get::<super::listener::TlsPeer>()
+        .is_some_and(|peer| peer.certificate.is_some());
+    let open = shared.console.gate.is_open();
+    let problem = problem.or(open.then_some(
+        "The console needs credentials: configure [[auth.tokens]] (or [[auth.clients]]) with the operator role.",
+    ));
+    let mut response = html(status, pages::sign_in(&csrf, problem, certificate));
+    set_cookie(
+        &mut response,
+        &session::set_cookie(
+            SIGN_IN_COOKIE,
+            &csrf,
+            Duration::from_secs(3600),
+            shared.console.tls,
+        ),
+    );
+    response
+}
+
+async fn sign_in(State(shared): Shared_, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = match read_form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let request = Request::from_parts(parts, Body::empty());
+    let expected = request
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|cookies| cookies.to_str().ok())
+        .and_then(|cookies| session::cookie(cookies, SIGN_IN_COOKIE))
+        .map(str::to_owned);
+    let posted = field(&form, "csrf");
+    if cross_site(request.headers())
+        || !expected.is_some_and(|expected| session::same_token(&expected, posted))
+    {
+        return sign_in_form(
+            &shared,
+            &request,
+            Some("The sign-in form expired or came from elsewhere; try again."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let console = &shared.console;
+    if console.gate.is_open() {
+        return sign_in_form(&shared, &request, None, StatusCode::FORBIDDEN);
+    }
+    let token = field(&form, "token").trim();
+    let with_certificate = field(&form, "certificate") == "1";
+    let token = (!with_certificate).then_some(token);
+    if token == Some("") {
+        return sign_in_form(
+            &shared,
+            &request,
+            Some("Enter an operator token."),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    let identity = match console.gate.admit_http(
+        &HeaderMap::new(),
+        request.extensions(),
+        token,
+        Role::Operator,
+    ) {
+        Ok(identity) => identity,
+        Err(error) => {
+            tracing::warn!(peer = ?peer(&request), %error, "console sign-in refused");
+            return sign_in_form(
+                &shared,
+                &request,
+                Some(&error.to_string()),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
+    };
+    let name = identity.name().unwrap_or("operator").to_owned();
+    let Ok(id) = shared.sessions.open(&name) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n");
+    };
+    tracing::info!(identity = %name, peer = ?peer(&request), "console sign-in");
+    let mut response = see_other("/console/pending");
+    set_cookie(
+        &mut response,
+        &session::set_cookie(SESSION_COOKIE, &id, shared.sessions.ttl(), console.tls),
+    );
+    set_cookie(
+        &mut response,
+        &session::set_cookie(SIGN_IN_COOKIE, "", Duration::ZERO, console.tls),
+    );
+    response
+}
+
+async fn sign_out(State(shared): Shared_, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = match read_form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    if let Some((id, session)) = session_of(&shared, &parts.headers)
+        && session::same_token(&session.csrf, field(&form, "csrf"))
+        && !cross_site(&parts.headers)
+    {
+        shared.sessions.close(&id);
+    } else {
+        return forbidden();
+    }
+    let mut response = see_other("/console/sign-in");
+    set_cookie(
+        &mut response,
+        &session::set_cookie(SESSION_COOKIE, "", Duration::ZERO, shared.console.tls),
+    );
+    response
+}
+
+async fn pending(State(shared): Shared_, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&shared, &headers) else {
+        return see_other("/console/sign-in");
+    };
+    let store = shared.console.engine.store().clone();
+    let now = millis(SystemTime::now());
+    let loaded = tokio::task::spawn_blocking(move || {
+        let page = store.list_tickets(
+            &TicketQuery {
+                state: Some(TicketState::Pending),
+                page_size: 200,
+                ..TicketQuery::default()
+            },
+            now,
+        )?;
+        let mut counts = Vec::new();
+        for ticket in &page.tickets {
+            let same = store.list_decisions(&DecisionQuery {
+                fingerprint: Some(ticket.fingerprint.clone()),
+                page_size: FINGERPRINT_COUNT,
+                ..DecisionQuery::default()
+            })?;
+            counts.push(if same.next_page_token.is_some() {
+                format!("{}+", same.decisions.len())
+            } else {
+                same.decisions.len().to_string()
+            });
+        }
+        Ok::<_, crate::store::StoreError>((page.tickets, counts))
+    })
+    .await;
+    let (tickets, counts) = match loaded {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(error)) => {
+            return page(
+                &session,
+                "Pending approvals",
+                &pages::problem(&error.to_string()),
+            );
+        }
+        Err(error) => {
+            return page(
+                &session,
+                "Pending approvals",
+                &pages::problem(&error.to_string()),
+            );
+        }
+    };
+    let rows: Vec<pages::PendingRow<'_>> = tickets
+        .iter()
+        .zip(counts)
+        .map(|(ticket, same_fingerprint)| pages::PendingRow {
+            ticket,
+            client_domain: client_domain(ticket),
+            same_fingerprint,
+            now_ms: now,
+        })
+        .collect();
+    page(&session, "Pending approvals", &pages::pending(&rows))
+}
+
+/// The registrable domain a ticket's client says it is from: its CIMD client_id's, else
+/// its `client_uri`'s.
+fn client_domain(ticket: &crate::step_up::StepUpTicket) -> Option<String> {
+    let host = ticket.client_id_host().or_else(|| {
+        let binding = ticket.binding.as_ref()?;
+        let metadata: serde_json::Value =
+            serde_json::from_str(&binding.client_metadata_json).ok()?;
+        let uri = url::Url::parse(metadata["client_uri"].as_str()?).ok()?;
+        uri.host_str().map(str::to_owned)
+    })?;
+    crate::registration::uri::registrable_domain(&host)
+}
+
+async fn ticket(State(shared): Shared_, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&shared, &headers) else {
+        return see_other("/console/sign-in");
+    };
+    ticket_page(&shared, &session, &id, None).await
+}
+
+async fn ticket_page(
+    shared: &Shared,
+    session: &Session,
+    id: &str,
+    notice: Option<String>,
+) -> Response {
+    let store = shared.console.engine.store().clone();
+    let ticket_id = id.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let Some(ticket) = store.get_ticket(&ticket_id)? else {
+            return Ok(None);
+        };
+        let opened_by = store.get_decision(&ticket.decision_id)?;
+        let earlier = store
+            .list_decisions(&DecisionQuery {
+                fingerprint: Some(ticket.fingerprint.clone()),
+                page_size: 20,
+                ..DecisionQuery::default()
+            })?
+            .decisions;
+        Ok::<_, crate::store::StoreError>(Some((ticket, opened_by, earlier)))
+    })
+    .await;
+    let title = format!("Ticket {id}");
+    match loaded {
+        Ok(Ok(Some((ticket, opened_by, earlier)))) => {
+            let mut body = notice
+                .map(|n| format!("<p class=\"box\" id=\"notice\">{}</p>", pages::esc(&n)))
+                .unwrap_or_default();
+            body.push_str(&pages::ticket(
+                &ticket,
+                client_domain(&ticket).as_deref(),
+                opened_by.as_ref(),
+                &earlier,
+                &session.csrf,
+                millis(SystemTime::now()),
+            ));
+            page(session, &title, &body)
+        }
+        Ok(Ok(None)) => {
+            let mut response = page(session, &title, &pages::problem("No such ticket."));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+        Ok(Err(error)) => page(session, &title, &pages::problem(&error.to_string())),
+        Err(error) => page(session, &title, &pages::problem(&error.to_string())),
+    }
+}
+
+async fn resolve(State(shared): Shared_, Path(id): Path<String>, request: Request) -> Response {
+    let peer = peer(&request);
+    let (parts, body) = request.into_parts();
+    let Some((_, session)) = session_of(&shared, &parts.headers) else {
+        return forbidden();
+    };
+    let form = match read_form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    if cross_site(&parts.headers) || !session::same_token(&session.csrf, field(&form, "csrf")) {
+        return forbidden();
+    }
+    let approve = match field(&form, "action") {
+        "approve" => true,
+        "deny" => false,
+        _ => return text(StatusCode::BAD_REQUEST, "`action` is approve or deny\n"),
+    };
+    let note: String = field(&form, "note")
+        .trim()
+        .chars()
+        .take(super::step_up::MAX_NOTE_CHARS)
+        .collect();
+    let resolution = OperatorResolution {
+        approve,
+        resolver: session.identity.clone(),
+        note,
+        now_ms: millis(SystemTime::now()),
+    };
+    let resolved = shared
+        .console
+        .engine
+        .resolve_step_up(&id, resolution, session.identity.clone(), peer)
+        .await;
+    let notice = match resolved {
+        Ok(Ok(ticket)) => {
+            tracing::info!(ticket_id = %ticket.ticket_id, state = ticket.state.as_str(), resolver = %session.identity, "step-up resolved in the console");
+            format!("Ticket {}.", ticket.state.as_str())
+        }
+        Ok(Err(refused)) => format!("Not resolved: {refused}"),
+        Err(error) => format!("Not resolved: the store failed: {error}"),
+    };
+    ticket_page(&shared, &session, &id, Some(notice)).await
+}
+
+async fn decisions(State(shared): Shared_, request: Request) -> Response {
+    let Some((_, session)) = session_of(&shared, request.headers()) else {
+        return see_other("/console/sign-in");
+    };
+    let query_text = request.uri().query().unwrap_or("");
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query_text.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let filters = pages::Filters {
+        decision: get("decision"),
+        tenant: get("tenant"),
+        kind: get("type"),
+        client: get("client"),
+        ip: get("ip"),
+        since: get("since"),
+        until: get("until"),
+    };
+    let fingerprint = get("fingerprint");
+    let now = SystemTime::now();
+    let query = match decision_query(&filters, &fingerprint, &get("page"), now) {
+        Ok(query) => query,
+        Err(problem) => {
+            let body = pages::problem(&problem) + &pages::decisions(&filters, &[], None);
+            return page(&session, "Decisions", &body);
+        }
+    };
+    let store = shared.console.engine.store().clone();
+    match tokio::task::spawn_blocking(move || store.list_decisions(&query)).await {
+        Ok(Ok(found)) => page(
+            &session,
+            "Decisions",
+            &pages::decisions(
+                &filters,
+                &found.decisions,
+                found.next_page_token.map(|token| token.to_string()),
+            ),
+        ),
+        Ok(Err(error)) => page(&session, "Decisions", &pages::problem(&error.to_string())),
+        Err(error) => page(&session, "Decisions", &pages::problem(&error.to_string())),
+    }
+}
+
+/// The store query of the decisions page's filters; `Err` names the filter at fault.
+fn decision_query(
+    filters: &pages::Filters,
+    fingerprint: &str,
+    page_token: &str,
+    now: SystemTime,
+) -> Result<DecisionQuery, String> {
+    let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    let decision = match filters.decision.as_str() {
+        "" => None,
+        text => Some(pages::decision_filter(text).ok_or(format!("`{text}` is not a decision"))?),
+    };
+    let registration_type = match filters.kind.as_str() {
+        "" => None,
+        "dcr" => Some(RegistrationType::Dcr),
+        "cimd" => Some(RegistrationType::Cimd),
+        other => return Err(format!("`{other}` is not dcr or cimd")),
+    };
+    let ip = match filters.ip.as_str() {
+        "" => None,
+        text => Some(
+            text.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("`{text}` is not an IP address"))?
+                .to_string(),
+        ),
+    };
+    let page_token = match page_token {
+        "" => None,
+        text => {
+            Some(ulid::Ulid::from_string(text).map_err(|_| "the page link is broken".to_owned())?)
+        }
+    };
+    Ok(DecisionQuery {
+        tenant: non_empty(&filters.tenant),
+        client_id: non_empty(&filters.client),
+        ip,
+        fingerprint: non_empty(fingerprint),
+        decision,
+        registration_type,
+        since_ms: instant(&filters.since, now, "since")?,
+        until_ms: instant(&filters.until, now, "until")?,
+        page_size: PAGE_ROWS,
+        page_token,
+    })
+}
+
+/// `1h`, `30m`, `7d` before `now`, or an RFC 3339 time, in milliseconds.
+pub fn instant(text: &str, now: SystemTime, name: &str) -> Result<Option<u64>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Some(ago) = crate::vocab::parse_age(text) {
+        return Ok(Some(millis(now).saturating_sub(ago.as_millis() as u64)));
+    }
+    crate::signals::rfc3339::parse(text)
+        .map(|time| Some(millis(time)))
+        .ok_or_else(|| {
+            format!("`{name}`: `{text}` is neither a time (RFC 3339) nor an age such as 1h")
+        })
+}
+
+async fn decision(State(shared): Shared_, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&shared, &headers) else {
+        return see_other("/console/sign-in");
+    };
+    let store = shared.console.engine.store().clone();
+    let wanted = id.clone();
+    let title = format!("Decision {id}");
+    match tokio::task::spawn_blocking(move || store.get_decision(&wanted)).await {
+        Ok(Ok(Some(record))) => page(&session, &title, &pages::decision(&record)),
+        Ok(Ok(None)) => {
+            let mut response = page(&session, &title, &pages::problem("No such decision."));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+        Ok(Err(error)) => page(&session, &title, &pages::problem(&error.to_string())),
+        Err(error) => page(&session, &title, &pages::problem(&error.to_string())),
+    }
+}
+
+async fn policies(State(shared): Shared_, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&shared, &headers) else {
+        return see_other("/console/sign-in");
+    };
+    let console = &shared.console;
+    let policies = console.engine.policies();
+    let shadow = console.engine.shadow();
+    let status = console.reloader.status();
+    let store = console.engine.store().clone();
+    let disagreements = tokio::task::spawn_blocking(move || store.list_disagreements(50, None))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|page| page.disagreements)
+        .unwrap_or_default();
+    let problems = status
+        .last_errors
+        .iter()
+        .map(|problem| {
+            let line = (problem.line > 0)
+                .then(|| std::fs::read_to_string(&problem.file).ok())
+                .flatten()
+                .and_then(|text| text.lines().nth(problem.line - 1).map(str::to_owned));
+            (
+                problem.file.display().to_string(),
+                problem.line,
+                problem.message.clone(),
+                line,
+            )
+        })
+        .collect();
+    let view = pages::PolicyView {
+        version: &policies.version,
+        policy_count: policies.policy_count(),
+        loaded_at: status.loaded_at.map(|at| pages::time(millis(at))),
+        shadow_version: shadow.as_ref().map(|shadow| shadow.version.as_str()),
+        refused_at: status.last_error_at.map(|at| pages::time(millis(at))),
+        problems,
+        disagreements: &disagreements,
+    };
+    page(&session, "Policies", &pages::policies(&view))
+}
+
+async fn read_form(body: Body) -> Result<Vec<(String, String)>, Response> {
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| text(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large\n"))?;
+    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(key, _)| key == name)
+        .map_or("", |(_, value)| value.as_str())
+}
+
+fn peer(request: &Request) -> Option<String> {
+    gate::peer_of(request.extensions())
+}
+
+fn page(session: &Session, title: &str, body: &str) -> Response {
+    html(
+        StatusCode::OK,
+        pages::layout(title, &session.identity, &session.csrf, body),
+    )
+}
+
+/// An HTML answer with the headers a page that approves registrations should carry.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    let mut response = (status, body.to_owned()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn forbidden() -> Response {
+    text(
+        StatusCode::FORBIDDEN,
+        "refused: sign in again (the form's CSRF token or the session is missing or wrong)\n",
+    )
+}
+
+fn see_other(location: &'static str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(location));
+    response
+}
+
+fn set_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_times_filter_decisions() {
+        let now = crate::vocab::from_millis(10_000_000);
+        assert_eq!(
+            instant("1h", now, "since"),
+            Ok(Some(10_000_000 - 3_600_000))
+        );
+        assert_eq!(instant("", now, "since"), Ok(None));
+        assert!(
+            instant("yesterday", now, "since")
+                .unwrap_err()
+                .contains("`since`")
+        );
+    }
+
+    #[test]
+    fn a_post_from_another_site_is_cross_site() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8443"));
+        assert!(!cross_site(&headers), "no Origin: a non-browser client");
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://127.0.0.1:8443"),
+        );
+        assert!(!cross_site(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(cross_site(&headers));
+    }
+}
