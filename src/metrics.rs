@@ -193,7 +193,7 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
         "clientgate_decision_duration_seconds",
         "Time from an Evaluate call's arrival to its recorded answer.",
         &metrics.decision_latency.snapshot(),
-        1e-6,
+        1e6,
     );
     counter(
         &mut out,
@@ -269,7 +269,7 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
             "clientgate_store_commit_duration_seconds",
             "Time of one group commit (flush and fdatasync).",
             commit,
-            1e-6,
+            1e6,
         );
     }
     if let Some(batch) = &gauges.store_batch_size {
@@ -331,7 +331,8 @@ fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: Vec<(
     }
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, snapshot: &HistogramSnapshot, scale: f64) {
+/// A histogram whose observed units are `divisor` times its exposed unit (µs for seconds).
+fn histogram(out: &mut String, name: &str, help: &str, snapshot: &HistogramSnapshot, divisor: f64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cumulative = 0;
     for (bound, count) in snapshot.bounds.iter().zip(snapshot.buckets) {
@@ -339,11 +340,11 @@ fn histogram(out: &mut String, name: &str, help: &str, snapshot: &HistogramSnaps
         let _ = writeln!(
             out,
             "{name}_bucket{{le=\"{}\"}} {cumulative}",
-            *bound as f64 * scale
+            *bound as f64 / divisor
         );
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", snapshot.count);
-    let _ = writeln!(out, "{name}_sum {}", snapshot.sum as f64 * scale);
+    let _ = writeln!(out, "{name}_sum {}", snapshot.sum as f64 / divisor);
     let _ = writeln!(out, "{name}_count {}", snapshot.count);
 }
 

@@ -198,7 +198,8 @@ fn session_of(shared: &Shared, headers: &HeaderMap) -> Option<(String, Session)>
 }
 
 /// `Origin` of another site (a browser sends it on every POST): refused, whatever the
-/// cookies say.
+/// cookies say. `Origin: null` (sent for privacy, e.g. by headless Chromium) names no site;
+/// the CSRF token still has to match.
 fn cross_site(headers: &HeaderMap) -> bool {
     let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
     else {
@@ -207,6 +208,9 @@ fn cross_site(headers: &HeaderMap) -> bool {
     let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
         return true;
     };
+    if origin == "null" {
+        return false;
+    }
     origin
         .split_once("://")
         .is_none_or(|(_, authority)| authority != host)
@@ -260,9 +264,17 @@ async fn sign_in(State(shared): Shared_, request: Request) -> Response {
         .and_then(|cookies| session::cookie(cookies, SIGN_IN_COOKIE))
         .map(str::to_owned);
     let posted = field(&form, "csrf");
-    if cross_site(request.headers())
-        || !expected.is_some_and(|expected| session::same_token(&expected, posted))
-    {
+    let refusal = if cross_site(request.headers()) {
+        Some("posted from another site")
+    } else if expected.is_none() {
+        Some("no sign-in cookie")
+    } else if !expected.is_some_and(|expected| session::same_token(&expected, posted)) {
+        Some("the form's token is not the cookie's")
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        tracing::warn!(peer = ?peer(&request), refusal, origin = ?request.headers().get(header::ORIGIN), "console sign-in form refused");
         return sign_in_form(
             &shared,
             &request,
