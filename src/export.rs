@@ -35,9 +35,16 @@ pub enum Target {
     },
 }
 
+/// What the writer thread is given.
+enum Item {
+    Line(Vec<u8>),
+    /// Answer once every line queued before it is written and flushed.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 /// The sink that queues decision lines for the writer thread.
 pub struct Exporter {
-    lines: SyncSender<Vec<u8>>,
+    lines: SyncSender<Item>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,6 +57,13 @@ impl Exporter {
             .name("decision-export".to_owned())
             .spawn(move || write_lines(output, receiver))?;
         Ok(Exporter { lines, metrics })
+    }
+
+    /// Waits (at most `timeout`) until every line queued so far is written: at shutdown,
+    /// so that the last decisions reach the export too.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let (done, written) = std::sync::mpsc::channel();
+        self.lines.send(Item::Flush(done)).is_ok() && written.recv_timeout(timeout).is_ok()
     }
 }
 
@@ -69,7 +83,7 @@ impl Sink for Exporter {
             _ => return,
         };
         line.push(b'\n');
-        match self.lines.try_send(line) {
+        match self.lines.try_send(Item::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.metrics.export_dropped.fetch_add(1, Ordering::Relaxed);
@@ -161,14 +175,27 @@ fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     std::fs::rename(path, numbered(1))
 }
 
-fn write_lines(mut output: Output, lines: Receiver<Vec<u8>>) {
+fn write_lines(mut output: Output, items: Receiver<Item>) {
     let mut failing = false;
-    while let Ok(line) = lines.recv() {
-        let mut result = output.write(&line);
-        while let (Ok(()), Ok(line)) = (&result, lines.try_recv()) {
-            result = output.write(&line);
+    while let Ok(first) = items.recv() {
+        let mut result = Ok(());
+        let mut flushed = Vec::new();
+        let mut item = Some(first);
+        while let Some(next) = item.take() {
+            match next {
+                Item::Line(line) => {
+                    if result.is_ok() {
+                        result = output.write(&line);
+                    }
+                }
+                Item::Flush(done) => flushed.push(done),
+            }
+            item = items.try_recv().ok();
         }
         let result = result.and_then(|()| output.flush());
+        for done in flushed {
+            let _ = done.send(());
+        }
         match (result, failing) {
             (Err(error), false) => {
                 warn!(%error, "cannot write the decision export; lines are lost until it works again");

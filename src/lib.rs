@@ -13,7 +13,8 @@
 //!
 //! - [`vocab`]: the words every layer shares: decisions, reasons, registration types, the
 //!   caller, the clock's unit. [`address`], beside it: the special-use address set and the
-//!   rules that refuse an address (pure), which validation and the fetcher both apply.
+//!   rules that refuse an address (pure), which validation and the fetcher both apply;
+//!   [`metrics`]: what clientgate counts and its Prometheus exposition.
 //! - [`registration`]: pure validation of registration metadata into normalized metadata
 //!   and typed findings; the profile table of disputed rules.
 //! - [`auth`]: who is calling (bearer tokens by their SHA-256) and the role each call
@@ -33,7 +34,8 @@
 //! - [`policy`] and [`cimd`]: loading the Cedar policy directory, building entities and
 //!   context, the outcome rules (approve, deny, step up, fail closed); Client ID Metadata
 //!   Documents: the client_id rules, the SSRF-guarded fetcher, document validation, the
-//!   cache.
+//!   cache. Beside them [`events`] (what happened, and the sinks that watch), [`notify`]
+//!   (signed webhooks from bounded queues) and [`export`] (a JSON line per decision).
 //! - [`engine`]: the pipeline: pure preparation and decision, and `Engine::evaluate`, which
 //!   does a decision's I/O (CIMD resolution, store reads, the durable record).
 //! - [`authoring`]: the policy author's tools (`check`, `eval`, `test`, `bench`) as functions
@@ -43,9 +45,11 @@
 //! - [`app`]: clientgate assembled from a configuration: engine, policies, store,
 //!   credentials, reload, maintenance.
 //! - [`service`] and [`proto`]: the gRPC edge (Evaluate, AdminService, StepUpService,
-//!   health, reflection, every RPC admitted by role) and the server's life; the generated
-//!   `clientgate.v1` types.
-//! - [`cli`]: the command line, one file per command.
+//!   health, reflection, every RPC admitted by role), the admin HTTP surface (the
+//!   approvals console, `/metrics`, `/healthz`, `/readyz`) and the server's life; the
+//!   generated `clientgate.v1` types.
+//! - [`cli`]: the command line, one file per command (`clientgate admin` is the operator's
+//!   client of the admin API).
 
 #![forbid(unsafe_code)]
 

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 /// one above. `errors` shares the store's layer: it maps the store's failures to gRPC
 /// statuses, and the store keeps OAuth error codes on decision records.
 const LAYERS: &[&[&str]] = &[
-    &["vocab", "address"],
+    &["vocab", "address", "metrics"],
     &["registration", "auth"],
     &["signals", "fingerprint", "step_up", "known_clients"],
     &["store", "errors"],
-    &["policy", "cimd"],
+    &["policy", "cimd", "events", "notify", "export"],
     &["engine"],
     &["authoring"],
     &["config"],

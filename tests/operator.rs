@@ -891,3 +891,166 @@ async fn readyz_and_healthz_answer_without_credentials() {
         assert_eq!(response.text().await.unwrap(), body);
     }
 }
+
+/// A signed-in session over plain HTTP: its cookie header value.
+async fn session(base: &str) -> String {
+    let signed_in = sign_in(base, OPERATOR_TOKEN).await;
+    assert_eq!(signed_in.status(), 303);
+    signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn page(base: &str, path: &str, cookie: &str) -> String {
+    let response = http()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_reload_is_shown_with_its_line_and_told_to_a_webhook() {
+    let (url, mut received) = receiver().await;
+    let policies = starter_copy();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &format!(
+            "[policy]\nwatch = false\n[notify]\nbackoff_ms = 50\n\
+             [[notify.webhooks]]\nurl = \"{url}\"\nevents = [\"policy.reload_failed\"]\n\
+             secret = \"a-webhook-signing-secret\"\nformat = \"slack\"\n"
+        ),
+    );
+    let server = Server::start(
+        policies.path(),
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let base = server.url();
+    let cookie = session(&base).await;
+    let before = page(&base, "/console/policies", &cookie).await;
+    assert!(before.contains("id=\"no-refusal\""), "{before}");
+
+    std::fs::write(
+        policies.path().join("50-broken.cedar"),
+        "@id(\"broken\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen { principal.no_such_attribute };\n",
+    )
+    .unwrap();
+    server.hangup();
+    next(&mut received).await; // the receiver answers the first delivery 500
+    let told = next(&mut received).await;
+    assert_eq!(told.header("clientgate-event"), "policy.reload_failed");
+    let body: Value = serde_json::from_slice(&told.body).unwrap();
+    let text = body["text"].as_str().expect("a Slack-compatible message");
+    assert!(
+        text.contains("refused") && text.contains("50-broken.cedar"),
+        "{text}"
+    );
+
+    let after = page(&base, "/console/policies", &cookie).await;
+    assert!(
+        after.contains("50-broken.cedar:4"),
+        "the file and line: {after}"
+    );
+    assert!(
+        after.contains("<pre>when { principal.no_such_attribute };</pre>"),
+        "the offending line itself: {after}"
+    );
+    let metrics = scrape(&server).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "clientgate_policy_reloads_total{result=\"refused\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_decisions_page_filters_and_pages_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "");
+    let base = server.url();
+    let ok = |n: usize| {
+        format!(
+            r#"{{"client_name":"Client {n}","client_uri":"https://ok{n}.example.com","redirect_uris":["https://ok{n}.example.com/cb"],"grant_types":["authorization_code"],"response_types":["code"],"token_endpoint_auth_method":"none","application_type":"web"}}"#
+        )
+    };
+    for n in 0..52 {
+        // One caller each: the starter policies hold back a flood from one address.
+        evaluate(&server, dcr(&ok(n), &format!("198.51.100.{}", n + 1))).await;
+    }
+    evaluate(&server, dcr("{not json", "203.0.113.31")).await;
+    let cookie = session(&base).await;
+
+    let first = page(
+        &base,
+        "/console/decisions?decision=approve&type=dcr",
+        &cookie,
+    )
+    .await;
+    assert_eq!(
+        first
+            .matches("<tr><td><a href=\"/console/decisions/")
+            .count(),
+        50,
+        "a page is 50 rows"
+    );
+    assert!(
+        first.contains("Client 51") && !first.contains("Client 1<"),
+        "newest first"
+    );
+    let marker = "id=\"next-page\" href=\"";
+    let start = first.find(marker).expect("a link to older decisions") + marker.len();
+    let next = first[start..start + first[start..].find('"').unwrap()].replace("&amp;", "&");
+    let second = page(&base, &next, &cookie).await;
+    assert_eq!(
+        second
+            .matches("<tr><td><a href=\"/console/decisions/")
+            .count(),
+        2
+    );
+    assert!(
+        second.contains("Client 1<") && second.contains("Client 0<"),
+        "{second}"
+    );
+
+    let denied = page(
+        &base,
+        "/console/decisions?decision=deny&ip=203.0.113.31",
+        &cookie,
+    )
+    .await;
+    assert_eq!(
+        denied
+            .matches("<tr><td><a href=\"/console/decisions/")
+            .count(),
+        1
+    );
+    let id_start = denied.find("/console/decisions/01").unwrap() + "/console/decisions/".len();
+    let id = &denied[id_start..id_start + 26];
+    let one = page(&base, &format!("/console/decisions/{id}"), &cookie).await;
+    assert!(
+        one.contains("id=\"decision\">deny") && one.contains("latency"),
+        "{one}"
+    );
+    assert!(
+        one.contains("invalid_json") || one.contains("not valid JSON") || one.contains("finding"),
+        "its findings: {one}"
+    );
+    let none = page(&base, "/console/decisions?type=cimd", &cookie).await;
+    assert!(none.contains("<p>None.</p>"), "no CIMD decisions were made");
+    let bad = page(&base, "/console/decisions?since=yesterday", &cookie).await;
+    assert!(
+        bad.contains("neither a time (RFC 3339) nor an age"),
+        "a bad filter is named: {bad}"
+    );
+}

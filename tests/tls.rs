@@ -370,3 +370,153 @@ async fn a_client_certificate_is_an_identity_with_the_roles_configured_for_its_s
         "a certificate of the client CA for no configured subject is nobody"
     );
 }
+
+/// A reqwest client over TLS to `localhost` (resolved to the server), trusting `root` and
+/// presenting `client` (PEM certificate and key) if given.
+fn https_client(addr: &str, root: &str, client: Option<(&str, &str)>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("localhost", addr.parse().unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap());
+    if let Some((cert, key)) = client {
+        builder = builder
+            .identity(reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+fn hidden_csrf(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a form with a CSRF token") + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+/// Posts the console's certificate sign-in form as the holder of `client`.
+async fn certificate_sign_in(client: &reqwest::Client, base: &str) -> reqwest::Response {
+    let page = client
+        .get(format!("{base}/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("; Secure"),
+        "cookies are Secure under TLS: {cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("id=\"certificate-sign-in\""),
+        "the certificate is offered: {body}"
+    );
+    let form = format!("csrf={}&certificate=1", hidden_csrf(&body));
+    client
+        .post(format!("{base}/console/sign-in"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_signs_in_to_the_console_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let ca = Ca::new("clientgate test CA");
+    let (cert, key) = ca.issue(&["localhost"], "clientgate");
+    write(dir.path(), "server.pem", &cert);
+    write(dir.path(), "server.key", &key);
+    let clients = Ca::new("clients CA");
+    let client_ca = write(dir.path(), "clients.pem", &clients.pem());
+    let server = tls_server(
+        dir.path(),
+        data.path(),
+        &format!(
+            "client_ca_file = \"{}\"\n\n\
+             [[auth.clients]]\nsubject = \"as.example.com\"\nroles = [\"evaluate\"]\n\n\
+             [[auth.clients]]\nsubject = \"ops.example.com\"\nroles = [\"operator\"]\n",
+            client_ca.display()
+        ),
+    );
+    let port = server.addr.rsplit(':').next().unwrap();
+    let base = format!("https://localhost:{port}");
+    let (ops_cert, ops_key) = clients.issue(&["ops.example.com"], "ops");
+    let ops = https_client(&server.addr, &ca.pem(), Some((&ops_cert, &ops_key)));
+    let signed_in = certificate_sign_in(&ops, &base).await;
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        session.starts_with("cg_session=") && session.contains("; Secure"),
+        "{session}"
+    );
+    let pending = ops
+        .get(format!("{base}/console/pending"))
+        .header("cookie", session.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pending.contains("<strong id=\"identity\">ops.example.com</strong>"),
+        "the certificate's subject is who signed in: {pending}"
+    );
+
+    let (as_cert, as_key) = clients.issue(&["as.example.com"], "as");
+    let the_as = https_client(&server.addr, &ca.pem(), Some((&as_cert, &as_key)));
+    let refused = certificate_sign_in(&the_as, &base).await;
+    assert_eq!(
+        refused.status(),
+        401,
+        "a certificate without the operator role"
+    );
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("lacks the `operator` role")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clientgate_admin_and_healthcheck_verify_the_server_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let ca = Ca::new("clientgate test CA");
+    let (cert, key) = ca.issue(&["localhost"], "clientgate");
+    write(dir.path(), "server.pem", &cert);
+    write(dir.path(), "server.key", &key);
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+    let other_ca = write(dir.path(), "other.pem", &Ca::new("another CA").pem());
+    let server = tls_server(dir.path(), data.path(), "");
+    let port = server.addr.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+    let run = |args: &[&str], ca: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clientgate"))
+            .args(args)
+            .args(["--server", &url, "--ca", ca.to_str().unwrap()])
+            .env_remove("CLIENTGATE_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let status = run(&["admin", "status"], &ca_file);
+    assert!(status.status.success(), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("policy version"));
+    let ready = run(&["healthcheck"], &ca_file);
+    assert!(ready.status.success(), "{ready:?}");
+    let untrusted = run(&["admin", "status"], &other_ca);
+    assert_eq!(
+        untrusted.status.code(),
+        Some(3),
+        "a server whose certificate the CA did not issue is not talked to: {untrusted:?}"
+    );
+    assert_eq!(run(&["healthcheck"], &other_ca).status.code(), Some(1));
+}

@@ -79,6 +79,8 @@ pub struct App {
     pub credentials: Arc<Credentials>,
     /// The webhooks' queues, when any are configured.
     pub notifier: Option<Arc<Notifier>>,
+    /// The decision export, when `log.decisions` is set.
+    pub exporter: Option<Arc<Exporter>>,
 }
 
 impl App {
@@ -114,10 +116,14 @@ impl App {
         if let Some(notifier) = &notifier {
             sinks.push(notifier.clone());
         }
-        if let Some(target) = config.log.export_target() {
-            sinks.push(Arc::new(
+        let exporter = match config.log.export_target() {
+            Some(target) => Some(Arc::new(
                 Exporter::start(target, metrics.clone()).map_err(AppError::Export)?,
-            ));
+            )),
+            None => None,
+        };
+        if let Some(exporter) = &exporter {
+            sinks.push(exporter.clone());
         }
         let engine = Arc::new(
             build_engine(&config, settings, policies, store.clone())?
@@ -140,6 +146,7 @@ impl App {
             reloader,
             credentials: Arc::new(credentials),
             notifier,
+            exporter,
         })
     }
 }

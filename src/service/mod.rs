@@ -176,6 +176,11 @@ pub async fn run(
         task.abort();
     }
     app.store.flush().await?;
+    if let Some(exporter) = &app.exporter
+        && !exporter.flush(std::time::Duration::from_secs(5))
+    {
+        warn!("the decision export did not finish writing within 5 s");
+    }
     let stats = app.store.stats();
     info!(
         decisions_recorded = stats.decisions_recorded,

@@ -77,7 +77,7 @@ pub fn sign_in(csrf: &str, problem: Option<&str>, certificate: bool) -> String {
 <form method="post" action="/console/sign-in" class="box"><input type="hidden" name="csrf" value="{csrf}">
 <label>Operator token<br><input type="password" name="token" id="token" size="60" autocomplete="off" autofocus></label>
 <p><button id="sign-in">Sign in</button></p></form>{certificate}
-<p>A token with the <code>operator</code> role (<code>clientgate token --role operator</code>), or a client certificate of an <code>[[auth.clients]]</code> subject with it.</p></main></body></html>"#,
+<p>A token with the <code>operator</code> role (<code>clientgate token new --name NAME --role operator</code>), or a client certificate of an <code>[[auth.clients]]</code> subject with it.</p></main></body></html>"#,
         csrf = esc(csrf),
     )
 }
