@@ -271,6 +271,25 @@ async fn a_cached_document_is_a_hit_and_is_listed_by_client_id() {
     assert_eq!(listed.decisions.len(), 2);
     assert_eq!(listed.decisions[0].registration_type, "cimd");
     assert_eq!(listed.decisions[0].client_id, client_id);
+
+    let metrics = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", setup.server.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (outcome, count) in [("miss", 1), ("hit", 1)] {
+        let series = format!("clientgate_cimd_documents_total{{outcome=\"{outcome}\"}} {count}\n");
+        assert!(
+            metrics.contains(&series),
+            "the metrics count the {outcome}: {metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

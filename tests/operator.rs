@@ -1054,3 +1054,35 @@ async fn the_decisions_page_filters_and_pages_newest_first() {
         "a bad filter is named: {bad}"
     );
 }
+
+#[tokio::test]
+async fn without_configured_credentials_the_console_stays_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&starter_policies(), &dir.path().join("data"), &[]);
+    let base = server.url();
+    let page = http()
+        .get(format!("{base}/console/sign-in"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("The console needs credentials"), "{page}");
+    let refused = sign_in(&base, "anything").await;
+    assert_eq!(
+        refused.status(),
+        403,
+        "nobody signs in when nobody can be told apart"
+    );
+    let pending = http()
+        .get(format!("{base}/console/pending"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.status(),
+        303,
+        "and every page sends back to the sign-in page"
+    );
+}
