@@ -62,8 +62,23 @@ impl Exporter {
     /// Waits (at most `timeout`) until every line queued so far is written: at shutdown,
     /// so that the last decisions reach the export too.
     pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
         let (done, written) = std::sync::mpsc::channel();
-        self.lines.send(Item::Flush(done)).is_ok() && written.recv_timeout(timeout).is_ok()
+        let mut item = Item::Flush(done);
+        // Never a blocking send: a writer stuck on a stalled stdout must not hold shutdown.
+        loop {
+            match self.lines.try_send(item) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                    item = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(_) => return false,
+            }
+        }
+        written
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 }
 
@@ -140,9 +155,11 @@ impl Output {
             } => {
                 if *size > 0 && *size + line.len() as u64 > *max_bytes {
                     file.flush()?;
+                    // Whatever fails below, the count restarts: a failing rotation is not
+                    // retried on every line (which would shift the kept files away).
+                    *size = 0;
                     rotate(path, *keep)?;
                     *file = append(path)?;
-                    *size = 0;
                 }
                 file.write_all(line)?;
                 *size += line.len() as u64;
@@ -159,13 +176,29 @@ impl Output {
     }
 }
 
+/// Opens `path` to append, creating it readable by its owner only (decision lines carry
+/// caller IPs and user agents).
 fn append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    // A file left by an earlier run with a wider mode is narrowed too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// `path.{keep-1}` → `path.{keep}` … `path` → `path.1`; the oldest beyond `keep` is removed.
 fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    if !path.exists() {
+        return Ok(());
+    }
     let _ = std::fs::remove_file(numbered(keep));
     for n in (1..keep).rev() {
         if numbered(n).exists() {

@@ -33,13 +33,23 @@ pub enum Format {
 }
 
 /// One configured webhook.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: url::Url,
     /// Event names from [`crate::events::WEBHOOK_EVENTS`].
     pub events: Vec<String>,
     pub secret: Vec<u8>,
     pub format: Format,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &shown(&self.url))
+            .field("events", &self.events)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How deliveries are made.
@@ -150,7 +160,7 @@ impl Sink for Notifier {
             };
             if sender.try_send(message).is_err() {
                 self.metrics.webhooks.add("dropped", 1);
-                warn!(url = %hook.url, event = name, "webhook queue full: notification dropped");
+                warn!(webhook = %shown(&hook.url), event = name, "webhook queue full: notification dropped");
             }
         }
     }
@@ -207,13 +217,32 @@ fn body_of(name: &str, data: &Value, format: Format) -> Vec<u8> {
     }
 }
 
-/// One line a person reads in a chat channel.
+/// `text` as plain text in a Slack message: `&`, `<`, `>` escaped (so a registration's
+/// `client_name` cannot make a link or a `<!channel>` mention), backticks and control or
+/// bidirectional characters dropped (no fake code spans or lines).
+fn slack_plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '`' => out.push('\''),
+            c if c.is_control() || crate::registration::names::is_bidi_control(c) => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One line a person reads in a chat channel. Every value is plain text (`slack_plain`);
+/// the only link is the operator-configured console URL.
 fn slack_text(name: &str, data: &Value) -> String {
-    let text = |key: &str| data[key].as_str().unwrap_or("").to_owned();
+    let text = |key: &str| slack_plain(data[key].as_str().unwrap_or(""));
     let client = match (data["client_name"].as_str(), data["client_id"].as_str()) {
-        (Some(name), Some(id)) => format!("{name} ({id})"),
-        (Some(name), None) => name.to_owned(),
-        (None, Some(id)) => id.to_owned(),
+        (Some(name), Some(id)) => format!("{} ({})", slack_plain(name), slack_plain(id)),
+        (Some(name), None) => slack_plain(name),
+        (None, Some(id)) => slack_plain(id),
         (None, None) => "a client".to_owned(),
     };
     let link = data["console_url"]
@@ -230,6 +259,7 @@ fn slack_text(name: &str, data: &Value) -> String {
                 .map(|reasons| reasons
                     .iter()
                     .filter_map(|r| r["message"].as_str())
+                    .map(slack_plain)
                     .collect::<Vec<_>>()
                     .join("; "))
                 .unwrap_or_default()
@@ -249,11 +279,25 @@ fn slack_text(name: &str, data: &Value) -> String {
                 .map(|errors| errors
                     .iter()
                     .filter_map(Value::as_str)
+                    .map(slack_plain)
                     .collect::<Vec<_>>()
                     .join("; "))
                 .unwrap_or_default()
         ),
     }
+}
+
+/// A webhook URL as the log shows it: scheme, host and port, never the path or query
+/// (an incoming-webhook URL is a bearer secret).
+fn shown(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default()
+    )
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(`secret`, `<timestamp>.<body>`).
@@ -280,16 +324,16 @@ async fn deliver(
             match send(&client, &hook, &message).await {
                 Ok(()) => {
                     metrics.webhooks.add("delivered", 1);
-                    debug!(url = %hook.url, event = message.event, attempt, "webhook delivered");
+                    debug!(webhook = %shown(&hook.url), event = message.event, attempt, "webhook delivered");
                     break;
                 }
                 Err(error) if attempt == delivery.max_attempts.max(1) => {
                     metrics.webhooks.add("failed", 1);
-                    warn!(url = %hook.url, event = message.event, attempt, %error, "webhook not delivered; giving up");
+                    warn!(webhook = %shown(&hook.url), event = message.event, attempt, %error, "webhook not delivered; giving up");
                 }
                 Err(error) => {
                     metrics.webhooks.add("retried", 1);
-                    warn!(url = %hook.url, event = message.event, attempt, %error, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
+                    warn!(webhook = %shown(&hook.url), event = message.event, attempt, %error, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(60));
                 }
@@ -315,7 +359,8 @@ async fn send(client: &reqwest::Client, hook: &Webhook, message: &Message) -> Re
         .body(message.body.clone())
         .send()
         .await
-        .map_err(|error| error.to_string())?;
+        // The URL may be a secret (a chat tool's incoming webhook): never in the log.
+        .map_err(|error| error.without_url().to_string())?;
     if response.status().is_success() {
         Ok(())
     } else {
@@ -341,6 +386,32 @@ mod tests {
             "the timestamp is signed"
         );
         assert_ne!(signed, signature(b"other", 1, b"x"), "the key matters");
+    }
+
+    #[test]
+    fn a_registration_cannot_put_links_mentions_or_lines_in_a_slack_message() {
+        let data = json!({
+            "ticket_id": "T1", "tenant": "acme",
+            "client_name": "Acme <https://evil.example/sign-in|Review> <!channel>\n`fake`\u{202e}",
+            "reasons": [],
+        });
+        let text = slack_text("step_up.opened", &data);
+        assert!(
+            !text.contains('<') && !text.contains('\n') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert!(
+            text.contains("Acme &lt;https://evil.example/sign-in|Review&gt; &lt;!channel&gt;"),
+            "{text}"
+        );
+        assert!(!text.contains("`fake`"), "{text}");
+    }
+
+    #[test]
+    fn the_log_shows_a_webhook_without_its_path() {
+        let url =
+            url::Url::parse("https://hooks.slack.example:8443/services/T000/B000/SECRET").unwrap();
+        assert_eq!(shown(&url), "https://hooks.slack.example:8443");
     }
 
     #[test]

@@ -332,6 +332,13 @@ async fn an_operator_approves_a_pending_registration_in_the_console_and_the_next
         "a real screenshot"
     );
     browser.click("#approve").await;
+    assert!(
+        browser
+            .url()
+            .await
+            .ends_with(&format!("/console/tickets/{ticket}?resolved=1")),
+        "post, redirect, get: a reload does not post again"
+    );
     assert_eq!(browser.text("#notice").await, "Ticket approved.");
     assert_eq!(browser.text("#state").await, "approved");
 
@@ -568,6 +575,9 @@ async fn clientgate_admin_lists_shows_and_approves_and_its_exit_status_says_what
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), format!("{ticket} approved by alice"));
+    let (code, out, err) = admin(&server.url(), token, &["approve", &ticket]);
+    assert_eq!(code, 0, "approving again is harmless: {err}");
+    assert_eq!(out.trim(), format!("{ticket} approved by alice"));
     let (code, _, err) = admin(&server.url(), token, &["deny", &ticket]);
     assert_eq!(code, 1, "a ticket already approved cannot be denied: {err}");
     assert!(err.contains("already"), "{err}");
@@ -594,6 +604,10 @@ async fn clientgate_admin_lists_shows_and_approves_and_its_exit_status_says_what
     assert!(
         out.contains("resolve_step_up") && out.contains("alice") && out.contains(&ticket),
         "{out}"
+    );
+    assert!(
+        out.contains("already approved"),
+        "the repeated approval is recorded as what it was: {out}"
     );
     let (code, out, _) = admin(&server.url(), token, &["status"]);
     assert_eq!(code, 0);

@@ -64,7 +64,7 @@ impl Store for BrokenDisk {
         &self,
         _: &str,
         _: OperatorResolution,
-    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
+    ) -> StoreFuture<'_, Result<(StepUpTicket, bool), ResolveError>> {
         Box::pin(async { Err(StoreError::Io("write failed".to_owned())) })
     }
     fn expire_tickets(&self, _: u64) -> Result<usize, StoreError> {

@@ -55,6 +55,8 @@ pub enum AppError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the secret file `{path}` of webhook {url} holds fewer than 16 characters")]
+    WeakSecret { url: String, path: String },
     #[error("cannot start the webhook client: {0}")]
     Webhooks(String),
     #[error("cannot open the decision export: {0}")]
@@ -151,6 +153,11 @@ impl App {
     }
 }
 
+/// A webhook URL as an error names it: scheme and host (the path may be a secret).
+fn shown_url(url: &url::Url) -> String {
+    format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""))
+}
+
 /// The webhooks of `[[notify.webhooks]]`, their secrets read, delivering on the current
 /// runtime; `None` when none is configured.
 fn notifier(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<Notifier>>, AppError> {
@@ -161,15 +168,24 @@ fn notifier(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<Notifie
     for hook in &config.notify.webhooks {
         let secret = match &hook.secret {
             WebhookSecret::Inline(secret) => secret.as_bytes().to_vec(),
-            WebhookSecret::File(path) => std::fs::read_to_string(path)
-                .map_err(|source| AppError::SecretFile {
-                    url: hook.url.to_string(),
-                    path: path.display().to_string(),
-                    source,
-                })?
-                .trim_end()
-                .as_bytes()
-                .to_vec(),
+            WebhookSecret::File(path) => {
+                let secret = std::fs::read_to_string(path)
+                    .map_err(|source| AppError::SecretFile {
+                        url: shown_url(&hook.url),
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                    .trim_end()
+                    .as_bytes()
+                    .to_vec();
+                if secret.len() < 16 {
+                    return Err(AppError::WeakSecret {
+                        url: shown_url(&hook.url),
+                        path: path.display().to_string(),
+                    });
+                }
+                secret
+            }
         };
         webhooks.push(Webhook {
             url: hook.url.clone(),

@@ -19,6 +19,13 @@ use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::step_up_service_client::StepUpServiceClient;
 use crate::proto::{self, StepUpState};
 
+/// `println!` of what a server said, made `printable`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", printable(&format!($($arg)*)))
+    };
+}
+
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// The admin listener: http://host:port, or https://host:port with --ca.
@@ -140,7 +147,7 @@ pub fn admin(args: AdminArgs) -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("clientgate admin: {}", failure.message);
+            eprintln!("clientgate admin: {}", printable(&failure.message));
             ExitCode::from(failure.code)
         }
     }
@@ -262,7 +269,7 @@ async fn run(args: AdminArgs) -> Result<(), Failure> {
             if json {
                 print_json(&step_up_json(&step_up));
             } else {
-                println!(
+                say!(
                     "{} {} by {}",
                     step_up.ticket_id,
                     state_name(step_up.state),
@@ -374,20 +381,20 @@ async fn run(args: AdminArgs) -> Result<(), Failure> {
                     "shadow_version": (!status.shadow_version.is_empty()).then_some(&status.shadow_version),
                 }));
             } else {
-                println!("policy version  {}", status.version);
-                println!("policies        {}", status.policy_count);
-                println!(
+                say!("policy version  {}", status.version);
+                say!("policies        {}", status.policy_count);
+                say!(
                     "loaded          {}",
                     status.loaded_at.as_ref().map(rfc3339).unwrap_or_default()
                 );
-                println!("profile         {}", status.profile);
+                say!("profile         {}", status.profile);
                 if !status.shadow_version.is_empty() {
-                    println!("shadow          {}", status.shadow_version);
+                    say!("shadow          {}", status.shadow_version);
                 }
                 if status.last_error.is_empty() {
-                    println!("last reload     ok");
+                    say!("last reload     ok");
                 } else {
-                    println!(
+                    say!(
                         "last refused    {}\n{}",
                         status
                             .last_error_at
@@ -513,39 +520,39 @@ async fn connect(server: &str, ca: Option<&std::path::Path>) -> Result<Channel, 
 }
 
 fn show(s: &proto::StepUp) {
-    println!("ticket          {}", s.ticket_id);
-    println!("state           {}", state_name(s.state));
-    println!("tenant          {}", s.tenant);
-    println!("client          {}", or_dash(&s.client_name));
-    println!("client_id       {}", or_dash(&s.client_id));
-    println!("redirect hosts  {}", s.redirect_uri_hosts.join(", "));
-    println!("challenges      {}", s.challenges.join(", "));
-    println!("opened by       {}", s.decision_id);
-    println!(
+    say!("ticket          {}", s.ticket_id);
+    say!("state           {}", state_name(s.state));
+    say!("tenant          {}", s.tenant);
+    say!("client          {}", or_dash(&s.client_name));
+    say!("client_id       {}", or_dash(&s.client_id));
+    say!("redirect hosts  {}", s.redirect_uri_hosts.join(", "));
+    say!("challenges      {}", s.challenges.join(", "));
+    say!("opened by       {}", s.decision_id);
+    say!(
         "created         {}",
         s.created_at.as_ref().map(rfc3339).unwrap_or_default()
     );
-    println!(
+    say!(
         "expires         {}",
         s.expires_at.as_ref().map(rfc3339).unwrap_or_default()
     );
     if !s.resolver.is_empty() {
-        println!("resolved by     {} {}", s.resolver, s.note);
+        say!("resolved by     {} {}", s.resolver, s.note);
     }
-    println!("why:");
+    say!("why:");
     for reason in &s.reasons {
-        println!("  {} ({})", reason.message, reason.policy_id);
+        say!("  {} ({})", reason.message, reason.policy_id);
     }
     for finding in &s.findings {
-        println!("  {} {}", finding.code, finding.message);
+        say!("  {} {}", finding.code, finding.message);
     }
-    println!("an approval registers:");
+    say!("an approval registers:");
     match serde_json::from_str::<Value>(&s.client_metadata_json) {
-        Ok(metadata) => println!(
+        Ok(metadata) => say!(
             "{}",
             serde_json::to_string_pretty(&metadata).unwrap_or_default()
         ),
-        Err(_) => println!("{}", s.client_metadata_json),
+        Err(_) => say!("{}", s.client_metadata_json),
     }
 }
 
@@ -646,8 +653,31 @@ fn print_json(value: &Value) {
     );
 }
 
-/// Columns padded to their widest cell.
+/// `text` safe to print on a terminal: control characters (an ESC sequence in a
+/// registration's `client_name` could rewrite the screen, set the clipboard or hide a
+/// redirect host) and bidirectional controls are shown escaped; newlines kept.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' || !(c.is_control() || crate::registration::names::is_bidi_control(c)) {
+            out.push(c);
+        } else {
+            out.push_str(&c.escape_unicode().to_string());
+        }
+    }
+    out
+}
+
+/// Columns padded to their widest cell, every cell `printable`.
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| printable(cell).replace('\n', " "))
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -668,5 +698,21 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     line(headers.iter().map(|h| (*h).to_owned()).collect());
     for row in rows {
         line(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registrations_escape_sequences_never_reach_the_terminal() {
+        let shown = printable("Evil\u{1b}]52;c;cGF3bmVk\u{7}\u{1b}[2J\u{202e}name\nnext");
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}') && !shown.contains('\u{202e}'),
+            "{shown}"
+        );
+        assert!(shown.starts_with("Evil\\u{1b}]52;"), "{shown}");
+        assert!(shown.ends_with("name\nnext"), "newlines stay: {shown}");
     }
 }

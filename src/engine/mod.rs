@@ -195,9 +195,9 @@ pub struct Engine {
     cimd: CimdSource,
     settings: EngineSettings,
     events: Events,
-    /// Why the store refused the last decision given to it; cleared by the next recorded one
-    /// (`/readyz` reports it).
-    store_failure: std::sync::Mutex<Option<String>>,
+    /// When and why the store refused the last decision given to it; cleared by the next
+    /// recorded one (`/readyz` reports it).
+    store_failure: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 impl Engine {
@@ -218,12 +218,16 @@ impl Engine {
         }
     }
 
-    /// Why the store refused the last decision, while no later one has been recorded.
-    pub fn last_store_failure(&self) -> Option<String> {
+    /// Why the store refused the last decision, if no later one has been recorded and it
+    /// happened within `within` (an older failure is for a fresh check to confirm: a
+    /// replica out of rotation gets no decisions that would clear it).
+    pub fn last_store_failure(&self, within: Duration) -> Option<String> {
         self.store_failure
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < within)
+            .map(|(_, why)| why.clone())
     }
 
     /// The engine publishing what it decides to `events` (metrics, webhooks, export).
@@ -325,7 +329,10 @@ impl Engine {
                         .store_failure
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    *failure = outcome.as_ref().err().map(ToString::to_string);
+                    *failure = outcome
+                        .as_ref()
+                        .err()
+                        .map(|error| (Instant::now(), error.to_string()));
                     drop(failure);
                     outcome?
                 }
@@ -388,7 +395,8 @@ impl Engine {
         let now_ms = resolution.now_ms;
         let resolved = self.store.resolve_ticket(ticket_id, resolution).await?;
         let outcome = match &resolved {
-            Ok(ticket) => ticket.state.as_str().to_owned(),
+            Ok((ticket, true)) => ticket.state.as_str().to_owned(),
+            Ok((ticket, false)) => format!("already {}", ticket.state.as_str()),
             Err(refused) => format!("refused: {refused}"),
         };
         self.store
@@ -403,12 +411,15 @@ impl Engine {
             })
             .await?;
         match &resolved {
-            Ok(ticket) => self
-                .events
-                .publish(Event::StepUpResolved(Arc::new(ticket.clone()))),
+            Ok((ticket, true)) => {
+                self.events
+                    .publish(Event::StepUpResolved(Arc::new(ticket.clone())));
+            }
+            // Repeating the resolution a ticket has is harmless and tells nobody again.
+            Ok((_, false)) => {}
             Err(_) => self.events.metrics().step_ups_resolved.add("refused", 1),
         }
-        Ok(resolved)
+        Ok(resolved.map(|(ticket, _)| ticket))
     }
 
     /// CIMD -02 §8.4: compares the document with the one the tenant last approved for this

@@ -92,12 +92,13 @@ pub trait Store: Send + Sync + 'static {
     /// reported as expired.
     fn list_tickets(&self, query: &TicketQuery, now_ms: u64) -> Result<TicketPage, StoreError>;
 
-    /// Applies an operator's resolution atomically and durably.
+    /// Applies an operator's resolution atomically and durably: the ticket afterwards, and
+    /// whether this resolution changed it (`false` when it repeats the one the ticket has).
     fn resolve_ticket(
         &self,
         ticket_id: &str,
         resolution: OperatorResolution,
-    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>>;
+    ) -> StoreFuture<'_, Result<(StepUpTicket, bool), ResolveError>>;
 
     /// Marks pending tickets past their expiry as expired; returns how many.
     fn expire_tickets(&self, now_ms: u64) -> Result<usize, StoreError>;

@@ -53,12 +53,24 @@ pub struct Console {
 struct Shared {
     console: Console,
     sessions: Sessions,
+    /// The last readiness answer and when it was made: probes share one check a second,
+    /// so that nobody can make the store sync by asking.
+    readiness: tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, String)>>,
 }
+
+/// How long a readiness answer is reused.
+const READINESS_FOR: Duration = Duration::from_secs(1);
+/// A store failure this recent makes the server not ready without a new check.
+const FAILURE_COUNTS_FOR: Duration = Duration::from_secs(10);
 
 /// The routes of the admin HTTP surface.
 pub fn router(console: Console) -> Router {
     let sessions = Sessions::new(console.session_ttl);
-    let shared = Arc::new(Shared { console, sessions });
+    let shared = Arc::new(Shared {
+        console,
+        sessions,
+        readiness: tokio::sync::Mutex::new(None),
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -86,24 +98,35 @@ async fn healthz() -> Response {
 /// Ready: policies in force and a store that takes writes (its last decision was
 /// recorded, and a flush reaches the disk now).
 async fn readyz(State(shared): Shared_) -> Response {
-    let engine = &shared.console.engine;
+    let mut last = shared.readiness.lock().await;
+    if let Some((at, status, body)) = last.as_ref()
+        && at.elapsed() < READINESS_FOR
+    {
+        return text(*status, body);
+    }
+    let (status, body) = readiness(&shared.console.engine).await;
+    *last = Some((std::time::Instant::now(), status, body.clone()));
+    text(status, &body)
+}
+
+async fn readiness(engine: &Engine) -> (StatusCode, String) {
     if engine.policies().policy_count() == 0 {
-        return text(
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no policies in force\n",
+            "not ready: no policies in force\n".to_owned(),
         );
     }
-    if let Some(error) = engine.last_store_failure() {
-        return text(
+    if let Some(error) = engine.last_store_failure(FAILURE_COUNTS_FOR) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("not ready: the store refused the last decision: {error}\n"),
+            format!("not ready: the store refused the last decision: {error}\n"),
         );
     }
     match engine.store().flush().await {
-        Ok(()) => text(StatusCode::OK, "ready\n"),
-        Err(error) => text(
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("not ready: the store cannot flush: {error}\n"),
+            format!("not ready: the store cannot flush: {error}\n"),
         ),
     }
 }
@@ -200,12 +223,20 @@ fn session_of(shared: &Shared, headers: &HeaderMap) -> Option<(String, Session)>
 /// `Origin` of another site (a browser sends it on every POST): refused, whatever the
 /// cookies say. `Origin: null` (sent for privacy, e.g. by headless Chromium) names no site;
 /// the CSRF token still has to match.
-fn cross_site(headers: &HeaderMap) -> bool {
-    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
-    else {
+fn cross_site(headers: &HeaderMap, uri: &http::Uri) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return false;
     };
-    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+    // HTTP/2 carries the host in `:authority` (the URI), HTTP/1.1 in `Host`.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            uri.authority()
+                .map(|authority| authority.as_str().to_owned())
+        });
+    let (Ok(origin), Some(host)) = (origin.to_str(), host) else {
         return true;
     };
     if origin == "null" {
@@ -264,7 +295,7 @@ async fn sign_in(State(shared): Shared_, request: Request) -> Response {
         .and_then(|cookies| session::cookie(cookies, SIGN_IN_COOKIE))
         .map(str::to_owned);
     let posted = field(&form, "csrf");
-    let refusal = if cross_site(request.headers()) {
+    let refusal = if cross_site(request.headers(), request.uri()) {
         Some("posted from another site")
     } else if expected.is_none() {
         Some("no sign-in cookie")
@@ -339,7 +370,7 @@ async fn sign_out(State(shared): Shared_, request: Request) -> Response {
     };
     if let Some((id, session)) = session_of(&shared, &parts.headers)
         && session::same_token(&session.csrf, field(&form, "csrf"))
-        && !cross_site(&parts.headers)
+        && !cross_site(&parts.headers, &parts.uri)
     {
         shared.sessions.close(&id);
     } else {
@@ -427,18 +458,43 @@ fn client_domain(ticket: &crate::step_up::StepUpTicket) -> Option<String> {
     crate::registration::uri::registrable_domain(&host)
 }
 
-async fn ticket(State(shared): Shared_, Path(id): Path<String>, headers: HeaderMap) -> Response {
+/// The longest ticket or decision id looked up (ULIDs have 26 characters).
+const MAX_ID_CHARS: usize = 64;
+
+async fn ticket(
+    State(shared): Shared_,
+    Path(id): Path<String>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let Some((_, session)) = session_of(&shared, &headers) else {
         return see_other("/console/sign-in");
     };
-    ticket_page(&shared, &session, &id, None).await
+    if !is_id(&id) {
+        return text(StatusCode::NOT_FOUND, "no such ticket\n");
+    }
+    let resolved = uri.query() == Some("resolved=1");
+    ticket_page(&shared, &session, &id, resolved.then_some(Notice::Resolved)).await
+}
+
+/// What a ticket page says above the ticket.
+enum Notice {
+    /// Just resolved: the page says the state it now has.
+    Resolved,
+    Refused(String),
+}
+
+/// A ticket or decision id as the store mints them (ULIDs: 26 letters and digits); anything
+/// else is looked up nowhere and never echoed into a header.
+fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_CHARS && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 async fn ticket_page(
     shared: &Shared,
     session: &Session,
     id: &str,
-    notice: Option<String>,
+    notice: Option<Notice>,
 ) -> Response {
     let store = shared.console.engine.store().clone();
     let ticket_id = id.to_owned();
@@ -460,6 +516,11 @@ async fn ticket_page(
     let title = format!("Ticket {id}");
     match loaded {
         Ok(Ok(Some((ticket, opened_by, earlier)))) => {
+            let notice = match notice {
+                Some(Notice::Resolved) => Some(format!("Ticket {}.", ticket.state.as_str())),
+                Some(Notice::Refused(why)) => Some(why),
+                None => None,
+            };
             let mut body = notice
                 .map(|n| format!("<p class=\"box\" id=\"notice\">{}</p>", pages::esc(&n)))
                 .unwrap_or_default();
@@ -493,8 +554,13 @@ async fn resolve(State(shared): Shared_, Path(id): Path<String>, request: Reques
         Ok(form) => form,
         Err(response) => return response,
     };
-    if cross_site(&parts.headers) || !session::same_token(&session.csrf, field(&form, "csrf")) {
+    if cross_site(&parts.headers, &parts.uri)
+        || !session::same_token(&session.csrf, field(&form, "csrf"))
+    {
         return forbidden();
+    }
+    if !is_id(&id) {
+        return text(StatusCode::NOT_FOUND, "no such ticket\n");
     }
     let approve = match field(&form, "action") {
         "approve" => true,
@@ -520,12 +586,17 @@ async fn resolve(State(shared): Shared_, Path(id): Path<String>, request: Reques
     let notice = match resolved {
         Ok(Ok(ticket)) => {
             tracing::info!(ticket_id = %ticket.ticket_id, state = ticket.state.as_str(), resolver = %session.identity, "step-up resolved in the console");
-            format!("Ticket {}.", ticket.state.as_str())
+            // Post, redirect, get: reloading the page does not post the form again.
+            return see_other_to(format!("/console/tickets/{id}?resolved=1"));
         }
         Ok(Err(refused)) => format!("Not resolved: {refused}"),
         Err(error) => format!("Not resolved: the store failed: {error}"),
     };
-    ticket_page(&shared, &session, &id, Some(notice)).await
+    let mut response = ticket_page(&shared, &session, &id, Some(Notice::Refused(notice))).await;
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::CONFLICT;
+    }
+    response
 }
 
 async fn decisions(State(shared): Shared_, request: Request) -> Response {
@@ -551,10 +622,10 @@ async fn decisions(State(shared): Shared_, request: Request) -> Response {
         ip: get("ip"),
         since: get("since"),
         until: get("until"),
+        fingerprint: get("fingerprint"),
     };
-    let fingerprint = get("fingerprint");
     let now = SystemTime::now();
-    let query = match decision_query(&filters, &fingerprint, &get("page"), now) {
+    let query = match decision_query(&filters, &get("page"), now) {
         Ok(query) => query,
         Err(problem) => {
             let body = pages::problem(&problem) + &pages::decisions(&filters, &[], None);
@@ -580,7 +651,6 @@ async fn decisions(State(shared): Shared_, request: Request) -> Response {
 /// The store query of the decisions page's filters; `Err` names the filter at fault.
 fn decision_query(
     filters: &pages::Filters,
-    fingerprint: &str,
     page_token: &str,
     now: SystemTime,
 ) -> Result<DecisionQuery, String> {
@@ -613,7 +683,7 @@ fn decision_query(
         tenant: non_empty(&filters.tenant),
         client_id: non_empty(&filters.client),
         ip,
-        fingerprint: non_empty(fingerprint),
+        fingerprint: non_empty(&filters.fingerprint),
         decision,
         registration_type,
         since_ms: instant(&filters.since, now, "since")?,
@@ -642,6 +712,9 @@ async fn decision(State(shared): Shared_, Path(id): Path<String>, headers: Heade
     let Some((_, session)) = session_of(&shared, &headers) else {
         return see_other("/console/sign-in");
     };
+    if !is_id(&id) {
+        return text(StatusCode::NOT_FOUND, "no such decision\n");
+    }
     let store = shared.console.engine.store().clone();
     let wanted = id.clone();
     let title = format!("Decision {id}");
@@ -775,6 +848,18 @@ fn see_other(location: &'static str) -> Response {
     response
 }
 
+/// 303 to a path made of checked parts (`is_id`).
+fn see_other_to(location: String) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    match HeaderValue::from_str(&location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "bad location\n"),
+    }
+}
+
 fn set_cookie(response: &mut Response, cookie: &str) {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -802,18 +887,29 @@ mod tests {
 
     #[test]
     fn a_post_from_another_site_is_cross_site() {
+        let origin = |value: &'static str| HeaderValue::from_static(value);
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8443"));
-        assert!(!cross_site(&headers), "no Origin: a non-browser client");
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://127.0.0.1:8443"),
+        headers.insert(header::HOST, origin("127.0.0.1:8443"));
+        let uri = http::Uri::from_static("/console/sign-in");
+        assert!(
+            !cross_site(&headers, &uri),
+            "no Origin: a non-browser client"
         );
-        assert!(!cross_site(&headers));
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
+        headers.insert(header::ORIGIN, origin("https://127.0.0.1:8443"));
+        assert!(!cross_site(&headers, &uri));
+        headers.insert(header::ORIGIN, origin("https://evil.example"));
+        assert!(cross_site(&headers, &uri));
+        headers.remove(header::HOST);
+        let h2 = http::Uri::from_static("https://127.0.0.1:8443/console/sign-in");
+        assert!(
+            cross_site(&headers, &h2),
+            "over HTTP/2 the authority is compared"
         );
-        assert!(cross_site(&headers));
+        headers.insert(header::ORIGIN, origin("https://127.0.0.1:8443"));
+        assert!(!cross_site(&headers, &h2));
+        assert!(
+            cross_site(&headers, &uri),
+            "no host to compare with: refused"
+        );
     }
 }

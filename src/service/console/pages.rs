@@ -336,6 +336,8 @@ pub struct Filters {
     pub ip: String,
     pub since: String,
     pub until: String,
+    /// Set by the link from a decision's page (decisions of the same registration).
+    pub fingerprint: String,
 }
 
 pub fn decisions(filters: &Filters, records: &[DecisionRecord], next: Option<String>) -> String {
@@ -353,7 +355,7 @@ pub fn decisions(filters: &Filters, records: &[DecisionRecord], next: Option<Str
 <label>Client id<input name="client" value="{client}"></label>
 <label>IP<input name="ip" value="{ip}"></label>
 <label>Since (RFC 3339, or 1h, 7d)<input name="since" value="{since}"></label>
-<label>Until (RFC 3339)<input name="until" value="{until}"></label>
+<label>Until (RFC 3339)<input name="until" value="{until}"></label>{fingerprint}
 <button>Filter</button></form>"#,
         any = option("", "any", &filters.decision),
         a = option("approve", "approve", &filters.decision),
@@ -367,6 +369,14 @@ pub fn decisions(filters: &Filters, records: &[DecisionRecord], next: Option<Str
         ip = esc(&filters.ip),
         since = esc(&filters.since),
         until = esc(&filters.until),
+        fingerprint = if filters.fingerprint.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<label>Fingerprint<input name=\"fingerprint\" value=\"{}\"></label>",
+                esc(&filters.fingerprint)
+            )
+        },
     );
     out.push_str(&decision_table(records));
     if let Some(next) = next {
@@ -378,6 +388,7 @@ pub fn decisions(filters: &Filters, records: &[DecisionRecord], next: Option<Str
             .append_pair("ip", &filters.ip)
             .append_pair("since", &filters.since)
             .append_pair("until", &filters.until)
+            .append_pair("fingerprint", &filters.fingerprint)
             .append_pair("page", &next)
             .finish();
         let _ = write!(
@@ -405,7 +416,7 @@ pub fn decision(record: &DecisionRecord) -> String {
     let mut out = format!(
         r#"<div class="box"><p><span class="{class}" id="decision">{decision}</span> · {at} · tenant <code>{tenant}</code> · {kind} · latency {latency} µs · policy version <code>{version}</code></p>
 <p>Client: {client} · client_id <code>{client_id}</code> · IP <code>{ip}</code> · user agent <code>{agent}</code></p>
-<p>Obligations: {obligations} · fingerprint <a href="/console/decisions?client=&amp;fingerprint={fp}"><code>{fp}</code></a>{ticket}{redeemed}{error}</p></div>"#,
+<p>Obligations: {obligations} · fingerprint <a href="/console/decisions?fingerprint={fp}"><code>{fp}</code></a>{ticket}{redeemed}{error}</p></div>"#,
         class = record.decision.as_str(),
         decision = record.decision.as_str(),
         at = esc(&time(record.decided_at_ms)),

@@ -488,7 +488,7 @@ impl Store for SledStore {
         &self,
         ticket_id: &str,
         resolution: OperatorResolution,
-    ) -> StoreFuture<'_, Result<StepUpTicket, ResolveError>> {
+    ) -> StoreFuture<'_, Result<(StepUpTicket, bool), ResolveError>> {
         let ticket_id = ticket_id.to_owned();
         Box::pin(async move {
             let (outcome, generation) = {

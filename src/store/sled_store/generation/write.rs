@@ -150,7 +150,7 @@ impl Writer<'_> {
         &self,
         ticket_id: &str,
         resolution: &OperatorResolution,
-    ) -> Result<Result<StepUpTicket, ResolveError>, StoreError> {
+    ) -> Result<Result<(StepUpTicket, bool), ResolveError>, StoreError> {
         let ticket_id = ticket_id.to_owned();
         let outcome = self.generation.tickets.transaction(|tickets| {
             let Some(bytes) = tickets.get(ticket_id.as_bytes())? else {
@@ -169,7 +169,7 @@ impl Writer<'_> {
                             .map_err(ConflictableTransactionError::Abort)?;
                         tickets.insert(ticket_id.as_bytes(), json)?;
                     }
-                    Ok(Ok(ticket))
+                    Ok(Ok((ticket, changed)))
                 }
                 Err(refusal) => Ok(Err(ResolveError::Refused(refusal))),
             }
