@@ -89,6 +89,45 @@ impl Events {
             sink.publish(&event);
         }
     }
+
+    /// Publishes a decision: counted from the record itself, and copied into an event only
+    /// when a sink watches (the answer's path pays for no copy it does not need).
+    pub fn decided(&self, record: &DecisionRecord, kept: bool, cimd_outcome: Option<&'static str>) {
+        count_decision(&self.metrics, record, cimd_outcome);
+        if self.sinks.is_empty() {
+            return;
+        }
+        let event = Event::Decided {
+            record: Arc::new(record.clone()),
+            kept,
+            cimd_outcome,
+        };
+        for sink in self.sinks.iter() {
+            sink.publish(&event);
+        }
+    }
+}
+
+fn count_decision(metrics: &Metrics, record: &DecisionRecord, cimd_outcome: Option<&'static str>) {
+    metrics.decisions.add(
+        (
+            record.decision.as_str(),
+            record.registration_type.as_str(),
+            metrics.tenant_label(&record.tenant),
+        ),
+        1,
+    );
+    metrics.decision_latency.observe(record.latency_micros);
+    if record
+        .findings
+        .iter()
+        .any(|finding| finding.code == crate::registration::Code::PolicyEvaluationError)
+    {
+        metrics.policy_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(outcome) = cimd_outcome {
+        metrics.cimd.add(outcome, 1);
+    }
 }
 
 /// What the metrics count of `event`.
@@ -98,27 +137,7 @@ fn count(metrics: &Metrics, event: &Event) {
             record,
             cimd_outcome,
             ..
-        } => {
-            metrics.decisions.add(
-                (
-                    record.decision.as_str(),
-                    record.registration_type.as_str(),
-                    metrics.tenant_label(&record.tenant),
-                ),
-                1,
-            );
-            metrics.decision_latency.observe(record.latency_micros);
-            if record
-                .findings
-                .iter()
-                .any(|finding| finding.code == crate::registration::Code::PolicyEvaluationError)
-            {
-                metrics.policy_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(outcome) = cimd_outcome {
-                metrics.cimd.add(outcome, 1);
-            }
-        }
+        } => count_decision(metrics, record, *cimd_outcome),
         Event::StepUpOpened(_) => {
             metrics.step_ups_opened.fetch_add(1, Ordering::Relaxed);
         }

@@ -337,11 +337,11 @@ impl Engine {
                     outcome?
                 }
             };
-            self.events.publish(Event::Decided {
-                record: Arc::new(record.clone()),
-                kept: recorded == Recorded::Kept,
-                cimd_outcome: cimd_outcome(&input, &answer),
-            });
+            self.events.decided(
+                &record,
+                recorded == Recorded::Kept,
+                cimd_outcome(&input, &answer),
+            );
             if recorded == Recorded::Shed {
                 // A repeated denial of a malformed registration, over the store's budget:
                 // answered and counted, not kept (so it has no id to look up).
