@@ -123,12 +123,16 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver runs");
+        // In a process group of its own, so that the browser it starts goes with it.
+        let driver = std::os::unix::process::CommandExt::process_group(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .expect("chromedriver runs");
         let base = format!("http://127.0.0.1:{port}");
         let client = http();
         let mut ready = false;
@@ -271,7 +275,13 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Stops chromedriver and every Chromium process it started (its process group), even
+    /// when the test failed half-way.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--"])
+            .arg(format!("-{}", self.driver.id()))
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

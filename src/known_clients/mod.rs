@@ -196,6 +196,26 @@ pub struct KnownClient {
     pub pins: Vec<(String, Pin)>,
     pub source: String,
     pub checked: String,
+    /// The folded forms of `name` and `also_named` (what a claim is compared with),
+    /// computed when the registry is read.
+    skeletons: Vec<String>,
+}
+
+/// What a registration's `client_name` claims, folded once per decision: the whole name
+/// and its base before a parenthesised or dashed suffix ("Claude Code (my server)").
+pub struct Claim([String; 2]);
+
+impl Claim {
+    pub fn of(client_name: &str) -> Claim {
+        let base = client_name
+            .split(['(', '[', '|'])
+            .next()
+            .unwrap_or_default()
+            .split(" - ")
+            .next()
+            .unwrap_or_default();
+        Claim([skeleton(client_name), skeleton(base)])
+    }
 }
 
 impl KnownClient {
@@ -233,18 +253,12 @@ impl KnownClient {
     /// case, spacing, punctuation and look-alike characters folded, alone or followed by a
     /// parenthesised or dashed suffix ("Claude Code (my server)").
     pub fn is_claimed_by(&self, client_name: &str) -> bool {
-        let base = client_name
-            .split(['(', '[', '|'])
-            .next()
-            .unwrap_or_default()
-            .split(" - ")
-            .next()
-            .unwrap_or_default();
-        let claimed = [skeleton(client_name), skeleton(base)];
-        std::iter::once(&self.name)
-            .chain(&self.also_named)
-            .map(|name| skeleton(name))
-            .any(|known| !known.is_empty() && claimed.contains(&known))
+        self.is_claimed(&Claim::of(client_name))
+    }
+
+    /// [`KnownClient::is_claimed_by`] with the claim folded already.
+    pub fn is_claimed(&self, claim: &Claim) -> bool {
+        self.skeletons.iter().any(|known| claim.0.contains(known))
     }
 }
 
@@ -366,6 +380,11 @@ impl Registry {
                     ));
                 }
             }
+            let skeletons = std::iter::once(&written.name)
+                .chain(&written.also_named)
+                .map(|name| skeleton(name))
+                .filter(|folded| !folded.is_empty())
+                .collect();
             clients.push(KnownClient {
                 id: written.id,
                 name: written.name,
@@ -379,6 +398,7 @@ impl Registry {
                 pins,
                 source: written.source,
                 checked: written.checked,
+                skeletons,
             });
         }
         if problems.is_empty() {
@@ -408,9 +428,10 @@ impl Registry {
         let claimed: Vec<&KnownClient> = presented
             .client_name
             .map(|name| {
+                let claim = Claim::of(name);
                 self.clients
                     .iter()
-                    .filter(|client| client.is_claimed_by(name))
+                    .filter(|client| client.is_claimed(&claim))
                     .collect()
             })
             .unwrap_or_default();

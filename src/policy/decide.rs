@@ -53,7 +53,8 @@ impl PolicyOutcome {
 impl PolicyBundle {
     /// Decides one registration. Never fails: anything that goes wrong is a deny.
     pub fn decide(&self, signals: &Signals, principal_id: &str, explain: bool) -> PolicyOutcome {
-        let inputs = match self.cedar_inputs(signals, principal_id) {
+        let imitated = self.imitated_name(signals);
+        let inputs = match self.cedar_inputs_imitating(signals, principal_id, imitated) {
             Ok(inputs) => inputs,
             Err(error) => return fail_closed(vec![("request".to_owned(), error.to_string())]),
         };
@@ -63,7 +64,7 @@ impl PolicyBundle {
         let permit_response =
             authorizer.is_authorized(&inputs.request, &self.permits, &inputs.entities);
         let mut outcome = self.apply_rules(signals, &forbid_response, &permit_response);
-        if let Some(known) = self.imitated_name(signals) {
+        if let Some(known) = imitated {
             outcome.findings.push(Finding {
                 code: Code::ClientNameConfusable,
                 severity: Severity::Warning,

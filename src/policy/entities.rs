@@ -54,12 +54,23 @@ impl PolicyBundle {
         signals: &Signals,
         principal_id: &str,
     ) -> Result<CedarInputs, EntityError> {
+        self.cedar_inputs_imitating(signals, principal_id, self.imitated_name(signals))
+    }
+
+    /// [`PolicyBundle::cedar_inputs`] with the known name the registration imitates, when
+    /// the caller has looked it up already (deciding looks once).
+    pub(super) fn cedar_inputs_imitating(
+        &self,
+        signals: &Signals,
+        principal_id: &str,
+        imitated: Option<&str>,
+    ) -> Result<CedarInputs, EntityError> {
         let known = signals
             .known_client
             .as_deref()
             .and_then(|id| self.registry.get(id));
         let principal = client_entity(signals, principal_id, known)?;
-        let context = context_of(signals, self.imitated_name(signals))?;
+        let context = context_of(signals, imitated)?;
         let resource = uid("Tenant", &signals.tenant);
         let action = uid(
             "Action",
@@ -128,10 +139,11 @@ impl PolicyBundle {
             .known_names
             .get(&signals.tenant)
             .or_else(|| self.known_names.get("default"))?;
+        let folded = crate::registration::names::Folded::of(name);
         known
             .iter()
-            .find(|known| crate::registration::names::imitates(name, known))
-            .map(String::as_str)
+            .find(|known| folded.imitates(known))
+            .map(|known| known.name.as_str())
     }
 
     /// A tenant that `entities.json` does not declare takes the attributes and parents of

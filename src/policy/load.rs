@@ -231,7 +231,9 @@ fn tenant_capabilities(tenants: &[(String, serde_json::Value)]) -> HashMap<Strin
 }
 
 /// Each declared tenant's `known_client_names` attribute (empty when it has none).
-fn known_client_names(tenants: &[(String, serde_json::Value)]) -> HashMap<String, Vec<String>> {
+fn known_client_names(
+    tenants: &[(String, serde_json::Value)],
+) -> HashMap<String, Vec<crate::registration::names::Folded>> {
     tenants
         .iter()
         .map(|(tenant, attrs)| {
@@ -241,7 +243,9 @@ fn known_client_names(tenants: &[(String, serde_json::Value)]) -> HashMap<String
                 .map(|names| {
                     names
                         .iter()
-                        .filter_map(|name| name.as_str().map(str::to_owned))
+                        .filter_map(|name| {
+                            name.as_str().map(crate::registration::names::Folded::of)
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

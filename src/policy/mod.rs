@@ -60,7 +60,8 @@ pub struct PolicyBundle {
     default_tenant: serde_json::Value,
     /// Each declared tenant's `known_client_names` (`default` for undeclared tenants): the
     /// names a registration must not imitate with look-alike characters.
-    known_names: HashMap<String, Vec<String>>,
+    /// Each tenant's `known_client_names`, folded once for look-alike comparison.
+    known_names: HashMap<String, Vec<crate::registration::names::Folded>>,
     /// The known-clients registry (`known-clients.toml`), whose entries are `KnownClient`
     /// entities in [`PolicyBundle::entities`].
     registry: Registry,

@@ -72,16 +72,35 @@ pub fn skeleton(name: &str) -> String {
 /// Whether `name` imitates `known`: the same once look-alikes are folded, but not the same
 /// name in another case or spacing — which would be no disguise at all.
 pub fn imitates(name: &str, known: &str) -> bool {
-    let plain = |text: &str| -> String {
-        text.chars()
-            .filter(|c| c.is_alphanumeric())
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
-    let skeleton_of_name = skeleton(name);
-    !skeleton_of_name.is_empty()
-        && skeleton_of_name == skeleton(known)
-        && plain(name) != plain(known)
+    Folded::of(name).imitates(&Folded::of(known))
+}
+
+/// A name folded both ways `imitates` compares, computed once: for a known name when the
+/// policies load, for a registration's name once per decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Folded {
+    pub name: String,
+    skeleton: String,
+    plain: String,
+}
+
+impl Folded {
+    pub fn of(name: &str) -> Folded {
+        Folded {
+            name: name.to_owned(),
+            skeleton: skeleton(name),
+            plain: name
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect(),
+        }
+    }
+
+    /// Whether this name imitates `known` (see [`imitates`]).
+    pub fn imitates(&self, known: &Folded) -> bool {
+        !self.skeleton.is_empty() && self.skeleton == known.skeleton && self.plain != known.plain
+    }
 }
 
 /// Fullwidth ASCII (U+FF01–FF5E) as ASCII.
