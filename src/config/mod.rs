@@ -13,6 +13,7 @@
 mod env;
 mod load;
 mod raw;
+mod tables;
 
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,10 @@
 //! `operator` role sees the sign-in page and nothing else. Resolving a ticket goes through
 //! `Engine::resolve_step_up`, like `ResolveStepUp`: the resolver is the signed-in identity.
 
+mod monitoring;
 mod pages;
 mod session;
+mod sign_in;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -58,11 +60,6 @@ struct Shared {
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, String)>>,
 }
 
-/// How long a readiness answer is reused.
-const READINESS_FOR: Duration = Duration::from_secs(1);
-/// A store failure this recent makes the server not ready without a new check.
-const FAILURE_COUNTS_FOR: Duration = Duration::from_secs(10);
-
 /// The routes of the admin HTTP surface.
 pub fn router(console: Console) -> Router {
     let sessions = Sessions::new(console.session_ttl);
@@ -91,296 +88,14 @@ pub fn router(console: Console) -> Router {
 
 type Shared_ = State<Arc<Shared>>;
 
-async fn healthz() -> Response {
-    text(StatusCode::OK, "ok\n")
-}
-
-/// Ready: policies in force and a store that takes writes (its last decision was
-/// recorded, and a flush reaches the disk now).
-async fn readyz(State(shared): Shared_) -> Response {
-    let mut last = shared.readiness.lock().await;
-    if let Some((at, status, body)) = last.as_ref()
-        && at.elapsed() < READINESS_FOR
-    {
-        return text(*status, body);
-    }
-    let (status, body) = readiness(&shared.console.engine).await;
-    *last = Some((std::time::Instant::now(), status, body.clone()));
-    text(status, &body)
-}
-
-async fn readiness(engine: &Engine) -> (StatusCode, String) {
-    if engine.policies().policy_count() == 0 {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no policies in force\n".to_owned(),
-        );
-    }
-    if let Some(error) = engine.last_store_failure(FAILURE_COUNTS_FOR) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the store refused the last decision: {error}\n"),
-        );
-    }
-    match engine.store().flush().await {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the store cannot flush: {error}\n"),
-        ),
-    }
-}
-
-async fn metrics(State(shared): Shared_, request: Request) -> Response {
-    let console = &shared.console;
-    if let Err(error) = console.gate.admit_http(
-        request.headers(),
-        request.extensions(),
-        None,
-        Role::Operator,
-    ) {
-        let status = match error {
-            crate::auth::AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        let mut response = text(status, &format!("{error}\n"));
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"clientgate\""),
-        );
-        return response;
-    }
-    let engine = &console.engine;
-    let store = engine.store().clone();
-    let stats = store.stats();
-    let pending = tokio::task::spawn_blocking(move || count_pending(store.as_ref()))
-        .await
-        .unwrap_or(0);
-    let policies = engine.policies();
-    let gauges = Gauges {
-        pending_step_ups: pending,
-        policy_version: policies.version.clone(),
-        policy_loaded_at_secs: console
-            .reloader
-            .status()
-            .loaded_at
-            .map_or(0, |at| millis(at) / 1000),
-        decisions_recorded: stats.decisions_recorded,
-        decisions_shed: stats.decisions_shed,
-        store_commits: stats.flushes,
-        store_commit_micros: stats.commit_micros,
-        store_batch_size: stats.commit_batch,
-        webhook_queue: console.notifier.as_ref().map_or(0, |n| n.queued()),
-    };
-    let body = crate::metrics::render(engine.events().metrics(), &gauges);
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
-
-fn count_pending(store: &dyn crate::store::Store) -> u64 {
-    let now = millis(SystemTime::now());
-    let mut query = TicketQuery {
-        state: Some(TicketState::Pending),
-        page_size: 1000,
-        ..TicketQuery::default()
-    };
-    let mut count = 0;
-    for _ in 0..100 {
-        let Ok(page) = store.list_tickets(&query, now) else {
-            break;
-        };
-        count += page.tickets.len() as u64;
-        match page.next_page_token {
-            Some(token) => query.page_token = Some(token),
-            None => break,
-        }
-    }
-    count
-}
+use monitoring::{healthz, metrics, readyz};
+use sign_in::{cross_site, session_of, sign_in, sign_in_page, sign_out};
 
 async fn style() -> Response {
     let mut response = Response::new(Body::from(pages::STYLE));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css"));
-    response
-}
-
-/// The signed-in session of a request, if any.
-fn session_of(shared: &Shared, headers: &HeaderMap) -> Option<(String, Session)> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    let id = session::cookie(cookies, SESSION_COOKIE)?;
-    shared
-        .sessions
-        .get(id)
-        .map(|session| (id.to_owned(), session))
-}
-
-/// `Origin` of another site (a browser sends it on every POST): refused, whatever the
-/// cookies say. `Origin: null` (sent for privacy, e.g. by headless Chromium) names no site;
-/// the CSRF token still has to match.
-fn cross_site(headers: &HeaderMap, uri: &http::Uri) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return false;
-    };
-    // HTTP/2 carries the host in `:authority` (the URI), HTTP/1.1 in `Host`.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| {
-            uri.authority()
-                .map(|authority| authority.as_str().to_owned())
-        });
-    let (Ok(origin), Some(host)) = (origin.to_str(), host) else {
-        return true;
-    };
-    if origin == "null" {
-        return false;
-    }
-    origin
-        .split_once("://")
-        .is_none_or(|(_, authority)| authority != host)
-}
-
-async fn sign_in_page(State(shared): Shared_, request: Request) -> Response {
-    sign_in_form(&shared, &request, None, StatusCode::OK)
-}
-
-fn sign_in_form(
-    shared: &Shared,
-    request: &Request,
-    problem: Option<&str>,
-    status: StatusCode,
-) -> Response {
-    let Ok(csrf) = session::random_token() else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n");
-    };
-    let certificate = request
-        .extensions()
-        .get::<super::listener::TlsPeer>()
-        .is_some_and(|peer| peer.certificate.is_some());
-    let open = shared.console.gate.is_open();
-    let problem = problem.or(open.then_some(
-        "The console needs credentials: configure [[auth.tokens]] (or [[auth.clients]]) with the operator role.",
-    ));
-    let mut response = html(status, pages::sign_in(&csrf, problem, certificate));
-    set_cookie(
-        &mut response,
-        &session::set_cookie(
-            SIGN_IN_COOKIE,
-            &csrf,
-            Duration::from_secs(3600),
-            shared.console.tls,
-        ),
-    );
-    response
-}
-
-async fn sign_in(State(shared): Shared_, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let form = match read_form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let request = Request::from_parts(parts, Body::empty());
-    let expected = request
-        .headers()
-        .get(header::COOKIE)
-        .and_then(|cookies| cookies.to_str().ok())
-        .and_then(|cookies| session::cookie(cookies, SIGN_IN_COOKIE))
-        .map(str::to_owned);
-    let posted = field(&form, "csrf");
-    let refusal = if cross_site(request.headers(), request.uri()) {
-        Some("posted from another site")
-    } else if expected.is_none() {
-        Some("no sign-in cookie")
-    } else if !expected.is_some_and(|expected| session::same_token(&expected, posted)) {
-        Some("the form's token is not the cookie's")
-    } else {
-        None
-    };
-    if let Some(refusal) = refusal {
-        tracing::warn!(peer = ?peer(&request), refusal, origin = ?request.headers().get(header::ORIGIN), "console sign-in form refused");
-        return sign_in_form(
-            &shared,
-            &request,
-            Some("The sign-in form expired or came from elsewhere; try again."),
-            StatusCode::FORBIDDEN,
-        );
-    }
-    let console = &shared.console;
-    if console.gate.is_open() {
-        return sign_in_form(&shared, &request, None, StatusCode::FORBIDDEN);
-    }
-    let token = field(&form, "token").trim();
-    let with_certificate = field(&form, "certificate") == "1";
-    let token = (!with_certificate).then_some(token);
-    if token == Some("") {
-        return sign_in_form(
-            &shared,
-            &request,
-            Some("Enter an operator token."),
-            StatusCode::UNAUTHORIZED,
-        );
-    }
-    let identity = match console.gate.admit_http(
-        &HeaderMap::new(),
-        request.extensions(),
-        token,
-        Role::Operator,
-    ) {
-        Ok(identity) => identity,
-        Err(error) => {
-            tracing::warn!(peer = ?peer(&request), %error, "console sign-in refused");
-            return sign_in_form(
-                &shared,
-                &request,
-                Some(&error.to_string()),
-                StatusCode::UNAUTHORIZED,
-            );
-        }
-    };
-    let name = identity.name().unwrap_or("operator").to_owned();
-    let Ok(id) = shared.sessions.open(&name) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n");
-    };
-    tracing::info!(identity = %name, peer = ?peer(&request), "console sign-in");
-    let mut response = see_other("/console/pending");
-    set_cookie(
-        &mut response,
-        &session::set_cookie(SESSION_COOKIE, &id, shared.sessions.ttl(), console.tls),
-    );
-    set_cookie(
-        &mut response,
-        &session::set_cookie(SIGN_IN_COOKIE, "", Duration::ZERO, console.tls),
-    );
-    response
-}
-
-async fn sign_out(State(shared): Shared_, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let form = match read_form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    if let Some((id, session)) = session_of(&shared, &parts.headers)
-        && session::same_token(&session.csrf, field(&form, "csrf"))
-        && !cross_site(&parts.headers, &parts.uri)
-    {
-        shared.sessions.close(&id);
-    } else {
-        return forbidden();
-    }
-    let mut response = see_other("/console/sign-in");
-    set_cookie(
-        &mut response,
-        &session::set_cookie(SESSION_COOKIE, "", Duration::ZERO, shared.console.tls),
-    );
     response
 }
 
@@ -882,34 +597,6 @@ mod tests {
             instant("yesterday", now, "since")
                 .unwrap_err()
                 .contains("`since`")
-        );
-    }
-
-    #[test]
-    fn a_post_from_another_site_is_cross_site() {
-        let origin = |value: &'static str| HeaderValue::from_static(value);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, origin("127.0.0.1:8443"));
-        let uri = http::Uri::from_static("/console/sign-in");
-        assert!(
-            !cross_site(&headers, &uri),
-            "no Origin: a non-browser client"
-        );
-        headers.insert(header::ORIGIN, origin("https://127.0.0.1:8443"));
-        assert!(!cross_site(&headers, &uri));
-        headers.insert(header::ORIGIN, origin("https://evil.example"));
-        assert!(cross_site(&headers, &uri));
-        headers.remove(header::HOST);
-        let h2 = http::Uri::from_static("https://127.0.0.1:8443/console/sign-in");
-        assert!(
-            cross_site(&headers, &h2),
-            "over HTTP/2 the authority is compared"
-        );
-        headers.insert(header::ORIGIN, origin("https://127.0.0.1:8443"));
-        assert!(!cross_site(&headers, &h2));
-        assert!(
-            cross_site(&headers, &uri),
-            "no host to compare with: refused"
         );
     }
 }
