@@ -289,7 +289,7 @@ fn slack_text(name: &str, data: &Value) -> String {
 
 /// A webhook URL as the log shows it: scheme, host and port, never the path or query
 /// (an incoming-webhook URL is a bearer secret).
-fn shown(url: &url::Url) -> String {
+pub fn shown(url: &url::Url) -> String {
     format!(
         "{}://{}{}",
         url.scheme(),

@@ -272,10 +272,7 @@ async fn a_cached_document_is_a_hit_and_is_listed_by_client_id() {
     assert_eq!(listed.decisions[0].registration_type, "cimd");
     assert_eq!(listed.decisions[0].client_id, client_id);
 
-    let metrics = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
+    let metrics = http()
         .get(format!("{}/metrics", setup.server.url()))
         .send()
         .await

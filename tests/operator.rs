@@ -89,14 +89,6 @@ fn with_ticket(ticket_id: &str) -> EvaluateRequest {
     }
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 // ---- the browser ---------------------------------------------------------------------
 
 /// A chromedriver process and one headless Chromium session.
@@ -411,12 +403,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
-}
-
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).expect("the form has the field") + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 #[tokio::test]

@@ -386,12 +386,6 @@ fn https_client(addr: &str, root: &str, client: Option<(&str, &str)>) -> reqwest
     builder.build().unwrap()
 }
 
-fn hidden_csrf(page: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = page.find(marker).expect("a form with a CSRF token") + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
-}
-
 /// Posts the console's certificate sign-in form as the holder of `client`.
 async fn certificate_sign_in(client: &reqwest::Client, base: &str) -> reqwest::Response {
     let page = client
@@ -410,7 +404,7 @@ async fn certificate_sign_in(client: &reqwest::Client, base: &str) -> reqwest::R
         body.contains("id=\"certificate-sign-in\""),
         "the certificate is offered: {body}"
     );
-    let form = format!("csrf={}&certificate=1", hidden_csrf(&body));
+    let form = format!("csrf={}&certificate=1", hidden(&body, "csrf"));
     client
         .post(format!("{base}/console/sign-in"))
         .header("cookie", cookie)

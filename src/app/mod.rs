@@ -153,11 +153,6 @@ impl App {
     }
 }
 
-/// A webhook URL as an error names it: scheme and host (the path may be a secret).
-fn shown_url(url: &url::Url) -> String {
-    format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""))
-}
-
 /// The webhooks of `[[notify.webhooks]]`, their secrets read, delivering on the current
 /// runtime; `None` when none is configured.
 fn notifier(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<Notifier>>, AppError> {
@@ -171,7 +166,7 @@ fn notifier(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<Notifie
             WebhookSecret::File(path) => {
                 let secret = std::fs::read_to_string(path)
                     .map_err(|source| AppError::SecretFile {
-                        url: shown_url(&hook.url),
+                        url: crate::notify::shown(&hook.url),
                         path: path.display().to_string(),
                         source,
                     })?
@@ -180,7 +175,7 @@ fn notifier(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<Notifie
                     .to_vec();
                 if secret.len() < 16 {
                     return Err(AppError::WeakSecret {
-                        url: shown_url(&hook.url),
+                        url: crate::notify::shown(&hook.url),
                         path: path.display().to_string(),
                     });
                 }

@@ -204,3 +204,20 @@ pub const BLOCKED_CLIENT: &str =
 pub const CROSS_DOMAIN_CLIENT: &str = r#"{"client_name":"Example","client_uri":"https://app.example.com","redirect_uris":["https://callbacks.other.example.net/cb"]}"#;
 pub const LOOPBACK_CLIENT: &str = r#"{"client_name":"CLI","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}"#;
 pub const FRAGMENT_CLIENT: &str = r#"{"redirect_uris":["https://c.example/cb#frag"]}"#;
+
+/// An HTTP client for clientgate's admin HTTP surface on loopback: no proxy, no redirects
+/// followed (a test sees the console's 303s).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of the hidden form field `name` in a console page.
+pub fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).expect("the form has the field") + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
