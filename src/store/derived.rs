@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use super::{FingerprintStats, RateKey};
 
+/// The resolution of the rate buckets.
+pub const MINUTE_MS: u64 = 60_000;
+
 /// Rate buckets and fingerprint approvals, shared by every call.
 #[derive(Default)]
 pub struct Derived {
@@ -49,17 +52,19 @@ impl Derived {
         }
     }
 
-    /// For each key, the registrations counted within each window (newest minute
-    /// included, one-minute resolution).
+    /// For each key, the registrations counted within each window ending at `now_ms`: a
+    /// sliding window over minute buckets, where the bucket the window starts in counts
+    /// for the part of its minute inside the window, rounded up. A burst on either side of
+    /// a minute boundary is counted together, never reset to zero by the clock.
     pub fn rate_counts(
         &self,
         keys: &[RateKey],
         windows: &[Duration],
-        now_minute: u64,
+        now_ms: u64,
     ) -> Vec<Vec<u64>> {
         let rates = lock(&self.rates);
         keys.iter()
-            .map(|key| rates.counts(key, windows, now_minute))
+            .map(|key| rates.counts(key, windows, now_ms))
             .collect()
     }
 
@@ -163,21 +168,28 @@ impl RateTable {
         add_to(self.keys.entry(key).or_default(), minute, count);
     }
 
-    fn counts(&self, key: &RateKey, windows: &[Duration], now_minute: u64) -> Vec<u64> {
+    fn counts(&self, key: &RateKey, windows: &[Duration], now_ms: u64) -> Vec<u64> {
         let Some(buckets) = self.keys.get(key) else {
             return vec![0; windows.len()];
         };
+        let now_minute = now_ms / MINUTE_MS;
         windows
             .iter()
             .map(|window| {
-                let minutes = window.as_secs().div_ceil(60).max(1);
-                let oldest = now_minute.saturating_sub(minutes - 1);
+                let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+                let start_ms = now_ms.saturating_sub(window_ms);
+                let first = start_ms / MINUTE_MS;
+                // The part of the first minute that lies inside the window.
+                let inside_first = (first + 1) * MINUTE_MS - start_ms;
                 buckets
                     .iter()
                     .rev()
                     .skip_while(|(minute, _)| *minute > now_minute)
-                    .take_while(|(minute, _)| *minute >= oldest)
-                    .map(|(_, count)| count)
+                    .take_while(|(minute, _)| *minute >= first)
+                    .map(|&(minute, count)| match minute == first {
+                        true => count.saturating_mul(inside_first).div_ceil(MINUTE_MS),
+                        false => count,
+                    })
                     .sum()
             })
             .collect()
@@ -270,19 +282,27 @@ mod tests {
     const WINDOWS: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(3600)];
 
     #[test]
-    fn a_window_counts_the_registrations_of_its_minutes_only() {
+    fn a_window_slides_and_weighs_the_minute_it_starts_in() {
         let derived = Derived::default();
         for minute in [100, 100, 130, 159, 160] {
             derived.add(&[ip("a")], minute, None);
         }
         derived.add(&[ip("b")], 160, None);
+        let end_of_160 = 161 * MINUTE_MS - 1;
         assert_eq!(
-            derived.rate_counts(&[ip("a"), ip("b"), ip("c")], &WINDOWS, 160),
-            vec![vec![1, 3], vec![1, 1], vec![0, 0]]
+            derived.rate_counts(&[ip("a"), ip("b"), ip("c")], &WINDOWS, end_of_160),
+            vec![vec![2, 4], vec![1, 1], vec![0, 0]],
+            "a window reaching one millisecond into a minute counts its registrations, rounded up"
+        );
+        let middle_of_160 = 160 * MINUTE_MS + 30_000;
+        assert_eq!(
+            derived.rate_counts(&[ip("a")], &WINDOWS, middle_of_160),
+            vec![vec![2, 4]],
+            "half of minute 159 (one) and half of minute 100 (two) round up to one each"
         );
         // Half an hour later the registrations of minutes 100 and 130 have left the hour.
         assert_eq!(
-            derived.rate_counts(&[ip("a")], &WINDOWS, 190),
+            derived.rate_counts(&[ip("a")], &WINDOWS, 191 * MINUTE_MS),
             vec![vec![0, 2]]
         );
     }

@@ -69,8 +69,9 @@ pub trait Store: Send + Sync + 'static {
         rate_keys: Vec<RateKey>,
     ) -> StoreFuture<'_, Recorded>;
 
-    /// For each key, the registrations counted within each window (newest minute included,
-    /// one-minute resolution).
+    /// For each key, the registrations counted within each window ending at `now_ms`
+    /// (sliding over one-minute buckets; the minute a window starts in counts for its part
+    /// inside the window, rounded up).
     fn rate_counts(
         &self,
         keys: &[RateKey],

@@ -316,7 +316,7 @@ fn counted(ms: u64, ip: &str) -> (DecisionRecord, Vec<RateKey>) {
 }
 
 #[tokio::test]
-async fn rate_windows_count_whole_minutes_at_their_edges() {
+async fn rate_windows_slide_over_minute_buckets() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let minute = 60_000;
@@ -340,8 +340,18 @@ async fn rate_windows_count_whole_minutes_at_their_edges() {
     assert_eq!(at(base + 30_000), vec![2, 2], "inside the first minute");
     assert_eq!(
         at(base + minute),
+        vec![2, 2],
+        "a burst is still counted at the turn of the minute"
+    );
+    assert_eq!(
+        at(base + minute + 45_000),
+        vec![1, 2],
+        "a quarter of minute 1000 is still inside the 1m window: half a registration, rounded up"
+    );
+    assert_eq!(
+        at(base + 2 * minute),
         vec![0, 2],
-        "the next minute starts a new 1m window"
+        "the 1m window has left minute 1000"
     );
     assert_eq!(
         at(base + 59 * minute),
@@ -350,6 +360,11 @@ async fn rate_windows_count_whole_minutes_at_their_edges() {
     );
     assert_eq!(
         at(base + 60 * minute),
+        vec![2, 4],
+        "exactly an hour on, minute 1000 is still inside the hour"
+    );
+    assert_eq!(
+        at(base + 61 * minute),
         vec![1, 2],
         "minute 1000 left the hour"
     );

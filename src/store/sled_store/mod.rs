@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use self::copy::OnlineCopy;
 use self::generation::{Generation, INDEX_MARGIN_MS, IndexEntry, Writer};
 use super::data_dir::{DataDir, GenerationPath};
-use super::derived::Derived;
+use super::derived::{Derived, MINUTE_MS};
 use super::{
     Compaction, DecisionPage, DecisionQuery, DecisionRecord, Disagreement, DisagreementPage,
     FingerprintStats, PruneCutoffs, PruneReport, RateDimension, RateKey, Recorded, ResolveError,
@@ -302,11 +302,9 @@ impl SledStore {
             value: decision.fingerprint.clone(),
         };
         let hour = [Duration::from_secs(3600)];
-        let seen = self.derived.rate_counts(
-            std::slice::from_ref(&key),
-            &hour,
-            decision.decided_at_ms / 60_000,
-        );
+        let seen =
+            self.derived
+                .rate_counts(std::slice::from_ref(&key), &hour, decision.decided_at_ms);
         if seen[0][0] < REPEATED_WITHIN_HOUR {
             return false;
         }
@@ -422,7 +420,7 @@ impl Store for SledStore {
             if self.sheds(&decision) {
                 // Not recorded, but counted: a flood over the budget still meets the limits.
                 self.derived
-                    .add(&rate_keys, decision.decided_at_ms / 60_000, None);
+                    .add(&rate_keys, decision.decided_at_ms / MINUTE_MS, None);
                 self.shed.fetch_add(1, Ordering::Relaxed);
                 return Ok(Recorded::Shed);
             }
@@ -440,7 +438,7 @@ impl Store for SledStore {
                 decision.decision_id.as_str(),
             ));
             self.derived
-                .add(&rate_keys, decision.decided_at_ms / 60_000, approval);
+                .add(&rate_keys, decision.decided_at_ms / MINUTE_MS, approval);
             self.unindexed.push(index);
             generation.commit.durable().await?;
             self.recorded.fetch_add(1, Ordering::Relaxed);
@@ -454,7 +452,7 @@ impl Store for SledStore {
         windows: &[Duration],
         now_ms: u64,
     ) -> Result<Vec<Vec<u64>>, StoreError> {
-        Ok(self.derived.rate_counts(keys, windows, now_ms / 60_000))
+        Ok(self.derived.rate_counts(keys, windows, now_ms))
     }
 
     fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError> {
@@ -538,7 +536,7 @@ impl Store for SledStore {
         // The derived state first, so that the pass below deletes what it persisted.
         let (rate_buckets, fingerprints) = self
             .derived
-            .prune(cutoffs.rates_ms / 60_000, cutoffs.decisions_ms);
+            .prune(cutoffs.rates_ms / MINUTE_MS, cutoffs.decisions_ms);
         self.persist_derived()?;
         let mut report = Writer::new(&self.writing()).prune(cutoffs)?;
         report.rate_buckets = report.rate_buckets.max(rate_buckets);

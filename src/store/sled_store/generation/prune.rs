@@ -55,7 +55,7 @@ impl Writer<'_> {
             }
         }
 
-        let oldest_minute = cutoffs.rates_ms / 60_000;
+        let oldest_minute = cutoffs.rates_ms / crate::store::derived::MINUTE_MS;
         for entry in self.generation.rates.iter() {
             let (key, _) = entry?;
             let minute = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap_or([0; 8]));
