@@ -222,7 +222,13 @@ fn explain_json(inputs: &CedarInputs) -> serde_json::Value {
         result.unwrap_or_else(|error| serde_json::json!({ "error": error }))
     };
     serde_json::json!({
-        "principal": or_error(inputs.principal.to_json_value().map_err(|e| e.to_string())),
+        "principal": or_error(
+            inputs
+                .entities
+                .get(&inputs.principal)
+                .ok_or_else(|| "no principal entity".to_owned())
+                .and_then(|principal| principal.to_json_value().map_err(|e| e.to_string()))
+        ),
         "action": inputs.request.action().map(|action| action.to_string()),
         "resource": or_error(
             inputs
@@ -231,6 +237,12 @@ fn explain_json(inputs: &CedarInputs) -> serde_json::Value {
                 .ok_or_else(|| "no tenant entity".to_owned())
                 .and_then(|tenant| tenant.to_json_value().map_err(|e| e.to_string()))
         ),
-        "context": or_error(inputs.context.to_json_value().map_err(|e| e.to_string())),
+        "context": or_error(
+            inputs
+                .request
+                .context()
+                .ok_or_else(|| "no context".to_owned())
+                .and_then(|context| context.to_json_value().map_err(|e| e.to_string()))
+        ),
     })
 }

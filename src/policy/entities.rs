@@ -1,14 +1,25 @@
-//! Signals to Cedar: the `Client` principal, the `Tenant` resource and the request context,
-//! built with typed constructors (no JSON on the hot path).
+//! Signals to Cedar: the `Client` principal, the `Tenant` resource and the request context.
+//!
+//! The decision path builds them as Cedar values directly, with cedar-policy-core's types
+//! (pinned to the same version as cedar-policy, whose conversions take them): going through
+//! `RestrictedExpression`s would build an expression tree per attribute and run Cedar's
+//! evaluator over it, and adding the principal through the public API would recompute the
+//! transitive closure of every entity; together they cost more than the policies do. Loading
+//! (the `KnownClient` entities) goes through the public API and the schema.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, Request};
+use cedar_policy_core::ast::{self, PartialValue, Value};
+use cedar_policy_core::entities::{
+    Dereference, Entities as CoreEntities, NoEntitiesSchema, TCComputation,
 };
+use cedar_policy_core::evaluator::RestrictedEvaluator;
+use cedar_policy_core::extensions::Extensions;
+use smol_str::SmolStr;
 
 use super::PolicyBundle;
 use crate::known_clients::{KnownClient, Registry};
@@ -21,10 +32,11 @@ const UNDECLARED_TENANT_CACHE: usize = 10_000;
 
 /// The Cedar inputs of one decision.
 pub struct CedarInputs {
+    /// Holds the context (`request.context()`).
     pub request: Request,
+    /// Holds the principal (`entities.get(&principal)`).
     pub entities: Entities,
-    pub principal: Entity,
-    pub context: Context,
+    pub principal: EntityUid,
     pub resource: EntityUid,
 }
 
@@ -69,7 +81,8 @@ impl PolicyBundle {
             .known_client
             .as_deref()
             .and_then(|id| self.registry.get(id));
-        let principal = client_entity(signals, principal_id, known)?;
+        let core: &CoreEntities = self.entities.as_ref();
+        let principal = Arc::new(client_entity(signals, principal_id, known, core)?);
         let context = context_of(signals, imitated)?;
         let resource = uid("Tenant", &signals.tenant);
         let action = uid(
@@ -79,28 +92,38 @@ impl PolicyBundle {
                 RegistrationType::Cimd => "register_cimd",
             },
         );
-        let mut extra = vec![principal.clone()];
-        if self.entities.get(&resource).is_none() {
-            extra.push(self.undeclared_tenant(&signals.tenant)?);
+        let principal_uid = principal.uid().clone();
+        let entities = match self.entities.get(&resource) {
+            // Nothing descends from the new principal and it carries all its ancestors, so
+            // the closure holds without recomputing it.
+            Some(_) => core.clone().add_entities(
+                [principal],
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            ),
+            None => {
+                let tenant = self.undeclared_tenant(&signals.tenant)?;
+                core.clone().add_entities(
+                    [principal, Arc::new(tenant.as_ref().clone())],
+                    None::<&NoEntitiesSchema>,
+                    TCComputation::ComputeNow,
+                    Extensions::all_available(),
+                )
+            }
         }
-        let entities = self
-            .entities
-            .clone()
-            .add_entities(extra, None)
-            .map_err(|error| EntityError::Entities(error.to_string()))?;
-        let request = Request::new(
-            principal.uid(),
-            action,
-            resource.clone(),
-            context.clone(),
-            None,
-        )
-        .map_err(|error| EntityError::Request(error.to_string()))?;
+        .map_err(|error| EntityError::Entities(error.to_string()))?;
+        let known_uid = |uid: &EntityUid| ast::EntityUIDEntry::known(uid.as_ref().clone(), None);
+        let request = ast::Request::new_unchecked(
+            ast::EntityUIDEntry::known(principal_uid.clone(), None),
+            known_uid(&action),
+            known_uid(&resource),
+            Some(context),
+        );
         Ok(CedarInputs {
-            request,
-            entities,
-            principal,
-            context,
+            request: Request::from(request),
+            entities: Entities::from(entities),
+            principal: EntityUid::from(principal_uid),
             resource,
         })
     }
@@ -110,12 +133,17 @@ impl PolicyBundle {
     /// fit (rate windows the schema does not name) would fail every decision closed.
     pub fn check_context_shape(&self, signals: &Signals) -> Result<(), EntityError> {
         let inputs = self.cedar_inputs(signals, "probe")?;
+        let context = inputs
+            .request
+            .context()
+            .cloned()
+            .ok_or_else(|| EntityError::Request("the request has no context".to_owned()))?;
         for action in ["register_dcr", "register_cimd"] {
             Request::new(
-                inputs.principal.uid(),
+                inputs.principal.clone(),
                 uid("Action", action),
                 inputs.resource.clone(),
-                inputs.context.clone(),
+                context.clone(),
                 Some(&self.schema),
             )
             .map_err(|error| {
@@ -190,13 +218,17 @@ fn parse_type_name(name: &str) -> EntityTypeName {
     EntityTypeName::from_str(name).expect("clientgate's entity type names are valid")
 }
 
-/// `datetime("…")` and `ip("…")` context values. Cedar builds each by parsing the name of
-/// its extension function, which costs more than the rest of the context; so each thread
-/// keeps the last one it built of each kind, and decisions in the same millisecond, or from
-/// the same caller, share it.
-fn extension_value(kind: Extension, argument: String) -> RestrictedExpression {
+/// `datetime("…")` and `ip("…")` context values, evaluated by Cedar's extension. Each
+/// thread keeps the last one it built of each kind, and decisions in the same millisecond,
+/// or from the same caller, share it.
+fn extension_value(kind: Extension, argument: String) -> Result<Value, EntityError> {
+    static NAMES: LazyLock<[ast::Name; 2]> = LazyLock::new(|| {
+        ["datetime", "ip"].map(|name| {
+            ast::Name::parse_unqualified_name(name).expect("Cedar's extension names parse")
+        })
+    });
     thread_local! {
-        static LAST: RefCell<[Option<(String, RestrictedExpression)>; 2]> =
+        static LAST: RefCell<[Option<(String, Value)>; 2]> =
             const { RefCell::new([None, None]) };
     }
     LAST.with_borrow_mut(|last| {
@@ -204,14 +236,17 @@ fn extension_value(kind: Extension, argument: String) -> RestrictedExpression {
         if let Some((cached, value)) = slot
             && *cached == argument
         {
-            return value.clone();
+            return Ok(value.clone());
         }
-        let value = match kind {
-            Extension::Datetime => RestrictedExpression::new_datetime(&argument),
-            Extension::Ip => RestrictedExpression::new_ip(&argument),
-        };
+        let call = ast::RestrictedExpr::call_extension_fn(
+            NAMES[kind as usize].clone(),
+            [ast::RestrictedExpr::val(argument.as_str())],
+        );
+        let value = RestrictedEvaluator::new(Extensions::all_available())
+            .interpret(call.as_borrowed())
+            .map_err(|error| EntityError::Context(format!("`{argument}`: {error}")))?;
         *slot = Some((argument, value.clone()));
-        value
+        Ok(value)
     })
 }
 
@@ -221,17 +256,26 @@ enum Extension {
     Ip = 1,
 }
 
-fn string(value: &str) -> RestrictedExpression {
-    RestrictedExpression::new_string(value.to_owned())
+fn string(value: &str) -> Value {
+    Value::from(value)
 }
 
-fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
-    let unique: HashSet<&str> = values.into_iter().collect();
-    RestrictedExpression::new_set(unique.into_iter().map(string))
+/// A Cedar set (duplicates fold).
+fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> Value {
+    Value::set(values.into_iter().map(string), None)
 }
 
-fn long(value: u64) -> RestrictedExpression {
-    RestrictedExpression::new_long(i64::try_from(value).unwrap_or(i64::MAX))
+fn long(value: u64) -> Value {
+    Value::from(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+fn record(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::record(
+        fields
+            .into_iter()
+            .map(|(name, value)| (SmolStr::new_static(name), value)),
+        None,
+    )
 }
 
 /// The registry's clients as `KnownClient` entities beside the tenants.
@@ -244,50 +288,49 @@ pub(super) fn with_known_clients(
         .clients
         .iter()
         .map(|client| {
-            let mut attrs: HashMap<String, RestrictedExpression> =
-                known_client_fields(client).into_iter().collect();
-            attrs.insert("registers".to_owned(), strings(client.registers()));
-            Entity::new(uid("KnownClient", &client.id), attrs, HashSet::new())
-                .map_err(|error| format!("client `{}`: {error}", client.id))
+            let mut attrs = known_client_fields(client);
+            attrs.push(("registers", strings(client.registers())));
+            Entity::from(ast::Entity::new_with_attr_partial_value(
+                uid("KnownClient", &client.id).as_ref().clone(),
+                attrs
+                    .into_iter()
+                    .map(|(name, value)| (SmolStr::new_static(name), PartialValue::from(value))),
+                HashSet::new(),
+                HashSet::new(),
+                [],
+            ))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Vec<_>>();
     entities
         .add_entities(known, Some(schema))
         .map_err(|error| error.to_string())
 }
 
 /// What the `KnownClient` entity and a recognized principal's `known_client` both say.
-fn known_client_fields(client: &KnownClient) -> Vec<(String, RestrictedExpression)> {
+fn known_client_fields(client: &KnownClient) -> Vec<(&'static str, Value)> {
     vec![
-        ("name".to_owned(), string(&client.name)),
-        ("publisher".to_owned(), string(&client.publisher)),
-        (
-            "publisher_domain".to_owned(),
-            string(&client.publisher_domain),
-        ),
-        (
-            "native".to_owned(),
-            RestrictedExpression::new_bool(client.native),
-        ),
+        ("name", string(&client.name)),
+        ("publisher", string(&client.publisher)),
+        ("publisher_domain", string(&client.publisher_domain)),
+        ("native", Value::from(client.native)),
     ]
 }
 
 /// The `known_client` attribute of a recognized principal.
-fn known_client_facts(client: &KnownClient) -> Result<RestrictedExpression, EntityError> {
-    let mut fields = vec![("id".to_owned(), string(&client.id))];
+fn known_client_facts(client: &KnownClient) -> Value {
+    let mut fields = vec![("id", string(&client.id))];
     fields.extend(known_client_fields(client));
-    RestrictedExpression::new_record(fields).map_err(|error| EntityError::Client(error.to_string()))
+    record(fields)
 }
 
 fn client_entity(
     signals: &Signals,
     principal_id: &str,
     known: Option<&KnownClient>,
-) -> Result<Entity, EntityError> {
-    let mut attrs: HashMap<String, RestrictedExpression> = HashMap::new();
-    let mut put = |name: &str, value: RestrictedExpression| {
-        attrs.insert(name.to_owned(), value);
-    };
+    entities: &CoreEntities,
+) -> Result<ast::Entity, EntityError> {
+    let mut attrs: Vec<(&'static str, Value)> = Vec::with_capacity(32);
+    let mut put = |name: &'static str, value: Value| attrs.push((name, value));
     put(
         "registration_type",
         string(signals.registration_type.as_str()),
@@ -309,33 +352,23 @@ fn client_entity(
             put("client_uri_domain", string(domain));
         }
     }
-    let mut redirect_records = Vec::new();
-    for redirect in &signals.redirects {
+    let redirect_records = signals.redirects.iter().map(|redirect| {
         let mut fields = vec![
-            ("uri".to_owned(), string(&redirect.uri)),
-            ("scheme".to_owned(), string(&redirect.scheme)),
-            ("host".to_owned(), string(&redirect.host)),
-            ("kind".to_owned(), string(redirect.kind.as_str())),
+            ("uri", string(&redirect.uri)),
+            ("scheme", string(&redirect.scheme)),
+            ("host", string(&redirect.host)),
+            ("kind", string(redirect.kind.as_str())),
         ];
         if let Some(domain) = &redirect.registrable_domain {
-            fields.push(("registrable_domain".to_owned(), string(domain)));
+            fields.push(("registrable_domain", string(domain)));
         }
-        redirect_records.push(
-            RestrictedExpression::new_record(fields)
-                .map_err(|error| EntityError::Client(error.to_string()))?,
-        );
-    }
-    put(
-        "redirect_uris",
-        RestrictedExpression::new_set(redirect_records),
-    );
-    put(
-        "loopback_only",
-        RestrictedExpression::new_bool(signals.loopback_only()),
-    );
+        record(fields)
+    });
+    put("redirect_uris", Value::set(redirect_records, None));
+    put("loopback_only", Value::from(signals.loopback_only()));
     put(
         "redirects_on_client_id_domain",
-        RestrictedExpression::new_bool(signals.redirects_on_client_id_domain()),
+        Value::from(signals.redirects_on_client_id_domain()),
     );
     put(
         "redirect_hosts",
@@ -395,25 +428,40 @@ fn client_entity(
         strings(signals.contacts.iter().map(String::as_str)),
     );
     let mut parents = HashSet::new();
+    let mut ancestors = HashSet::new();
     if let Some(known) = known {
-        attrs.insert("known_client".to_owned(), known_client_facts(known)?);
-        parents.insert(uid("KnownClient", &known.id));
+        put("known_client", known_client_facts(known));
+        let parent = uid("KnownClient", &known.id).as_ref().clone();
+        // The known client's own ancestors (none in the registry, but an operator's
+        // entities could give it some), so that the principal carries its whole closure.
+        if let Dereference::Data(entity) = entities.entity(&parent) {
+            ancestors.extend(entity.ancestors().cloned());
+        }
+        parents.insert(parent);
     }
-    Entity::new(uid("Client", principal_id), attrs, parents)
-        .map_err(|error| EntityError::Client(error.to_string()))
+    ancestors.retain(|ancestor| !parents.contains(ancestor));
+    Ok(ast::Entity::new_with_attr_partial_value(
+        uid("Client", principal_id).as_ref().clone(),
+        attrs
+            .into_iter()
+            .map(|(name, value)| (SmolStr::new_static(name), PartialValue::from(value))),
+        ancestors,
+        parents,
+        [],
+    ))
 }
 
-fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, EntityError> {
+fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<ast::Context, EntityError> {
     let confusable = imitated.map(|_| Code::ClientNameConfusable.as_str());
     let mut pairs = vec![
-        ("tenant".to_owned(), string(&signals.tenant)),
-        ("user_agent".to_owned(), string(&signals.user_agent)),
+        ("tenant", string(&signals.tenant)),
+        ("user_agent", string(&signals.user_agent)),
         (
-            "now".to_owned(),
-            extension_value(Extension::Datetime, rfc3339::format(signals.now)),
+            "now",
+            extension_value(Extension::Datetime, rfc3339::format(signals.now))?,
         ),
         (
-            "warnings".to_owned(),
+            "warnings",
             strings(
                 signals
                     .warnings
@@ -423,53 +471,53 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<Context, Enti
             ),
         ),
         (
-            "initial_access_token".to_owned(),
-            RestrictedExpression::new_bool(signals.initial_access_token),
+            "initial_access_token",
+            Value::from(signals.initial_access_token),
         ),
         (
-            "user_authenticated".to_owned(),
-            RestrictedExpression::new_bool(signals.user_authenticated),
+            "user_authenticated",
+            Value::from(signals.user_authenticated),
         ),
         (
-            "completed_challenges".to_owned(),
+            "completed_challenges",
             strings(signals.completed_challenges.iter().map(String::as_str)),
         ),
     ];
-    let mut rates = Vec::new();
-    for (dimension, windows) in &signals.rates {
+    let rates = signals.rates.iter().map(|(dimension, windows)| {
         let counts = windows
             .iter()
-            .map(|(window, count)| (window.clone(), long(*count)));
-        let record = RestrictedExpression::new_record(counts)
-            .map_err(|error| EntityError::Context(error.to_string()))?;
-        rates.push((dimension.clone(), record));
-    }
-    pairs.push((
-        "rates".to_owned(),
-        RestrictedExpression::new_record(rates)
-            .map_err(|error| EntityError::Context(error.to_string()))?,
-    ));
-    pairs.push(("duplicates".to_owned(), long(signals.duplicates)));
+            .map(|(window, count)| (SmolStr::from(window.as_str()), long(*count)));
+        (
+            SmolStr::from(dimension.as_str()),
+            Value::record(counts, None),
+        )
+    });
+    pairs.push(("rates", Value::record(rates, None)));
+    pairs.push(("duplicates", long(signals.duplicates)));
     if let Some(first_seen) = signals.duplicate_first_seen {
         pairs.push((
-            "duplicate_first_seen".to_owned(),
-            extension_value(Extension::Datetime, rfc3339::format(first_seen)),
+            "duplicate_first_seen",
+            extension_value(Extension::Datetime, rfc3339::format(first_seen))?,
         ));
     }
     if let Some(known) = imitated {
-        pairs.push(("client_name_imitates".to_owned(), string(known)));
+        pairs.push(("client_name_imitates", string(known)));
     }
     if let Some(known) = &signals.impersonates_known_client {
-        pairs.push(("impersonates_known_client".to_owned(), string(known)));
+        pairs.push(("impersonates_known_client", string(known)));
     }
     if let Some(cache) = &signals.cimd_cache {
-        pairs.push(("cimd_cache".to_owned(), string(cache)));
+        pairs.push(("cimd_cache", string(cache)));
     }
     if let Some(ip) = signals.caller_ip {
         pairs.push((
-            "ip".to_owned(),
-            extension_value(Extension::Ip, ip.to_canonical().to_string()),
+            "ip",
+            extension_value(Extension::Ip, ip.to_canonical().to_string())?,
         ));
     }
-    Context::from_pairs(pairs).map_err(|error| EntityError::Context(error.to_string()))
+    let fields: BTreeMap<SmolStr, Value> = pairs
+        .into_iter()
+        .map(|(name, value)| (SmolStr::new_static(name), value))
+        .collect();
+    Ok(ast::Context::Value(Arc::new(fields)))
 }

@@ -573,6 +573,53 @@ when { principal has known_client && principal.known_client.publisher_domain == 
 }
 
 #[test]
+fn the_principal_and_context_a_decision_builds_conform_to_the_schema() {
+    // The decision path builds Cedar values without the schema (for speed): a value of the
+    // wrong type would make every policy that reads it error, and the decision deny.
+    let mut files = STARTER_POLICIES.to_vec();
+    files.push((
+        "known-clients.toml",
+        include_str!("../../policies/known-clients.toml"),
+    ));
+    let policies = bundle(&files);
+    let cursor = r#"{"client_name":"Cursor","client_uri":"https://cursor.com","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://127.0.0.1:8080/cb"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"],"scope":"read write","contacts":["a@cursor.com"]}"#;
+    let mut signals = signals(cursor, "default", &["admin_approval"]);
+    signals.known_client = Some("cursor".to_owned());
+    signals.duplicate_first_seen = Some(SystemTime::now());
+    let inputs = policies.cedar_inputs(&signals, "client-1").unwrap();
+    let principal = inputs
+        .entities
+        .get(&inputs.principal)
+        .expect("the principal is added");
+    let json = principal.to_json_value().unwrap();
+    cedar_policy::Entity::from_json_value(json.clone(), Some(&policies.schema))
+        .unwrap_or_else(|error| panic!("the principal does not fit the schema: {error}\n{json}"));
+    assert_eq!(
+        json["attrs"]["known_client"]["publisher_domain"],
+        "cursor.com"
+    );
+    assert_eq!(
+        json["attrs"]["scopes"],
+        serde_json::json!(["read", "write"])
+    );
+    assert!(
+        inputs
+            .entities
+            .is_ancestor_of(&entities::uid("KnownClient", "cursor"), &inputs.principal),
+        "the principal is in its known client"
+    );
+    policies.check_context_shape(&signals).unwrap();
+    let context = inputs.request.context().unwrap().to_json_value().unwrap();
+    assert_eq!(
+        context["completed_challenges"],
+        serde_json::json!(["admin_approval"])
+    );
+    assert_eq!(context["rates"]["tenant"]["1h"], 0);
+    assert!(context["now"]["__extn"]["fn"] == "datetime", "{context}");
+    assert!(context["duplicate_first_seen"]["__extn"]["arg"].is_string());
+}
+
+#[test]
 fn a_broken_registry_is_refused_like_a_broken_policy() {
     let errors = load_errors(&[(
         "known-clients.toml",

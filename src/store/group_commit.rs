@@ -103,8 +103,17 @@ async fn run_flusher(
     let mut disk = Some(disk);
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
-        while let Ok(waiter) = receiver.try_recv() {
-            batch.push(waiter);
+        // Before flushing, let the decisions already running reach this commit: yield to
+        // them until a pass brings no new writer. Under load one flush then serves dozens of
+        // writes; alone, a decision waits one yield.
+        loop {
+            while let Ok(waiter) = receiver.try_recv() {
+                batch.push(waiter);
+            }
+            tokio::task::yield_now().await;
+            if receiver.is_empty() {
+                break;
+            }
         }
         let db = db.clone();
         let started = std::time::Instant::now();
