@@ -203,10 +203,11 @@ impl PolicyBundle {
 }
 
 pub fn uid(type_name: &str, id: &str) -> EntityUid {
-    // Parsing a name runs Cedar's parser (a few µs each): the three every decision names
-    // are parsed once.
-    static PARSED: LazyLock<[(&str, EntityTypeName); 3]> =
-        LazyLock::new(|| ["Client", "Tenant", "Action"].map(|name| (name, parse_type_name(name))));
+    // Parsing a name runs Cedar's parser (a few µs each): the four a decision names are
+    // parsed once.
+    static PARSED: LazyLock<[(&str, EntityTypeName); 4]> = LazyLock::new(|| {
+        ["Client", "Tenant", "Action", "KnownClient"].map(|name| (name, parse_type_name(name)))
+    });
     let type_name = PARSED
         .iter()
         .find(|(name, _)| *name == type_name)
