@@ -170,12 +170,22 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no browser session: {created}"))
             .to_owned();
-        Browser {
+        let browser = Browser {
             driver,
             base,
             session,
             client,
-        }
+        };
+        // A click that submits a form returns before the next page has loaded: finding an
+        // element waits up to five seconds for it to appear.
+        browser
+            .call(
+                reqwest::Method::POST,
+                "/timeouts",
+                Some(json!({"implicit": 5000})),
+            )
+            .await;
+        browser
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -251,6 +261,24 @@ impl Browser {
             .to_owned()
     }
 
+    /// Waits up to ten seconds for the page's address to end with `suffix` (a click that
+    /// submits a form returns before the navigation it starts) and panics naming `why` and
+    /// the address it saw instead.
+    async fn wait_for_url(&self, suffix: &str, why: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url().await;
+            if url.ends_with(suffix) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{why}: the browser is at {url}, not at …{suffix}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Saves a screenshot of the page in `target/test-artifacts/`.
     async fn screenshot(&self, name: &str) -> PathBuf {
         use base64::Engine as _;
@@ -289,10 +317,12 @@ async fn an_operator_approves_a_pending_registration_in_the_console_and_the_next
     let console = format!("{}/console", server.url());
 
     browser.go(&console).await;
-    assert!(
-        browser.url().await.ends_with("/console/sign-in"),
-        "a caller without a session sees the sign-in page"
-    );
+    browser
+        .wait_for_url(
+            "/console/sign-in",
+            "a caller without a session sees the sign-in page",
+        )
+        .await;
     browser.type_into("#token", EVALUATE_TOKEN).await;
     browser.click("#sign-in").await;
     let refused = browser.text("#problem").await;
@@ -304,7 +334,12 @@ async fn an_operator_approves_a_pending_registration_in_the_console_and_the_next
 
     browser.type_into("#token", OPERATOR_TOKEN).await;
     browser.click("#sign-in").await;
-    assert!(browser.url().await.ends_with("/console/pending"));
+    browser
+        .wait_for_url(
+            "/console/pending",
+            "an operator signs in to the pending list",
+        )
+        .await;
     assert_eq!(browser.text("#identity").await, "alice");
     let pending = browser.text("#pending").await;
     assert!(pending.contains("Review me"), "{pending}");
@@ -334,13 +369,12 @@ async fn an_operator_approves_a_pending_registration_in_the_console_and_the_next
         "a real screenshot"
     );
     browser.click("#approve").await;
-    assert!(
-        browser
-            .url()
-            .await
-            .ends_with(&format!("/console/tickets/{ticket}?resolved=1")),
-        "post, redirect, get: a reload does not post again"
-    );
+    browser
+        .wait_for_url(
+            &format!("/console/tickets/{ticket}?resolved=1"),
+            "post, redirect, get: a reload does not post again",
+        )
+        .await;
     assert_eq!(browser.text("#notice").await, "Ticket approved.");
     assert_eq!(browser.text("#state").await, "approved");
 
@@ -365,11 +399,16 @@ async fn an_operator_approves_a_pending_registration_in_the_console_and_the_next
         "{decisions}"
     );
     browser.click("#sign-out").await;
+    browser
+        .wait_for_url("/console/sign-in", "signing out leads to the sign-in page")
+        .await;
     browser.go(&format!("{console}/pending")).await;
-    assert!(
-        browser.url().await.ends_with("/console/sign-in"),
-        "signed out, the console shows nothing but the sign-in page"
-    );
+    browser
+        .wait_for_url(
+            "/console/sign-in",
+            "signed out, the console shows nothing but the sign-in page",
+        )
+        .await;
 }
 
 /// Signs in over plain HTTP and returns the session cookie and the page's CSRF token.
