@@ -10,7 +10,7 @@
 
 mod data_dir;
 pub mod derived;
-mod group_commit;
+pub mod group_commit;
 mod record;
 mod sled_store;
 
