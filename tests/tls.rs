@@ -446,7 +446,7 @@ async fn an_operator_signs_in_to_the_console_with_a_client_certificate() {
         .unwrap()
         .to_owned();
     assert!(
-        session.starts_with("cg_session=") && session.contains("; Secure"),
+        session.starts_with("__Host-cg_session=") && session.contains("; Secure"),
         "{session}"
     );
     let pending = ops

@@ -100,22 +100,34 @@ pub fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// The value of cookie `name` in a `Cookie` header.
-pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in a `Cookie` header (`secure`: the console is served over
+/// TLS, where its cookies carry the `__Host-` prefix).
+pub fn cookie<'a>(header: &'a str, name: &str, secure: bool) -> Option<&'a str> {
+    let prefix = if secure { HOST_PREFIX } else { "" };
     header.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
-        (key == name).then_some(value)
+        (key.strip_prefix(prefix) == Some(name)).then_some(value)
     })
 }
 
-/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, `Path=/console`, `Secure` when
-/// served over TLS; `max_age` 0 removes it.
+/// Under TLS a console cookie is named `__Host-<name>`: a browser then accepts it only
+/// `Secure`, for `Path=/` and without `Domain`, so that no sibling subdomain or plain-HTTP
+/// page can set (and so fix) the session or sign-in cookie.
+const HOST_PREFIX: &str = "__Host-";
+
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`; over TLS `__Host-` prefixed,
+/// `Secure`, `Path=/`; over plain HTTP (loopback trials) `Path=/console`. `max_age` 0
+/// removes it.
 pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
-    format!(
-        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        max_age.as_secs(),
-        if secure { "; Secure" } else { "" }
-    )
+    let max_age = max_age.as_secs();
+    match secure {
+        true => format!(
+            "{HOST_PREFIX}{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure"
+        ),
+        false => {
+            format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -144,16 +156,32 @@ mod tests {
     #[test]
     fn cookies_are_strict_http_only_and_secure_under_tls() {
         let value = set_cookie(SESSION_COOKIE, "abc", Duration::from_secs(5), true);
+        assert!(
+            value.starts_with("__Host-cg_session=abc; Path=/;"),
+            "under TLS a host-only cookie for the whole origin: {value}"
+        );
         assert_eq!(
             value,
-            "cg_session=abc; Path=/console; HttpOnly; SameSite=Strict; Max-Age=5; Secure"
+            "__Host-cg_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=5; Secure"
         );
-        assert!(!set_cookie(SESSION_COOKIE, "abc", Duration::ZERO, false).contains("Secure"));
         assert_eq!(
-            cookie("a=1; cg_session=xyz; b=2", SESSION_COOKIE),
+            set_cookie(SESSION_COOKIE, "abc", Duration::ZERO, false),
+            "cg_session=abc; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"
+        );
+        assert_eq!(
+            cookie("a=1; cg_session=xyz; b=2", SESSION_COOKIE, false),
             Some("xyz")
         );
-        assert_eq!(cookie("cg_session_x=1", SESSION_COOKIE), None);
+        assert_eq!(cookie("cg_session_x=1", SESSION_COOKIE, false), None);
+        assert_eq!(
+            cookie("a=1; __Host-cg_session=xyz", SESSION_COOKIE, true),
+            Some("xyz")
+        );
+        assert_eq!(
+            cookie("cg_session=planted", SESSION_COOKIE, true),
+            None,
+            "under TLS a cookie without the prefix (settable from a sibling host) is ignored"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::*;
 /// The signed-in session of a request, if any.
 pub(super) fn session_of(shared: &Shared, headers: &HeaderMap) -> Option<(String, Session)> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    let id = session::cookie(cookies, SESSION_COOKIE)?;
+    let id = session::cookie(cookies, SESSION_COOKIE, shared.console.tls)?;
     shared
         .sessions
         .get(id)
@@ -86,7 +86,7 @@ pub(super) async fn sign_in(State(shared): Shared_, request: Request) -> Respons
         .headers()
         .get(header::COOKIE)
         .and_then(|cookies| cookies.to_str().ok())
-        .and_then(|cookies| session::cookie(cookies, SIGN_IN_COOKIE))
+        .and_then(|cookies| session::cookie(cookies, SIGN_IN_COOKIE, shared.console.tls))
         .map(str::to_owned);
     let posted = field(&form, "csrf");
     let refusal = if cross_site(request.headers(), request.uri()) {
