@@ -1135,3 +1135,40 @@ async fn without_configured_credentials_the_console_stays_closed() {
         "and every page sends back to the sign-in page"
     );
 }
+
+#[tokio::test]
+async fn guessing_operator_tokens_is_stopped_after_five_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "");
+    let base = server.url();
+    for guess in 0..5 {
+        let refused = sign_in(&base, &format!("guess-{guess}")).await;
+        assert_eq!(
+            refused.status(),
+            401,
+            "guess {guess} is checked and refused"
+        );
+    }
+    let held = sign_in(&base, "guess-5").await;
+    assert_eq!(
+        held.status(),
+        429,
+        "the sixth guess within a minute is not checked"
+    );
+    let page = held.text().await.unwrap();
+    assert!(
+        page.contains("Too many failed sign-ins from this address"),
+        "{page}"
+    );
+    let right = sign_in(&base, OPERATOR_TOKEN).await;
+    assert_eq!(
+        right.status(),
+        429,
+        "while held back, even the right token is not checked (a guess that hits is not told)"
+    );
+    assert!(
+        server.log().contains("too many failed sign-ins"),
+        "{}",
+        server.log()
+    );
+}

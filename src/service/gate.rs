@@ -114,6 +114,11 @@ pub fn peer<T>(request: &Request<T>) -> Option<String> {
 
 /// The caller's address from a request's extensions (what the listener put there).
 pub fn peer_of(extensions: &http::Extensions) -> Option<String> {
+    peer_addr_of(extensions).map(|addr| addr.to_string())
+}
+
+/// The caller's TCP address (none on a Unix socket).
+pub fn peer_addr_of(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
     extensions
         .get::<tonic::transport::server::TcpConnectInfo>()
         .and_then(|info| info.remote_addr())
@@ -122,5 +127,4 @@ pub fn peer_of(extensions: &http::Extensions) -> Option<String> {
                 .get::<TlsPeer>()
                 .and_then(|peer| peer.tcp.remote_addr())
         })
-        .map(|addr| addr.to_string())
 }

@@ -12,6 +12,7 @@ mod monitoring;
 mod pages;
 mod session;
 mod sign_in;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -55,6 +56,8 @@ pub struct Console {
 struct Shared {
     console: Console,
     sessions: Sessions,
+    /// Failed sign-ins per source.
+    sign_ins: throttle::Throttle,
     /// The last readiness answer and when it was made: probes share one check a second,
     /// so that nobody can make the store sync by asking.
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, String)>>,
@@ -66,6 +69,7 @@ pub fn router(console: Console) -> Router {
     let shared = Arc::new(Shared {
         console,
         sessions,
+        sign_ins: throttle::Throttle::default(),
         readiness: tokio::sync::Mutex::new(None),
     });
     Router::new()

@@ -2,6 +2,8 @@
 //! or the client certificate checked for the `operator` role, the session cookie, and the
 //! `Origin` check every POST passes.
 
+use std::time::Instant;
+
 use super::*;
 
 /// The signed-in session of a request, if any.
@@ -111,6 +113,20 @@ pub(super) async fn sign_in(State(shared): Shared_, request: Request) -> Respons
     if console.gate.is_open() {
         return sign_in_form(&shared, &request, None, StatusCode::FORBIDDEN);
     }
+    let source = throttle::Source::of(gate::peer_addr_of(request.extensions()).map(|a| a.ip()));
+    if let Err(wait) = shared.sign_ins.check(source, Instant::now()) {
+        tracing::warn!(peer = ?peer(&request), "console sign-in refused: too many failed sign-ins");
+        let problem = format!(
+            "Too many failed sign-ins from this address; try again in {} s.",
+            wait.as_secs().max(1)
+        );
+        return sign_in_form(
+            &shared,
+            &request,
+            Some(&problem),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
     let token = field(&form, "token").trim();
     let with_certificate = field(&form, "certificate") == "1";
     let token = (!with_certificate).then_some(token);
@@ -130,6 +146,7 @@ pub(super) async fn sign_in(State(shared): Shared_, request: Request) -> Respons
     ) {
         Ok(identity) => identity,
         Err(error) => {
+            shared.sign_ins.failed(source, Instant::now());
             tracing::warn!(peer = ?peer(&request), %error, "console sign-in refused");
             return sign_in_form(
                 &shared,
@@ -139,6 +156,7 @@ pub(super) async fn sign_in(State(shared): Shared_, request: Request) -> Respons
             );
         }
     };
+    shared.sign_ins.succeeded(source);
     let name = identity.name().unwrap_or("operator").to_owned();
     let Ok(id) = shared.sessions.open(&name) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n");
