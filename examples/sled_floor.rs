@@ -12,6 +12,9 @@
 //! each insert cost (process CPU time over the load).
 
 #[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
+#[allow(dead_code)]
 #[path = "../tests/common/records.rs"]
 mod records;
 
@@ -39,8 +42,8 @@ async fn main() {
         ["by_tenant", "by_ip", "by_client", "by_fingerprint"]
             .map(|name| db.open_tree(name).expect("an index tree"))
     });
-    println!("start: {}", memory());
-    let (started, cpu) = (Instant::now(), cpu_seconds());
+    println!("start: {}", process::memory());
+    let (started, cpu) = (Instant::now(), process::cpu_seconds());
     let commit = GroupCommit::start(db.clone(), dir.path()).expect("a group commit");
     let writers: Vec<_> = (0..WRITERS)
         .map(|lane| {
@@ -73,40 +76,20 @@ async fn main() {
     for writer in writers {
         writer.await.expect("a writer");
     }
-    let (took, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let (took, cpu) = (
+        started.elapsed().as_secs_f64(),
+        process::cpu_seconds() - cpu,
+    );
     db.flush().expect("flushed");
     println!(
         "{RECORDS} records in {took:.1} s ({:.0}/s, {} group commits, {:.1} µs CPU each): {}",
         RECORDS as f64 / took,
         commit.flushes(),
         cpu * 1e6 / RECORDS as f64,
-        memory()
+        process::memory()
     );
     println!(
         "on disk: {:.1} MiB",
         db.size_on_disk().expect("a size") as f64 / (1024.0 * 1024.0)
     );
-}
-
-/// User and system CPU time of this process, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok());
-    (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
-}
-
-/// `VmRSS` and `VmHWM` of this process.
-fn memory() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(|value| value.trim().to_owned())
-            .unwrap_or_else(|| "?".to_owned())
-    };
-    format!("RSS {}, peak {}", field("VmRSS:"), field("VmHWM:"))
 }

@@ -10,6 +10,9 @@
 //! Figures, not pass/fail. The issue's budget is 150 MB of RSS after this load.
 
 #[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
+#[allow(dead_code)]
 #[path = "../tests/common/records.rs"]
 mod records;
 
@@ -30,7 +33,7 @@ const WRITERS: u64 = 128;
 async fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = Arc::new(SledStore::open(dir.path()).expect("a store"));
-    println!("start: {}", memory());
+    println!("start: {}", process::memory());
     let started = Instant::now();
     let writers: Vec<_> = (0..WRITERS)
         .map(|lane| {
@@ -52,7 +55,7 @@ async fn main() {
         decided.as_secs_f64(),
         DECISIONS as f64 / decided.as_secs_f64(),
         store.stats().flushes,
-        memory()
+        process::memory()
     );
     let body = document_body();
     for n in 0..DOCUMENTS {
@@ -72,7 +75,7 @@ async fn main() {
             .expect("cached");
     }
     store.flush().await.expect("flushed");
-    println!("{DOCUMENTS} documents cached: {}", memory());
+    println!("{DOCUMENTS} documents cached: {}", process::memory());
     println!(
         "store on disk: {:.1} MiB",
         store.size_on_disk().expect("a size") as f64 / (1024.0 * 1024.0)
@@ -82,17 +85,4 @@ async fn main() {
 /// A CIMD document of the size real ones have (about 700 bytes).
 fn document_body() -> String {
     r#"{"client_id":"CLIENT_ID","client_name":"Example MCP client","client_uri":"https://example.com","logo_uri":"https://example.com/logo.png","redirect_uris":["http://127.0.0.1/callback","http://localhost/callback","https://example.com/oauth/callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none","scope":"openid profile email offline_access","software_id":"com.example.mcp","software_version":"1.2.3","tos_uri":"https://example.com/terms","policy_uri":"https://example.com/privacy"}"#.to_owned()
-}
-
-/// `VmRSS` and `VmHWM` of this process.
-fn memory() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(|value| value.trim().to_owned())
-            .unwrap_or_else(|| "?".to_owned())
-    };
-    format!("RSS {}, peak {}", field("VmRSS:"), field("VmHWM:"))
 }
