@@ -8,7 +8,7 @@
 //! 5. no satisfied permit denies (default deny);
 //! 6. a policy that errors fails closed: deny, with the error as a finding.
 
-use cedar_policy::{Authorizer, PolicyId, Response};
+use cedar_policy::{Authorizer, EntityUid, PolicyId, Response};
 
 use super::PolicyBundle;
 use super::entities::CedarInputs;
@@ -221,22 +221,19 @@ fn explain_json(inputs: &CedarInputs) -> serde_json::Value {
     let or_error = |result: Result<serde_json::Value, String>| {
         result.unwrap_or_else(|error| serde_json::json!({ "error": error }))
     };
+    let entity = |uid: &EntityUid, what: &str| {
+        or_error(
+            inputs
+                .entities
+                .get(uid)
+                .ok_or_else(|| format!("no {what} entity"))
+                .and_then(|entity| entity.to_json_value().map_err(|e| e.to_string())),
+        )
+    };
     serde_json::json!({
-        "principal": or_error(
-            inputs
-                .entities
-                .get(&inputs.principal)
-                .ok_or_else(|| "no principal entity".to_owned())
-                .and_then(|principal| principal.to_json_value().map_err(|e| e.to_string()))
-        ),
+        "principal": entity(&inputs.principal, "principal"),
         "action": inputs.request.action().map(|action| action.to_string()),
-        "resource": or_error(
-            inputs
-                .entities
-                .get(&inputs.resource)
-                .ok_or_else(|| "no tenant entity".to_owned())
-                .and_then(|tenant| tenant.to_json_value().map_err(|e| e.to_string()))
-        ),
+        "resource": entity(&inputs.resource, "tenant"),
         "context": or_error(
             inputs
                 .request
