@@ -29,12 +29,12 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(name: &str) -> 
     decoded
 }
 
-/// Format 2 changed where derived state lives (indexes, rate buckets and fingerprint records
-/// are written in batches after the decision), not how a record is encoded: format 1's
-/// records are format 2's.
+/// Formats 2 and 3 changed where derived state lives (2: indexes, rate buckets and
+/// fingerprint records written in batches after the decision; 3: no index trees, the list
+/// indexes only in memory), not how a record is encoded: format 1's records are format 3's.
 #[test]
-fn this_build_reads_format_version_2_whose_records_are_those_of_format_1() {
-    assert_eq!(FORMAT_VERSION, "2");
+fn this_build_reads_format_version_3_whose_records_are_those_of_format_1() {
+    assert_eq!(FORMAT_VERSION, "3");
 }
 
 #[test]

@@ -304,7 +304,7 @@ async fn a_store_of_an_unknown_format_version_is_refused() {
         .expect("format 99 is refused");
     let message = error.to_string();
     assert!(message.contains("format version `99`"), "{message}");
-    assert!(message.contains("reads version `2`"), "{message}");
+    assert!(message.contains("reads version `3`"), "{message}");
 }
 
 fn counted(ms: u64, ip: &str) -> (DecisionRecord, Vec<RateKey>) {

@@ -2,8 +2,9 @@
 //!
 //! The data lives in the current [generation](super::data_dir) of the data directory.
 //! A decision is one record written and group-committed before its answer leaves; what is
-//! derived from it (index entries, rate counters, fingerprint statistics) lives in memory
-//! ([`Derived`]) and reaches the disk in batches every [`PERSIST_EVERY`].
+//! derived from it lives in memory: its list index entries ([`lists`], rebuilt from the
+//! decision log at open, never written) and its rate counts and fingerprint statistics
+//! ([`Derived`], which reach the disk in batches every [`PERSIST_EVERY`]).
 //!
 //! Every write holds a read lock on the live generation while it writes (a
 //! [`generation::Writer`] cannot be made without it); compaction takes
@@ -13,14 +14,16 @@
 
 mod copy;
 mod generation;
+mod lists;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use self::copy::OnlineCopy;
-use self::generation::{Generation, INDEX_MARGIN_MS, IndexEntry, Writer};
+use self::generation::{Generation, Writer};
+use self::lists::{Listed, Lists};
 use super::data_dir::{DataDir, GenerationPath};
 use super::derived::{Derived, MINUTE_MS};
 use super::{
@@ -30,7 +33,7 @@ use super::{
 };
 use crate::step_up::OperatorResolution;
 use crate::store::{AdminAction, AdminActionPage, CacheEntry};
-use crate::vocab::{Decision, millis};
+use crate::vocab::Decision;
 
 pub use self::generation::FORMAT_VERSION;
 #[cfg(test)]
@@ -63,8 +66,8 @@ pub const SHED_SAMPLE: u64 = 100;
 /// last hour.
 const REPEATED_WITHIN_HOUR: u64 = 10;
 
-/// How often the derived state (index entries, rate buckets, fingerprint records) is
-/// written: what a crash can cost of rate counters and fingerprint statistics.
+/// How often the derived state (rate buckets, fingerprint records) is written: what a crash
+/// can cost of rate counters and fingerprint statistics.
 pub const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 pub struct SledStore {
@@ -77,43 +80,13 @@ pub struct SledStore {
     shed: AtomicU64,
     /// Low-value decisions seen over the budget (every [`SHED_SAMPLE`]th is kept).
     low_value_seen: AtomicU64,
-    unindexed: Arc<Unindexed>,
+    /// The decision log's list indexes (in memory only).
+    lists: Lists,
     limits: SledLimits,
     compacting: Mutex<()>,
     recorded: AtomicU64,
     /// Flushes done by earlier generations.
     earlier_flushes: AtomicU64,
-}
-
-/// Index entries of recorded decisions not written to the index trees yet.
-#[derive(Default)]
-struct Unindexed {
-    entries: Mutex<Vec<IndexEntry>>,
-    /// Held from taking the entries until they are written (or put back): a filtered
-    /// listing that indexes first thereby waits for a periodic write already under way,
-    /// instead of finding nothing left to write and missing the entries in flight.
-    writing: Mutex<()>,
-}
-
-impl Unindexed {
-    fn push(&self, entry: IndexEntry) {
-        lock(&self.entries).push(entry);
-    }
-
-    /// Takes the entries not written yet and hands them to `write`, one writer at a time;
-    /// if `write` fails they are kept for the next pass.
-    fn write_with(
-        &self,
-        write: impl FnOnce(&[IndexEntry]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let _one_writer = lock(&self.writing);
-        let entries = std::mem::take(&mut *lock(&self.entries));
-        let written = write(&entries);
-        if written.is_err() {
-            lock(&self.entries).extend(entries);
-        }
-        written
-    }
 }
 
 struct Live {
@@ -138,12 +111,16 @@ impl SledStore {
         for failure in data.remove_all_but(&path) {
             tracing::warn!(%failure, "could not remove an old store generation");
         }
+        let started = Instant::now();
+        let lists = Lists::default();
+        let listed = generation.rebuild_lists(&lists)?;
         let derived = Arc::new(Derived::default());
-        let reindexed = generation.load_derived(&derived)?;
-        if reindexed > 0 {
+        generation.load_derived(&derived, &lists)?;
+        if listed > 0 {
             tracing::info!(
-                reindexed,
-                "indexed the decisions recorded after the last index batch"
+                decisions = listed,
+                took_ms = started.elapsed().as_millis() as u64,
+                "listed the decision log"
             );
         }
         let live = Arc::new(RwLock::new(Live {
@@ -151,7 +128,6 @@ impl SledStore {
             generation: Arc::new(generation),
             compacted_size: 0,
         }));
-        let unindexed = Arc::new(Unindexed::default());
         let size = Arc::new(AtomicU64::new(
             live.read()
                 .map_or(0, |live| live.generation.size_on_disk().unwrap_or(0)),
@@ -159,7 +135,6 @@ impl SledStore {
         tokio::spawn(persist_periodically(
             Arc::downgrade(&live),
             derived.clone(),
-            unindexed.clone(),
             size.clone(),
         ));
         Ok(SledStore {
@@ -169,7 +144,7 @@ impl SledStore {
             size,
             shed: AtomicU64::new(0),
             low_value_seen: AtomicU64::new(0),
-            unindexed,
+            lists,
             limits,
             compacting: Mutex::new(()),
             recorded: AtomicU64::new(0),
@@ -316,33 +291,14 @@ impl SledStore {
 
     /// Writes the derived state now (what the periodic task does).
     fn persist_derived(&self) -> Result<(), StoreError> {
-        persist(
-            &self.live,
-            &self.derived,
-            &self.unindexed,
-            millis(SystemTime::now()),
-        )
+        persist(&self.live, &self.derived)
     }
-
-    /// Writes the index entries not written yet, so that a filtered listing sees every
-    /// recorded decision.
-    fn index_now(&self) -> Result<(), StoreError> {
-        self.unindexed
-            .write_with(|entries| Writer::new(&self.writing()).write_index(entries))
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Writes the derived state every [`PERSIST_EVERY`] until the store is dropped.
 async fn persist_periodically(
     live: Weak<RwLock<Live>>,
     derived: Arc<Derived>,
-    unindexed: Arc<Unindexed>,
     size: Arc<AtomicU64>,
 ) {
     let mut every = tokio::time::interval(PERSIST_EVERY);
@@ -352,11 +308,10 @@ async fn persist_periodically(
         let Some(live) = live.upgrade() else {
             return;
         };
-        let (derived, unindexed) = (derived.clone(), unindexed.clone());
-        let started_ms = millis(SystemTime::now());
+        let derived = derived.clone();
         let size = size.clone();
         let persisted = tokio::task::spawn_blocking(move || {
-            let persisted = persist(&live, &derived, &unindexed, started_ms);
+            let persisted = persist(&live, &derived);
             let generation = live
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -378,35 +333,15 @@ async fn persist_periodically(
     }
 }
 
-/// Writes the index entries not written yet and what changed in `derived`, then moves the
-/// index watermark to [`INDEX_MARGIN_MS`] before the newest decision indexed (or before
-/// `started_ms`, if earlier). What cannot be written is kept for the next pass.
-fn persist(
-    live: &RwLock<Live>,
-    derived: &Derived,
-    unindexed: &Unindexed,
-    started_ms: u64,
-) -> Result<(), StoreError> {
-    unindexed.write_with(|entries| {
-        let changes = derived.take_changes();
-        let guard = live.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let writer = Writer::new(&guard);
-        // Through the newest decision of this batch (or now, if its clock is ahead), less
-        // the margin: a decision written later was minted after that, or within the margin
-        // of it.
-        let through = entries
-            .iter()
-            .map(|entry| entry.id.timestamp_ms())
-            .max()
-            .map(|newest| newest.min(started_ms).saturating_sub(INDEX_MARGIN_MS));
-        let written = writer
-            .write_index(entries)
-            .and_then(|()| writer.write_derived(&changes, through));
-        if written.is_err() {
-            derived.restore(changes);
-        }
-        written
-    })
+/// Writes what changed in `derived`; what cannot be written is kept for the next pass.
+fn persist(live: &RwLock<Live>, derived: &Derived) -> Result<(), StoreError> {
+    let changes = derived.take_changes();
+    let guard = live.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let written = Writer::new(&guard).write_derived(&changes);
+    if written.is_err() {
+        derived.restore(changes);
+    }
+    written
 }
 
 impl Store for SledStore {
@@ -424,7 +359,7 @@ impl Store for SledStore {
                 self.shed.fetch_add(1, Ordering::Relaxed);
                 return Ok(Recorded::Shed);
             }
-            let index = IndexEntry::of(&decision)?;
+            let id = generation::parse_id(&decision.decision_id)?;
             let generation = {
                 let live = self.writing();
                 Writer::new(&live).write(&decision, ticket.as_ref())?;
@@ -439,7 +374,13 @@ impl Store for SledStore {
             ));
             self.derived
                 .add(&rate_keys, decision.decided_at_ms / MINUTE_MS, approval);
-            self.unindexed.push(index);
+            self.lists.add(&Listed {
+                id,
+                tenant: &decision.tenant,
+                ip: decision.ip.as_deref(),
+                client_id: decision.client_id.as_deref(),
+                fingerprint: &decision.fingerprint,
+            });
             generation.commit.durable().await?;
             self.recorded.fetch_add(1, Ordering::Relaxed);
             Ok(Recorded::Kept)
@@ -464,14 +405,7 @@ impl Store for SledStore {
     }
 
     fn list_decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError> {
-        let filtered = query.tenant.is_some()
-            || query.client_id.is_some()
-            || query.ip.is_some()
-            || query.fingerprint.is_some();
-        if filtered {
-            self.index_now()?;
-        }
-        self.reading().list_decisions(query)
+        self.reading().list_decisions(query, &self.lists)
     }
 
     fn get_ticket(&self, ticket_id: &str) -> Result<Option<StepUpTicket>, StoreError> {
@@ -539,6 +473,8 @@ impl Store for SledStore {
             .prune(cutoffs.rates_ms / MINUTE_MS, cutoffs.decisions_ms);
         self.persist_derived()?;
         let mut report = Writer::new(&self.writing()).prune(cutoffs)?;
+        self.lists
+            .prune_before(ulid::Ulid::from_parts(cutoffs.decisions_ms, 0));
         report.rate_buckets = report.rate_buckets.max(rate_buckets);
         report.fingerprints = report.fingerprints.max(fingerprints);
         report.compaction = self.compact_if_needed()?;

@@ -352,7 +352,7 @@ async fn pruning_leaves_records_that_do_not_decode_and_counts_only_what_it_delet
 }
 
 #[tokio::test]
-async fn a_store_of_format_1_opens_and_is_marked_format_2() {
+async fn a_store_of_format_1_opens_and_is_marked_format_3() {
     let dir = tempfile::tempdir().unwrap();
     crate::store::tests::marked_as_format(dir.path(), "1");
     let store = SledStore::open(dir.path()).expect("format 1 is read as it is");
@@ -363,5 +363,66 @@ async fn a_store_of_format_1_opens_and_is_marked_format_2() {
         .unwrap()
         .get("format_version")
         .unwrap();
-    assert_eq!(marked.as_deref(), Some(&b"2"[..]));
+    assert_eq!(marked.as_deref(), Some(&b"3"[..]));
+}
+
+#[tokio::test]
+async fn a_store_of_format_2_loses_its_index_trees_and_keeps_every_decision_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let decision = record(7_000, "acme", "198.51.100.4", Decision::Approve);
+    let id = ulid::Ulid::from_string(&decision.decision_id).unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("format_version", "2").unwrap();
+        meta.insert("indexed_through_ms", &0u64.to_be_bytes())
+            .unwrap();
+        db.open_tree("decisions")
+            .unwrap()
+            .insert(id.to_bytes(), serde_json::to_vec(&decision).unwrap())
+            .unwrap();
+        let mut key = b"acme\0".to_vec();
+        key.extend_from_slice(&id.to_bytes());
+        db.open_tree("by_tenant").unwrap().insert(key, &[]).unwrap();
+        db.flush().unwrap();
+    }
+    wait_until_unlocked(&dir.path().join("db")).unwrap();
+
+    let store = SledStore::open(dir.path()).expect("format 2 opens in place");
+    let generation = store.reading();
+    let meta = generation.db.open_tree("meta").unwrap();
+    assert_eq!(
+        meta.get("format_version").unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
+    assert_eq!(meta.get("indexed_through_ms").unwrap(), None);
+    let trees: Vec<Vec<u8>> = generation
+        .db
+        .tree_names()
+        .iter()
+        .map(|n| n.to_vec())
+        .collect();
+    for dropped in ["by_tenant", "by_ip", "by_client", "by_fingerprint"] {
+        assert!(
+            !trees.contains(&dropped.as_bytes().to_vec()),
+            "{dropped} is still there"
+        );
+    }
+    for query in [
+        DecisionQuery {
+            tenant: Some("acme".to_owned()),
+            ..DecisionQuery::default()
+        },
+        DecisionQuery {
+            ip: Some("198.51.100.4".to_owned()),
+            ..DecisionQuery::default()
+        },
+        DecisionQuery {
+            fingerprint: Some(decision.fingerprint.clone()),
+            ..DecisionQuery::default()
+        },
+    ] {
+        let page = store.list_decisions(&query).unwrap();
+        assert_eq!(page.decisions, std::slice::from_ref(&decision), "{query:?}");
+    }
 }

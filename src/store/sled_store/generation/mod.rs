@@ -1,14 +1,14 @@
 //! One generation of the sled store: a complete sled database and the code that reads and
 //! writes its trees.
 //!
-//! Trees: `decisions` (ULID → JSON record) with the indexes `by_tenant`, `by_ip`,
-//! `by_client` and `by_fingerprint` (`<value> 0x00 <ULID>` → empty); `step_up_tickets`
-//! (ticket id → JSON); `rates` (`<dimension><value> 0x00 <minute>` → count);
-//! `fingerprints` (fingerprint → earlier approvals); `cimd_cache` (client_id → JSON);
-//! `shadow_disagreements` (decision ULID → JSON); `admin_audit` (action ULID → JSON);
-//! `meta` (`format_version`, `indexed_through_ms`). A decision is one insert (with its
-//! ticket, one transaction over two trees); its index entries, rate buckets and fingerprint
-//! record are written later in batches from the store's in-memory state.
+//! Trees: `decisions` (ULID → JSON record); `step_up_tickets` (ticket id → JSON); `rates`
+//! (`<dimension><value> 0x00 <minute>` → count); `fingerprints` (fingerprint → earlier
+//! approvals); `cimd_cache` (client_id → JSON); `shadow_disagreements` (decision ULID →
+//! JSON); `admin_audit` (action ULID → JSON); `approved_documents`; `meta`
+//! (`format_version`). A decision is one insert (with its ticket, one transaction over two
+//! trees); its rate buckets and fingerprint record are written later in batches from the
+//! store's in-memory state, and its list index entries are only in memory
+//! ([`super::lists`]), rebuilt from `decisions` at open.
 //!
 //! `write.rs` writes (only through a [`write::Writer`], made from the live generation's
 //! guard), `read.rs` reads, `prune.rs` deletes what retention no longer keeps.
@@ -23,24 +23,23 @@ use std::path::Path;
 
 use ulid::Ulid;
 
+use super::lists::{Field, Listed, Lists};
 use crate::store::derived::Derived;
 use crate::store::group_commit::GroupCommit;
 use crate::store::{
     DecisionQuery, DecisionRecord, FingerprintStats, RateDimension, RateKey, StoreError,
 };
 
-/// The layout version this build reads and writes. Version 1 (every index written with its
-/// decision) is read as it is and marked 2 at open: its indexes are complete.
-pub const FORMAT_VERSION: &str = "2";
-const UPGRADABLE_FORMATS: &[&str] = &["1"];
+/// The layout version this build reads and writes. Versions 1 and 2 (with the index trees
+/// `by_tenant`, `by_ip`, `by_client` and `by_fingerprint` and, in 2, the index watermark) are
+/// opened in place: the index trees and the watermark are dropped and the store is marked 3.
+pub const FORMAT_VERSION: &str = "3";
+const UPGRADABLE_FORMATS: &[&str] = &["1", "2"];
 const FORMAT_KEY: &[u8] = b"format_version";
-/// `meta` key: every decision recorded before this time (ms, 8 bytes big-endian) has its
-/// index entries written; at open, the decisions after it are indexed again.
-const INDEXED_THROUGH_KEY: &[u8] = b"indexed_through_ms";
-/// How long a decision may take from its ULID being minted to its record being written;
-/// the watermark stays this far behind, so that a decision minted earlier but written later
-/// is indexed again after a crash.
-pub(super) const INDEX_MARGIN_MS: u64 = 60_000;
+/// What formats 1 and 2 kept that format 3 does not: the on-disk list indexes and the `meta`
+/// key of their watermark.
+const DROPPED_TREES: [&str; 4] = ["by_tenant", "by_ip", "by_client", "by_fingerprint"];
+const DROPPED_META: &[u8] = b"indexed_through_ms";
 /// sled's page cache. Its default (1 GiB) let a store of 100,000 decisions hold 1.4 GB
 /// resident (`examples/store_footprint.rs`); decisions are read rarely (listings), so a
 /// small cache costs little.
@@ -88,10 +87,6 @@ impl PageBudget {
 pub(super) struct Generation {
     pub(super) db: sled::Db,
     decisions: sled::Tree,
-    by_tenant: sled::Tree,
-    by_ip: sled::Tree,
-    by_client: sled::Tree,
-    by_fingerprint: sled::Tree,
     tickets: sled::Tree,
     rates: sled::Tree,
     fingerprints: sled::Tree,
@@ -102,31 +97,6 @@ pub(super) struct Generation {
     approved_documents: sled::Tree,
     meta: sled::Tree,
     pub(super) commit: GroupCommit,
-}
-
-/// The index entries of one decision: what `by_tenant`, `by_ip`, `by_client` and
-/// `by_fingerprint` hold for it.
-#[derive(Clone, Debug)]
-pub(in crate::store::sled_store) struct IndexEntry {
-    pub(super) id: Ulid,
-    pub(super) tenant: String,
-    pub(super) ip: Option<String>,
-    pub(super) client_id: Option<String>,
-    pub(super) fingerprint: String,
-}
-
-impl IndexEntry {
-    pub(in crate::store::sled_store) fn of(
-        decision: &DecisionRecord,
-    ) -> Result<IndexEntry, StoreError> {
-        Ok(IndexEntry {
-            id: parse_id(&decision.decision_id)?,
-            tenant: decision.tenant.clone(),
-            ip: decision.ip.clone(),
-            client_id: decision.client_id.clone(),
-            fingerprint: decision.fingerprint.clone(),
-        })
-    }
 }
 
 /// The key of a tenant's approved document: tenant and client_id joined by a NUL, which
@@ -160,10 +130,6 @@ impl Generation {
         let tree = |name: &str| db.open_tree(name).map_err(|error| open_error(dir, error));
         let store = Generation {
             decisions: tree("decisions")?,
-            by_tenant: tree("by_tenant")?,
-            by_ip: tree("by_ip")?,
-            by_client: tree("by_client")?,
-            by_fingerprint: tree("by_fingerprint")?,
             tickets: tree("step_up_tickets")?,
             rates: tree("rates")?,
             fingerprints: tree("fingerprints")?,
@@ -189,6 +155,10 @@ impl Generation {
                     .iter()
                     .any(|old| found.as_ref() == old.as_bytes()) =>
             {
+                for tree in DROPPED_TREES {
+                    self.db.drop_tree(tree)?;
+                }
+                meta.remove(DROPPED_META)?;
                 meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes())?;
                 self.db.flush()?;
                 Ok(())
@@ -200,9 +170,6 @@ impl Generation {
             }),
             None if self.decisions.is_empty() && self.tickets.is_empty() => {
                 meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes())?;
-                // Everything a new store records is indexed again at open until the first
-                // batch moves the watermark.
-                meta.insert(INDEXED_THROUGH_KEY, &0u64.to_be_bytes())?;
                 self.db.flush()?;
                 Ok(())
             }
@@ -216,10 +183,44 @@ impl Generation {
 }
 
 impl Generation {
-    /// Loads the persisted derived state into `derived`, and indexes again the decisions
-    /// recorded after the index watermark (a crash may have cut their batch). Returns how
-    /// many decisions were indexed again.
-    pub(super) fn load_derived(&self, derived: &Derived) -> Result<u64, StoreError> {
+    /// Lists every decision of the log in `lists` (the list indexes are only in memory).
+    /// Returns how many were listed.
+    pub(super) fn rebuild_lists(&self, lists: &Lists) -> Result<u64, StoreError> {
+        /// The members of a record that it is listed under; the rest is skipped unparsed.
+        #[derive(serde::Deserialize)]
+        struct Members<'a> {
+            #[serde(borrow)]
+            tenant: std::borrow::Cow<'a, str>,
+            #[serde(borrow, default)]
+            ip: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow, default)]
+            client_id: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            fingerprint: std::borrow::Cow<'a, str>,
+        }
+        let mut listed = 0;
+        for entry in self.decisions.iter() {
+            let (key, value) = entry?;
+            match serde_json::from_slice::<Members<'_>>(&value) {
+                Ok(members) => {
+                    lists.add(&Listed {
+                        id: id_of_key(&key),
+                        tenant: &members.tenant,
+                        ip: members.ip.as_deref(),
+                        client_id: members.client_id.as_deref(),
+                        fingerprint: &members.fingerprint,
+                    });
+                    listed += 1;
+                }
+                Err(error) => prune::corrupt("decisions", &key, &error),
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Loads the persisted derived state into `derived`; a fingerprint record that does not
+    /// decode is rebuilt from the decision log (`lists` must be complete).
+    pub(super) fn load_derived(&self, derived: &Derived, lists: &Lists) -> Result<(), StoreError> {
         for entry in self.rates.iter() {
             let (key, count) = entry?;
             if let Some((rate_key, minute)) = parse_rate_bucket_key(&key) {
@@ -235,52 +236,31 @@ impl Generation {
                 // The decision log has them.
                 Err(error) => {
                     prune::corrupt("fingerprints", &key, &error);
-                    if let Some(stats) = self.fingerprint_from_log(&print)? {
+                    if let Some(stats) = self.fingerprint_from_log(&print, lists)? {
                         tracing::warn!(fingerprint = %print, approved = stats.approved, "rebuilt a fingerprint record from the decision log");
                         derived.load_fingerprint(print, stats);
                     }
                 }
             }
         }
-        let Some(through) = self.meta.get(INDEXED_THROUGH_KEY)? else {
-            // Never written: a new store, or one of format 1, whose indexes are complete.
-            return Ok(0);
-        };
-        let through = decode_count(&through);
-        let mut entries = Vec::new();
-        for entry in self
-            .decisions
-            .range(Ulid::from_parts(through, 0).to_bytes()..)
-        {
-            let (key, value) = entry?;
-            match serde_json::from_slice::<DecisionRecord>(&value) {
-                Ok(record) => entries.push(IndexEntry::of(&record)?),
-                Err(error) => prune::corrupt("decisions", &key, &error),
-            }
-        }
-        let replayed = entries.len() as u64;
-        let mut batch = Vec::new();
-        for entry in entries {
-            batch.push(entry);
-            if batch.len() == 1000 {
-                Writer::before_live(self).write_index(&batch)?;
-                batch.clear();
-            }
-        }
-        Writer::before_live(self).write_index(&batch)?;
-        Ok(replayed)
+        Ok(())
     }
 
-    /// The approvals of `fingerprint` as the decision log has them (its index).
+    /// The approvals of `fingerprint` as the decision log has them.
     fn fingerprint_from_log(
         &self,
         fingerprint: &str,
+        lists: &Lists,
     ) -> Result<Option<FingerprintStats>, StoreError> {
         let mut stats: Option<FingerprintStats> = None;
-        let from = index_key(fingerprint, Ulid(0));
-        let to = index_key(fingerprint, Ulid(u128::MAX));
-        for entry in self.by_fingerprint.range(from..=to) {
-            let id = id_of_index_key(&entry?.0);
+        let newest_first = lists.newest(
+            Field::Fingerprint,
+            fingerprint,
+            Ulid(0),
+            Ulid(u128::MAX),
+            usize::MAX,
+        );
+        for id in newest_first.into_iter().rev() {
             let Some(record) = self.read_decision(id)? else {
                 continue;
             };
@@ -372,21 +352,11 @@ fn matches(query: &DecisionQuery, record: &DecisionRecord) -> bool {
             .is_none_or(|kind| kind == record.registration_type)
 }
 
-fn parse_id(text: &str) -> Result<Ulid, StoreError> {
+pub(super) fn parse_id(text: &str) -> Result<Ulid, StoreError> {
     Ulid::from_string(text).map_err(|error| StoreError::Corrupt {
         key: text.to_owned(),
         message: format!("not a ULID: {error}"),
     })
-}
-
-/// `<value> 0x00 <ULID bytes>`: index values never contain NUL (tenant names, IPs,
-/// fingerprints and client_id URLs are checked before they get here).
-fn index_key(value: &str, id: Ulid) -> Vec<u8> {
-    let mut key = Vec::with_capacity(value.len() + 17);
-    key.extend_from_slice(value.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&id.to_bytes());
-    key
 }
 
 /// `<dimension tag> <value> 0x00 <minute, 8 bytes big-endian>`.
@@ -420,8 +390,8 @@ fn decode_count(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
-/// The ULID at the end of an index key, or the whole key of the `decisions` tree.
-fn id_of_index_key(key: &[u8]) -> Ulid {
+/// The ULID of a key of `decisions`, `shadow_disagreements` or `admin_audit`.
+fn id_of_key(key: &[u8]) -> Ulid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&key[key.len() - 16..]);
     Ulid::from_bytes(bytes)

@@ -1,4 +1,4 @@
-//! Retention on a generation: deleting what is past its cutoff, indexes included.
+//! Retention on a generation: deleting what is past its cutoff.
 
 use ulid::Ulid;
 
@@ -8,11 +8,9 @@ use crate::store::{
 };
 
 use super::write::Writer;
-use super::*;
 
 impl Writer<'_> {
-    /// Deletes what is older than `cutoffs`: decisions with their index entries and
-    /// disagreements, tickets past the retention rule, rate buckets, fingerprint records.
+    /// Deletes what is older than `cutoffs`: decisions and disagreements, tickets past the retention rule, rate buckets, fingerprint records.
     pub(in crate::store::sled_store) fn prune(
         &self,
         cutoffs: PruneCutoffs,
@@ -96,41 +94,18 @@ impl Writer<'_> {
         Ok(report)
     }
 
-    /// Deletes decisions and their index entries in one batch per tree.
+    /// Deletes decisions in one batch (a record that does not decode is left, and said).
     fn delete_decisions(&self, entries: &[(sled::IVec, sled::IVec)]) -> Result<u64, StoreError> {
         let mut decisions = sled::Batch::default();
-        let mut by_tenant = sled::Batch::default();
-        let mut by_ip = sled::Batch::default();
-        let mut by_client = sled::Batch::default();
-        let mut by_fingerprint = sled::Batch::default();
         let mut deleted = 0;
         for (key, value) in entries {
-            let record = match serde_json::from_slice::<DecisionRecord>(value) {
-                Ok(record) => record,
-                Err(error) => {
-                    corrupt("decisions", key, &error);
-                    continue;
-                }
-            };
+            if let Err(error) = serde_json::from_slice::<DecisionRecord>(value) {
+                corrupt("decisions", key, &error);
+                continue;
+            }
             decisions.remove(key.clone());
             deleted += 1;
-            let id = id_of_index_key(key);
-            by_tenant.remove(index_key(&record.tenant, id));
-            if let Some(ip) = &record.ip {
-                by_ip.remove(index_key(ip, id));
-            }
-            if let Some(client_id) = &record.client_id {
-                by_client.remove(index_key(client_id, id));
-            }
-            by_fingerprint.remove(index_key(&record.fingerprint, id));
         }
-        // Index entries first: a crash between the batches can only leave a decision without
-        // index entries (still listed unfiltered, pruned next pass); listing skips index
-        // entries whose decision is gone in any case.
-        self.generation.by_tenant.apply_batch(by_tenant)?;
-        self.generation.by_ip.apply_batch(by_ip)?;
-        self.generation.by_client.apply_batch(by_client)?;
-        self.generation.by_fingerprint.apply_batch(by_fingerprint)?;
         self.generation.decisions.apply_batch(decisions)?;
         Ok(deleted)
     }

@@ -11,6 +11,7 @@ use crate::store::{
 };
 
 use super::*;
+use crate::store::sled_store::lists::{Field, Lists};
 
 /// The store's reads on this generation's trees.
 impl Generation {
@@ -27,6 +28,7 @@ impl Generation {
     pub(in crate::store::sled_store) fn list_decisions(
         &self,
         query: &DecisionQuery,
+        lists: &Lists,
     ) -> Result<DecisionPage, StoreError> {
         let mut budget = PageBudget::new(query.page_size);
         let lower = Ulid::from_parts(query.since_ms.unwrap_or(0), 0);
@@ -36,26 +38,32 @@ impl Generation {
         if let Some(token) = query.page_token {
             upper = upper.min(token);
         }
-        // The most selective index that the query names.
-        let indexed = [
-            (&self.by_client, &query.client_id),
-            (&self.by_fingerprint, &query.fingerprint),
-            (&self.by_ip, &query.ip),
-            (&self.by_tenant, &query.tenant),
+        // The shortest list that the query names.
+        let listed = [
+            (Field::ClientId, &query.client_id),
+            (Field::Fingerprint, &query.fingerprint),
+            (Field::Ip, &query.ip),
+            (Field::Tenant, &query.tenant),
         ]
         .into_iter()
-        .find_map(|(tree, value)| value.as_ref().map(|value| (tree, value)));
-        let ids: Box<dyn Iterator<Item = sled::Result<Ulid>>> = match indexed {
-            Some((tree, value)) => Box::new(
-                tree.range(index_key(value, lower)..index_key(value, upper))
-                    .rev()
-                    .map(|entry| entry.map(|(key, _)| id_of_index_key(&key))),
+        .filter_map(|(field, value)| value.as_deref().map(|value| (field, value)))
+        .min_by_key(|(field, value)| lists.count(*field, value));
+        let ids: Box<dyn Iterator<Item = Result<Ulid, StoreError>>> = match listed {
+            Some((field, value)) => Box::new(
+                lists
+                    .newest(field, value, lower, upper, SCAN_LIMIT + 1)
+                    .into_iter()
+                    .map(Ok),
             ),
             None => Box::new(
                 self.decisions
                     .range(lower.to_bytes()..upper.to_bytes())
                     .rev()
-                    .map(|entry| entry.map(|(key, _)| id_of_index_key(&key))),
+                    .map(|entry| {
+                        entry
+                            .map(|(key, _)| id_of_key(&key))
+                            .map_err(StoreError::from)
+                    }),
             ),
         };
         let mut page = DecisionPage::default();
@@ -138,7 +146,7 @@ impl Generation {
         let mut page = DisagreementPage::default();
         for entry in self.disagreements.range(..upper).rev() {
             let (key, value) = entry?;
-            let id = id_of_index_key(&key);
+            let id = id_of_key(&key);
             if !budget.take(value.len()) {
                 page.next_page_token = page
                     .disagreements
@@ -166,7 +174,7 @@ impl Generation {
         let mut page = AdminActionPage::default();
         for entry in self.admin_audit.range(..upper).rev() {
             let (key, value) = entry?;
-            let id = id_of_index_key(&key);
+            let id = id_of_key(&key);
             if !budget.take(value.len()) {
                 page.next_page_token = Some(
                     page.actions

@@ -12,10 +12,7 @@ use crate::store::sled_store::Live;
 use crate::store::{AdminAction, CacheEntry};
 use crate::store::{DecisionRecord, Disagreement, ResolveError, StoreError};
 
-use super::{Generation, INDEXED_THROUGH_KEY, IndexEntry, encode, index_key, rate_bucket_key};
-
-/// Index entries written per sled batch.
-const INDEX_CHUNK: usize = 512;
+use super::{Generation, encode, rate_bucket_key};
 
 /// Write access to the live generation. Made only from a read guard of the live generation,
 /// so that no write can happen while compaction holds the write lock (between watching the
@@ -30,20 +27,13 @@ impl<'a> Writer<'a> {
             generation: &live.generation,
         }
     }
-
-    /// Write access to a generation that is not live yet (while it is opened).
-    pub(in crate::store::sled_store::generation) fn before_live(
-        generation: &'a Generation,
-    ) -> Writer<'a> {
-        Writer { generation }
-    }
 }
 
 impl Writer<'_> {
     /// Writes a decision record: one insert, or — when it opens a ticket or redeems one —
-    /// one transaction over the decisions and the tickets. Everything derived from it
-    /// (index entries, rate counters, fingerprint statistics) is written later, in batches
-    /// ([`Writer::write_derived`]).
+    /// one transaction over the decisions and the tickets. What is derived from it is
+    /// written later, in batches (rate counters and fingerprint statistics,
+    /// [`Writer::write_derived`]), or never (its list index entries, rebuilt at open).
     pub(in crate::store::sled_store) fn write(
         &self,
         decision: &DecisionRecord,
@@ -95,44 +85,10 @@ impl Writer<'_> {
         })
     }
 
-    /// Writes index entries of recorded decisions, one batch per index.
-    pub(in crate::store::sled_store) fn write_index(
-        &self,
-        entries: &[IndexEntry],
-    ) -> Result<(), StoreError> {
-        let store = self.generation;
-        // In chunks: sled holds a whole batch in memory until it is in its log, and one
-        // batch of a busy second's entries held hundreds of megabytes at its peak
-        // (`examples/store_footprint.rs`).
-        for chunk in entries.chunks(INDEX_CHUNK) {
-            let mut by_tenant = sled::Batch::default();
-            let mut by_ip = sled::Batch::default();
-            let mut by_client = sled::Batch::default();
-            let mut by_fingerprint = sled::Batch::default();
-            for entry in chunk {
-                by_tenant.insert(index_key(&entry.tenant, entry.id), &[]);
-                if let Some(ip) = &entry.ip {
-                    by_ip.insert(index_key(ip, entry.id), &[]);
-                }
-                if let Some(client_id) = &entry.client_id {
-                    by_client.insert(index_key(client_id, entry.id), &[]);
-                }
-                by_fingerprint.insert(index_key(&entry.fingerprint, entry.id), &[]);
-            }
-            store.by_tenant.apply_batch(by_tenant)?;
-            store.by_ip.apply_batch(by_ip)?;
-            store.by_client.apply_batch(by_client)?;
-            store.by_fingerprint.apply_batch(by_fingerprint)?;
-        }
-        Ok(())
-    }
-
-    /// Writes what changed in the derived state (absolute values), then the time through
-    /// which every recorded decision is indexed.
+    /// Writes what changed in the derived state (absolute values).
     pub(in crate::store::sled_store) fn write_derived(
         &self,
         changes: &Changes,
-        indexed_through_ms: Option<u64>,
     ) -> Result<(), StoreError> {
         let store = self.generation;
         let mut rates = sled::Batch::default();
@@ -145,11 +101,6 @@ impl Writer<'_> {
             fingerprints.insert(print.as_bytes(), encode("fingerprint record", stats)?);
         }
         store.fingerprints.apply_batch(fingerprints)?;
-        if let Some(through) = indexed_through_ms {
-            store
-                .meta
-                .insert(INDEXED_THROUGH_KEY, &through.to_be_bytes())?;
-        }
         Ok(())
     }
 
