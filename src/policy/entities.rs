@@ -459,7 +459,7 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<ast::Context,
         ("user_agent", string(&signals.user_agent)),
         (
             "now",
-            extension_value(Extension::Datetime, rfc3339::format(signals.now))?,
+            extension_value(Extension::Datetime, rfc3339::format_seconds(signals.now))?,
         ),
         (
             "warnings",
