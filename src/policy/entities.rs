@@ -219,9 +219,9 @@ fn parse_type_name(name: &str) -> EntityTypeName {
     EntityTypeName::from_str(name).expect("clientgate's entity type names are valid")
 }
 
-/// `datetime("…")` and `ip("…")` context values, evaluated by Cedar's extension. Each
-/// thread keeps the last one it built of each kind, and decisions in the same millisecond,
-/// or from the same caller, share it.
+/// `datetime("…")` and `ip("…")` context values, evaluated by Cedar's extension (~10 µs
+/// each). Each thread keeps the last one it built for each context member, and decisions in
+/// the same second, of the same fingerprint, or from the same caller, share it.
 fn extension_value(kind: Extension, argument: String) -> Result<Value, EntityError> {
     static NAMES: LazyLock<[ast::Name; 2]> = LazyLock::new(|| {
         ["datetime", "ip"].map(|name| {
@@ -229,8 +229,8 @@ fn extension_value(kind: Extension, argument: String) -> Result<Value, EntityErr
         })
     });
     thread_local! {
-        static LAST: RefCell<[Option<(String, Value)>; 2]> =
-            const { RefCell::new([None, None]) };
+        static LAST: RefCell<[Option<(String, Value)>; 3]> =
+            const { RefCell::new([None, None, None]) };
     }
     LAST.with_borrow_mut(|last| {
         let slot = &mut last[kind as usize];
@@ -240,7 +240,7 @@ fn extension_value(kind: Extension, argument: String) -> Result<Value, EntityErr
             return Ok(value.clone());
         }
         let call = ast::RestrictedExpr::call_extension_fn(
-            NAMES[kind as usize].clone(),
+            NAMES[kind.constructor()].clone(),
             [ast::RestrictedExpr::val(argument.as_str())],
         );
         let value = RestrictedEvaluator::new(Extensions::all_available())
@@ -251,10 +251,22 @@ fn extension_value(kind: Extension, argument: String) -> Result<Value, EntityErr
     })
 }
 
+/// The context members built by an extension constructor; each has its own cached value.
 #[derive(Clone, Copy)]
 enum Extension {
-    Datetime = 0,
-    Ip = 1,
+    Now = 0,
+    FirstSeen = 1,
+    Ip = 2,
+}
+
+impl Extension {
+    /// The index of its constructor's name: `datetime` or `ip`.
+    fn constructor(self) -> usize {
+        match self {
+            Extension::Now | Extension::FirstSeen => 0,
+            Extension::Ip => 1,
+        }
+    }
 }
 
 fn string(value: &str) -> Value {
@@ -459,7 +471,7 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<ast::Context,
         ("user_agent", string(&signals.user_agent)),
         (
             "now",
-            extension_value(Extension::Datetime, rfc3339::format_seconds(signals.now))?,
+            extension_value(Extension::Now, rfc3339::format_seconds(signals.now))?,
         ),
         (
             "warnings",
@@ -498,7 +510,7 @@ fn context_of(signals: &Signals, imitated: Option<&str>) -> Result<ast::Context,
     if let Some(first_seen) = signals.duplicate_first_seen {
         pairs.push((
             "duplicate_first_seen",
-            extension_value(Extension::Datetime, rfc3339::format(first_seen))?,
+            extension_value(Extension::FirstSeen, rfc3339::format(first_seen))?,
         ));
     }
     if let Some(known) = imitated {
