@@ -8,7 +8,8 @@
 # Prints, for DCR and for a cached CIMD client (Claude Code's document, served once by the
 # local document server and then from clientgate's cache), at 128 requests in flight
 # (-c 16 -m 8) and at one: req/s, p50/p99, server CPU per request, and the ratio to the
-# floor of the same run. clientgate runs on its embedded defaults (starter policies, sled in
+# floor of the same run, and the disk's own fdatasync latency (the floor of a durable answer
+# at one in flight). clientgate runs on its embedded defaults (starter policies, sled in
 # a fresh data directory, every decision recorded durably). Also counts the store's
 # fdatasync calls over one run (strace), which must be at least one per group commit.
 #
@@ -109,6 +110,10 @@ for shape in "16 8" "1 1"; do
     "cimd|$(serve 50993)|$CIMD_URL|$OUT/cimd.bin" \
     | sed -n '/^### Per configuration/,$p'
 done
+
+# The disk's floor for a durable answer, in the directory the stores of this run use.
+echo; echo "== the disk's own sync latency (benches/fsync_probe.py)"
+python3 benches/fsync_probe.py "$OUT"
 
 # Durability: the syscalls the store makes to reach the disk during 20,000 DCR decisions;
 # the server's own count of group commits comes from its shutdown line.
