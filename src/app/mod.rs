@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::notify::{Notifier, Webhook};
 use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
 use crate::registration::software_statement::{ClaimRules, IssuerError, TrustedIssuers};
-use crate::store::{SledLimits, SledStore, Store, StoreError};
+use crate::store::{Recovering, SledLimits, Store, StoreError};
 use reload::PolicyReloader;
 
 /// Why clientgate could not be assembled from its configuration.
@@ -105,7 +105,7 @@ impl App {
             Some(dir) => Some(load_policies(&config, &settings, dir)?),
             None => None,
         };
-        let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
+        let store: Arc<dyn Store> = Arc::new(Recovering::open(
             &config.store.dir,
             SledLimits {
                 above_bytes: config.store.compact_above_bytes,

@@ -64,6 +64,8 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(unix)]
+    survive_file_size_limit(&runtime);
     match runtime.block_on(crate::service::run(config, shutdown_signal(), |_| {})) {
         Ok(_stats) => ExitCode::SUCCESS,
         Err(error) => {
@@ -94,6 +96,27 @@ fn init_logging(config: &Config) -> Result<(), tracing_subscriber::filter::Parse
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// A write past the process's file-size limit (`RLIMIT_FSIZE`) raises SIGXFSZ, whose default
+/// action ends the process: with a handler the write fails with `EFBIG` instead, which the
+/// store treats as a full disk (out of service until it can write again), and clientgate
+/// keeps answering — `UNAVAILABLE` — rather than dying.
+#[cfg(unix)]
+fn survive_file_size_limit(runtime: &tokio::runtime::Runtime) {
+    /// SIGXFSZ on Linux and the BSDs.
+    const SIGXFSZ: i32 = 25;
+    let _entered = runtime.enter();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ)) {
+        Ok(mut limit_reached) => {
+            runtime.spawn(async move {
+                while limit_reached.recv().await.is_some() {
+                    tracing::warn!("a write reached the process's file-size limit (SIGXFSZ)");
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "cannot handle SIGXFSZ"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

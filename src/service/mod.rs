@@ -104,6 +104,10 @@ pub async fn run(
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<StepUpServiceServer<StepUpApi>>().await;
+    background.push(tokio::spawn(report_store_health(
+        app.store.clone(),
+        health.clone(),
+    )));
     on_listening(addr.clone());
     let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -381,4 +385,41 @@ fn spawn_background(app: &App) -> Vec<tokio::task::JoinHandle<()>> {
         app.config.clone(),
     )));
     background
+}
+
+/// How often health looks at whether the store can serve.
+const STORE_HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Reports the decision API `NOT_SERVING` while the store is out of service (a full disk) and
+/// `SERVING` again once it reopens. Only changes are reported, so a shutdown's
+/// `NOT_SERVING` stays.
+async fn report_store_health(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    health: tonic_health::server::HealthReporter,
+) {
+    let mut serving = true;
+    let mut every = tokio::time::interval(STORE_HEALTH_EVERY);
+    loop {
+        every.tick().await;
+        let now = store.serving();
+        if now == serving {
+            continue;
+        }
+        serving = now;
+        let status = if serving {
+            info!("the store is back: the decision API is serving");
+            tonic_health::ServingStatus::Serving
+        } else {
+            warn!("the store is out of service: the decision API reports NOT_SERVING");
+            tonic_health::ServingStatus::NotServing
+        };
+        // The server as a whole ("", what probes ask by default) and the decision API.
+        health.set_service_status("", status).await;
+        health
+            .set_service_status(
+                <RegistrationServiceServer<RegistrationApi> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+    }
 }

@@ -41,26 +41,31 @@ pub struct DataDir {
 impl DataDir {
     /// Creates `root` if needed and locks it for this process.
     pub fn lock(root: &Path) -> Result<DataDir, StoreError> {
-        let open_error = |message: String| StoreError::Open {
-            path: root.display().to_string(),
-            message,
+        let open_error = |error: std::io::Error| match super::no_space(error.kind()) {
+            true => StoreError::DiskFull(format!("cannot open `{}`: {error}", root.display())),
+            false => StoreError::Open {
+                path: root.display().to_string(),
+                message: error.to_string(),
+            },
         };
-        fs::create_dir_all(root).map_err(|error| open_error(error.to_string()))?;
+        fs::create_dir_all(root).map_err(open_error)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(root.join(LOCK))
-            .map_err(|error| open_error(error.to_string()))?;
+            .map_err(open_error)?;
         match lock.try_lock() {
             Ok(()) => Ok(DataDir {
                 root: root.to_owned(),
                 _lock: lock,
             }),
-            Err(fs::TryLockError::WouldBlock) => Err(open_error(
-                "another process has it open (one clientgate per data directory)".to_owned(),
-            )),
-            Err(fs::TryLockError::Error(error)) => Err(open_error(error.to_string())),
+            Err(fs::TryLockError::WouldBlock) => Err(StoreError::Open {
+                path: root.display().to_string(),
+                message: "another process has it open (one clientgate per data directory)"
+                    .to_owned(),
+            }),
+            Err(fs::TryLockError::Error(error)) => Err(open_error(error)),
         }
     }
 
@@ -172,7 +177,10 @@ fn is_legacy_file(name: &str) -> bool {
 }
 
 fn io_error(error: std::io::Error) -> StoreError {
-    StoreError::Io(error.to_string())
+    match super::no_space(error.kind()) {
+        true => StoreError::DiskFull(error.to_string()),
+        false => StoreError::Io(error.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use record::{
     Disagreement, DisagreementPage, FingerprintStats, RateDimension, RateKey, ShadowOutcome,
     TicketPage, TicketQuery,
 };
-pub use sled_store::{FORMAT_VERSION, SHED_SAMPLE, SledLimits, SledStore};
+pub use sled_store::{FORMAT_VERSION, Recovering, SHED_SAMPLE, SledLimits, SledStore};
 
 /// A boxed future, so that [`Store`] can be used as a trait object.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -169,6 +169,11 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> StoreFuture<'_, ()>;
 
     fn stats(&self) -> StoreStats;
+
+    /// Whether the store can serve now; health reports `NOT_SERVING` while it cannot.
+    fn serving(&self) -> bool {
+        true
+    }
 }
 
 /// Why the store failed. Messages, not sources, so that one flush failure can be handed
@@ -188,6 +193,13 @@ pub enum StoreError {
     },
     #[error("store I/O failed: {0}")]
     Io(String),
+    /// The disk is full (or the process's file-size limit was reached): the store is taken
+    /// out of service until it can open again.
+    #[error("the store's disk is full: {0}")]
+    DiskFull(String),
+    /// The store is out of service after an I/O failure, and opens again by itself.
+    #[error("the store is out of service ({cause}); it reopens once the disk works again")]
+    Recovering { cause: String },
     #[error("cannot encode a {what} for the store: {message}")]
     Encode { what: &'static str, message: String },
     #[error("stored record `{key}` is corrupt: {message}")]
@@ -243,8 +255,21 @@ pub enum ResolveError {
 
 impl From<sled::Error> for StoreError {
     fn from(error: sled::Error) -> StoreError {
-        StoreError::Io(error.to_string())
+        match &error {
+            sled::Error::Io(io) if no_space(io.kind()) => StoreError::DiskFull(error.to_string()),
+            _ => StoreError::Io(error.to_string()),
+        }
     }
+}
+
+/// Whether an I/O error of this kind means no more can be written: the disk or a quota is
+/// full, or the process's file-size limit (`RLIMIT_FSIZE`) was reached.
+pub(crate) fn no_space(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        kind,
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
 }
 
 #[cfg(test)]

@@ -126,6 +126,11 @@ impl Server {
         }
     }
 
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

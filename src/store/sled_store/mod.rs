@@ -15,6 +15,7 @@
 mod copy;
 mod generation;
 mod lists;
+mod recovering;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,7 @@ use crate::vocab::Decision;
 pub use self::generation::FORMAT_VERSION;
 #[cfg(test)]
 pub(crate) use self::generation::PAGE_BYTE_BUDGET;
+pub use self::recovering::Recovering;
 
 /// When pruning also compacts, and when low-value decisions are sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,8 +158,14 @@ impl SledStore {
     /// [`SledStore::open`] of it can succeed. Writes not yet flushed are flushed first.
     pub async fn close(self) -> Result<(), StoreError> {
         self.persist_derived()?;
+        self.reading().commit.durable().await?;
+        self.abandon().await
+    }
+
+    /// Releases the directory without writing anything more (the store failed): resolves
+    /// once another [`SledStore::open`] of it can succeed.
+    pub async fn abandon(self) -> Result<(), StoreError> {
         let generation = self.reading();
-        generation.commit.durable().await?;
         let stopped = generation.commit.stopped();
         let db_file = self.writing().path.path.join("db");
         drop(generation);

@@ -300,6 +300,11 @@ impl Generation {
 }
 
 fn open_error(dir: &Path, error: sled::Error) -> StoreError {
+    if let sled::Error::Io(io) = &error
+        && crate::store::no_space(io.kind())
+    {
+        return StoreError::DiskFull(format!("cannot open `{}`: {error}", dir.display()));
+    }
     StoreError::Open {
         path: dir.display().to_string(),
         message: match &error {
