@@ -131,7 +131,7 @@ pub trait Store: Send + Sync + 'static {
         snapshot: &[u8],
     ) -> Result<(), StoreError>;
 
-    /// Deletes what retention no longer keeps: decisions (with their index entries and
+    /// Deletes what retention no longer keeps: decisions (with their list index entries and
     /// shadow disagreements), admin actions and
     /// fingerprint records older than `cutoffs.decisions_ms`, resolved or expired tickets
     /// older than `cutoffs.tickets_ms`, rate buckets older than `cutoffs.rates_ms`, cached
