@@ -387,39 +387,39 @@ fn spawn_background(app: &App) -> Vec<tokio::task::JoinHandle<()>> {
     background
 }
 
-/// How often health looks at whether the store can serve.
-const STORE_HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// Reports the decision API `NOT_SERVING` while the store is out of service (a full disk) and
-/// `SERVING` again once it reopens. Only changes are reported, so a shutdown's
-/// `NOT_SERVING` stays.
+/// `SERVING` again once it reopens, as the store says it changes. Only changes are reported,
+/// so a shutdown's `NOT_SERVING` stays.
 async fn report_store_health(
     store: std::sync::Arc<dyn crate::store::Store>,
     health: tonic_health::server::HealthReporter,
 ) {
-    let mut serving = true;
-    let mut every = tokio::time::interval(STORE_HEALTH_EVERY);
+    let Some(mut serving) = store.serving() else {
+        return;
+    };
+    let mut said = true;
     loop {
-        every.tick().await;
-        let now = store.serving();
-        if now == serving {
-            continue;
+        let now = *serving.borrow_and_update();
+        if now != said {
+            said = now;
+            let status = if now {
+                info!("the store is back: the decision API is serving");
+                tonic_health::ServingStatus::Serving
+            } else {
+                warn!("the store is out of service: the decision API reports NOT_SERVING");
+                tonic_health::ServingStatus::NotServing
+            };
+            // The server as a whole ("", what probes ask by default) and the decision API.
+            health.set_service_status("", status).await;
+            health
+                .set_service_status(
+                    <RegistrationServiceServer<RegistrationApi> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
         }
-        serving = now;
-        let status = if serving {
-            info!("the store is back: the decision API is serving");
-            tonic_health::ServingStatus::Serving
-        } else {
-            warn!("the store is out of service: the decision API reports NOT_SERVING");
-            tonic_health::ServingStatus::NotServing
-        };
-        // The server as a whole ("", what probes ask by default) and the decision API.
-        health.set_service_status("", status).await;
-        health
-            .set_service_status(
-                <RegistrationServiceServer<RegistrationApi> as tonic::server::NamedService>::NAME,
-                status,
-            )
-            .await;
+        if serving.changed().await.is_err() {
+            return;
+        }
     }
 }

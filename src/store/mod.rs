@@ -170,9 +170,10 @@ pub trait Store: Send + Sync + 'static {
 
     fn stats(&self) -> StoreStats;
 
-    /// Whether the store can serve now; health reports `NOT_SERVING` while it cannot.
-    fn serving(&self) -> bool {
-        true
+    /// Whether the store can serve, as it changes (a store that is always in service has
+    /// nothing to say: `None`). Health reports `NOT_SERVING` while it cannot.
+    fn serving(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
     }
 }
 

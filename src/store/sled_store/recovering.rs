@@ -7,7 +7,7 @@
 //! releases the data directory and opens it again every [`RETRY_EVERY`] until that succeeds.
 //! A store that cannot be opened at start because the disk is full starts out of service the
 //! same way. Meanwhile every call fails with [`StoreError::Recovering`] — a decision is
-//! `UNAVAILABLE`, never an answer that was not recorded — and [`Store::serving`] is false,
+//! `UNAVAILABLE`, never an answer that was not recorded — and [`Store::serving`] says so,
 //! which health reports as `NOT_SERVING`.
 //!
 //! What reopening costs is what a crash costs (ARCHITECTURE.md): nothing acknowledged, the
@@ -34,6 +34,8 @@ pub struct Recovering {
     state: Arc<RwLock<State>>,
     /// What the stores taken out of service had counted (recorded, shed, flushes).
     earlier: std::sync::Mutex<StoreStats>,
+    /// Whether a store is in service, for whoever watches (health).
+    serving: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 enum State {
@@ -67,6 +69,7 @@ impl Recovering {
             limits,
             state: Arc::new(RwLock::new(state)),
             earlier: std::sync::Mutex::new(StoreStats::default()),
+            serving: Arc::new(tokio::sync::watch::Sender::new(!down)),
         };
         if down {
             recovering.start_recovery(None);
@@ -129,12 +132,14 @@ impl Recovering {
             since: Instant::now(),
         };
         drop(state);
+        self.serving.send_replace(false);
         self.start_recovery(Some(old));
     }
 
     fn start_recovery(&self, old: Option<Arc<SledStore>>) {
         tokio::spawn(recover(
             self.state.clone(),
+            self.serving.clone(),
             self.dir.clone(),
             self.limits,
             old,
@@ -152,6 +157,7 @@ impl Recovering {
 /// until it opens, and puts the new store in service.
 async fn recover(
     state: Arc<RwLock<State>>,
+    serving: Arc<tokio::sync::watch::Sender<bool>>,
     dir: PathBuf,
     limits: SledLimits,
     old: Option<Arc<SledStore>>,
@@ -191,6 +197,8 @@ async fn recover(
                     );
                 }
                 *state = State::Open(Arc::new(store));
+                drop(state);
+                serving.send_replace(true);
                 return;
             }
             Ok(Err(error)) => {
@@ -367,7 +375,7 @@ impl Store for Recovering {
         stats
     }
 
-    fn serving(&self) -> bool {
-        matches!(&*self.read(), State::Open(_))
+    fn serving(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.serving.subscribe())
     }
 }
