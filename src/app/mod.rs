@@ -21,7 +21,7 @@ use crate::auth::{ClientEntry, Credentials, TokenEntry, token_digest};
 use crate::cimd::cache::CacheBounds;
 use crate::cimd::fetch::{FetchSettings, Fetcher, FetcherError};
 use crate::cimd::source::CimdSource;
-use crate::config::{Config, ListenAddr, TokenSecret, WebhookSecret};
+use crate::config::{Config, ListenAddr, StoreBackend, TokenSecret, WebhookSecret};
 use crate::engine::{Engine, EngineSettings, check_context};
 use crate::events::{Events, Sink};
 use crate::export::Exporter;
@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::notify::{Notifier, Webhook};
 use crate::policy::{LoadError, LoadErrors, PolicyBundle, load_policy_dir_with};
 use crate::registration::software_statement::{ClaimRules, IssuerError, TrustedIssuers};
-use crate::store::{Recovering, SledLimits, Store, StoreError};
+use crate::store::{PgStore, Recovering, SledLimits, Store, StoreError};
 use reload::PolicyReloader;
 
 /// Why clientgate could not be assembled from its configuration.
@@ -105,13 +105,16 @@ impl App {
             Some(dir) => Some(load_policies(&config, &settings, dir)?),
             None => None,
         };
-        let store: Arc<dyn Store> = Arc::new(Recovering::open(
-            &config.store.dir,
-            SledLimits {
-                above_bytes: config.store.compact_above_bytes,
-                max_size_bytes: config.store.max_size_bytes,
-            },
-        )?);
+        let store: Arc<dyn Store> = match config.store.backend {
+            StoreBackend::Sled => Arc::new(Recovering::open(
+                &config.store.dir,
+                SledLimits {
+                    above_bytes: config.store.compact_above_bytes,
+                    max_size_bytes: config.store.max_size_bytes,
+                },
+            )?),
+            StoreBackend::Postgres => Arc::new(PgStore::connect(&config.store.postgres)?),
+        };
         let metrics = Arc::new(Metrics::default());
         let notifier = notifier(&config, metrics.clone())?;
         let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();

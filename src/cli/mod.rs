@@ -14,6 +14,7 @@ mod bench;
 mod check;
 mod eval;
 mod healthcheck;
+mod migrate;
 mod policies;
 mod registry;
 mod serve;
@@ -54,6 +55,8 @@ enum Command {
     /// The operator's command line over the admin API: pending, show, approve, deny,
     /// decisions, status, audit.
     Admin(admin::AdminArgs),
+    /// Apply the PostgreSQL store's schema migrations and exit.
+    Migrate(migrate::MigrateArgs),
     /// Exit 0 when the server answers ready on `/readyz` (for container probes).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -71,5 +74,6 @@ pub fn main() -> ExitCode {
         Command::Registry(args) => registry::registry(args),
         Command::Admin(args) => admin::admin(args),
         Command::Healthcheck(args) => healthcheck::healthcheck(args),
+        Command::Migrate(args) => migrate::migrate(args),
     }
 }

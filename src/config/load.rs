@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::raw::{Raw, ValueError, flatten};
 use super::tables::{clients, tokens, webhooks};
-use super::{Config, DecisionExport, ListenAddr, LogFormat, MIB, env};
+use super::{Config, DecisionExport, ListenAddr, LogFormat, MIB, StoreBackend, env};
 use crate::registration::Profile;
 
 /// Command-line flags that override the file and the environment.
@@ -156,6 +156,15 @@ impl Config {
                     .to_owned(),
             });
         }
+        if config.store.backend == StoreBackend::Postgres && config.store.postgres.url.is_empty() {
+            errors.push(ConfigError {
+                source: "configuration".to_owned(),
+                key: "store.postgres_url".to_owned(),
+                message: "`store.backend = \"postgres\"` needs the database: set \
+                          `store.postgres_url` or CLIENTGATE_STORE_POSTGRES_URL"
+                    .to_owned(),
+            });
+        }
         if config.cimd.cache_min > config.cimd.cache_max {
             errors.push(ConfigError {
                 source: "configuration".to_owned(),
@@ -248,6 +257,24 @@ impl Config {
             "store.max_size_mib" => raw
                 .integer_in(0..=16_777_216)
                 .map(|mib| self.store.max_size_bytes = mib * MIB),
+            "store.backend" => raw.string().and_then(|text| {
+                self.store.backend = match text.as_str() {
+                    "sled" => StoreBackend::Sled,
+                    "postgres" => StoreBackend::Postgres,
+                    _ => return Err(invalid(format!("`{text}` is not one of sled, postgres"))),
+                };
+                Ok(())
+            }),
+            "store.postgres_url" => raw.string().map(|url| self.store.postgres.url = url),
+            "store.postgres_pool_size" => raw
+                .integer_in(1..=1024)
+                .map(|size| self.store.postgres.pool_size = size as usize),
+            "store.postgres_statement_timeout_ms" => raw
+                .integer_in(100..=600_000)
+                .map(|ms| self.store.postgres.statement_timeout = Duration::from_millis(ms)),
+            "store.postgres_ca_file" => raw.string().map(|path| {
+                self.store.postgres.ca_file = (!path.is_empty()).then(|| PathBuf::from(path));
+            }),
             "validation.profile" => raw.string().and_then(|text| {
                 Profile::parse(&text)
                     .map(|profile| self.validation.profile = profile)

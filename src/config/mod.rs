@@ -362,6 +362,19 @@ pub struct StoreConfig {
     /// `store.max_size_mib` (0: none): beyond this size on disk, repeated denials of
     /// malformed registrations of one fingerprint are sampled (one in a hundred recorded).
     pub max_size_bytes: u64,
+    /// `store.backend`: `sled` (embedded, one process) or `postgres` (shared by replicas).
+    pub backend: StoreBackend,
+    /// `store.postgres_url` (also `CLIENTGATE_STORE_POSTGRES_URL`),
+    /// `store.postgres_pool_size`, `store.postgres_statement_timeout_ms`,
+    /// `store.postgres_ca_file` (TLS to the database).
+    pub postgres: crate::store::PostgresSettings,
+}
+
+/// Where the store lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sled,
+    Postgres,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -455,6 +468,13 @@ impl Default for Config {
                 dir: PathBuf::from("data"),
                 compact_above_bytes: SledLimits::default().above_bytes,
                 max_size_bytes: 4096 * 1024 * 1024,
+                backend: StoreBackend::Sled,
+                postgres: crate::store::PostgresSettings {
+                    url: String::new(),
+                    pool_size: 16,
+                    statement_timeout: Duration::from_secs(5),
+                    ca_file: None,
+                },
             },
             validation: ValidationConfig {
                 profile: Profile::Mcp,

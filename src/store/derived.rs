@@ -135,6 +135,37 @@ impl Derived {
     }
 }
 
+/// The registrations counted within each window ending at `now_ms`, from one key's
+/// `(minute, count)` buckets newest first: a sliding window over minute buckets, where the
+/// bucket the window starts in counts for the part of its minute inside the window, rounded
+/// up. Every backend counts this way.
+pub fn window_counts(
+    newest_first: impl Iterator<Item = (u64, u64)> + Clone,
+    windows: &[Duration],
+    now_ms: u64,
+) -> Vec<u64> {
+    let now_minute = now_ms / MINUTE_MS;
+    windows
+        .iter()
+        .map(|window| {
+            let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+            let start_ms = now_ms.saturating_sub(window_ms);
+            let first = start_ms / MINUTE_MS;
+            // The part of the first minute that lies inside the window.
+            let inside_first = (first + 1) * MINUTE_MS - start_ms;
+            newest_first
+                .clone()
+                .skip_while(|(minute, _)| *minute > now_minute)
+                .take_while(|(minute, _)| *minute >= first)
+                .map(|(minute, count)| match minute == first {
+                    true => count.saturating_mul(inside_first).div_ceil(MINUTE_MS),
+                    false => count,
+                })
+                .sum()
+        })
+        .collect()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -169,30 +200,10 @@ impl RateTable {
     }
 
     fn counts(&self, key: &RateKey, windows: &[Duration], now_ms: u64) -> Vec<u64> {
-        let Some(buckets) = self.keys.get(key) else {
-            return vec![0; windows.len()];
-        };
-        let now_minute = now_ms / MINUTE_MS;
-        windows
-            .iter()
-            .map(|window| {
-                let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-                let start_ms = now_ms.saturating_sub(window_ms);
-                let first = start_ms / MINUTE_MS;
-                // The part of the first minute that lies inside the window.
-                let inside_first = (first + 1) * MINUTE_MS - start_ms;
-                buckets
-                    .iter()
-                    .rev()
-                    .skip_while(|(minute, _)| *minute > now_minute)
-                    .take_while(|(minute, _)| *minute >= first)
-                    .map(|&(minute, count)| match minute == first {
-                        true => count.saturating_mul(inside_first).div_ceil(MINUTE_MS),
-                        false => count,
-                    })
-                    .sum()
-            })
-            .collect()
+        match self.keys.get(key) {
+            Some(buckets) => window_counts(buckets.iter().rev().copied(), windows, now_ms),
+            None => vec![0; windows.len()],
+        }
     }
 
     fn take_dirty(&mut self) -> Vec<(RateKey, u64, u64)> {

@@ -11,6 +11,9 @@
 mod data_dir;
 pub mod derived;
 pub mod group_commit;
+mod paging;
+pub use paging::PAGE_BYTE_BUDGET;
+mod postgres;
 mod record;
 mod sled_store;
 
@@ -19,6 +22,7 @@ use std::future::Future;
 use crate::step_up::{OperatorResolution, ResolveRefusal, StepUpTicket};
 use std::pin::Pin;
 
+pub use postgres::{PgStore, PostgresSettings, SCHEMA_VERSION};
 pub use record::{
     AdminAction, AdminActionPage, CacheEntry, DecisionPage, DecisionQuery, DecisionRecord,
     Disagreement, DisagreementPage, FingerprintStats, RateDimension, RateKey, ShadowOutcome,
@@ -191,6 +195,15 @@ pub enum StoreError {
         path: String,
         found: String,
         expected: String,
+    },
+    #[error(
+        "the database `{database}` has clientgate schema version {found}, and this clientgate \
+         knows versions up to {expected}: a newer clientgate migrated it; run that version"
+    )]
+    NewerSchema {
+        database: String,
+        found: i32,
+        expected: i32,
     },
     #[error("store I/O failed: {0}")]
     Io(String),

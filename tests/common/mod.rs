@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod doc_server;
+pub mod postgres;
 pub mod records;
 
 use std::io::{BufRead, BufReader};

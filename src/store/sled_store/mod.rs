@@ -37,8 +37,6 @@ use crate::store::{AdminAction, AdminActionPage, CacheEntry};
 use crate::vocab::Decision;
 
 pub use self::generation::FORMAT_VERSION;
-#[cfg(test)]
-pub(crate) use self::generation::PAGE_BYTE_BUDGET;
 pub use self::recovering::Recovering;
 
 /// When pruning also compacts, and when low-value decisions are sampled.

@@ -26,6 +26,7 @@ use ulid::Ulid;
 use super::lists::{Field, Listed, Lists};
 use crate::store::derived::Derived;
 use crate::store::group_commit::GroupCommit;
+use crate::store::paging::PageBudget;
 use crate::store::{
     DecisionQuery, DecisionRecord, FingerprintStats, RateDimension, RateKey, StoreError,
 };
@@ -46,44 +47,6 @@ const DROPPED_META: &[u8] = b"indexed_through_ms";
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// Index entries examined per page at most; a page that hits it ends early with a token.
 const SCAN_LIMIT: usize = 10_000;
-const MAX_PAGE_SIZE: usize = 1000;
-const DEFAULT_PAGE_SIZE: usize = 50;
-/// Stored bytes one page holds at most besides its count (F-3): a page of large records
-/// ends early, with a token for the rest. A page always holds at least one entry.
-pub const PAGE_BYTE_BUDGET: usize = 1024 * 1024;
-
-/// What is left of one page: entries and bytes.
-struct PageBudget {
-    entries: usize,
-    taken: usize,
-    bytes: usize,
-}
-
-impl PageBudget {
-    /// A page of `page_size` entries (0: the default; at most the maximum).
-    fn new(page_size: usize) -> PageBudget {
-        PageBudget {
-            entries: match page_size {
-                0 => DEFAULT_PAGE_SIZE,
-                size => size.min(MAX_PAGE_SIZE),
-            },
-            taken: 0,
-            bytes: 0,
-        }
-    }
-
-    /// Takes an entry of `bytes` stored bytes if it still fits; `false` ends the page.
-    fn take(&mut self, bytes: usize) -> bool {
-        let fits = self.taken < self.entries
-            && (self.taken == 0 || self.bytes.saturating_add(bytes) <= PAGE_BYTE_BUDGET);
-        if fits {
-            self.taken += 1;
-            self.bytes = self.bytes.saturating_add(bytes);
-        }
-        fits
-    }
-}
-
 pub(super) struct Generation {
     pub(super) db: sled::Db,
     decisions: sled::Tree,
