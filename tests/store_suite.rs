@@ -741,3 +741,94 @@ async fn pending_tickets_past_their_expiry_are_expired_and_pruned_by_retention(s
         "still pending: kept"
     );
 }
+
+/// A direct connection to the test server, for what the store does not offer.
+async fn connect(server: &Postgres) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects to the test server");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_clientgate_is_refused_with_its_version() {
+    let server = Postgres::start();
+    drop(PgStore::connect(&settings(&server)).expect("a fresh database is migrated"));
+    connect(&server)
+        .await
+        .execute("INSERT INTO clientgate_schema (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let error = PgStore::connect(&settings(&server))
+        .err()
+        .expect("schema 99 is refused")
+        .to_string();
+    assert!(error.contains("schema version 99"), "{error}");
+    assert!(
+        error.contains(&format!("up to {}", clientgate::store::SCHEMA_VERSION)),
+        "{error}"
+    );
+    assert!(!error.contains("password"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_skip_their_pass_while_another_replica_runs_it() {
+    let server = Postgres::start();
+    let store = PgStore::connect(&settings(&server)).unwrap();
+    let early = record(1_000, "default", "203.0.113.7", Decision::StepUp);
+    store
+        .record(
+            early.clone(),
+            Some(ticket("01EARLY", &early, 5_000)),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let other_replica = connect(&server).await;
+    for lock in [
+        clientgate::store::EXPIRY_LOCK,
+        clientgate::store::PRUNE_LOCK,
+    ] {
+        other_replica
+            .execute("SELECT pg_advisory_lock($1)", &[&lock])
+            .await
+            .unwrap();
+    }
+    let cutoffs = PruneCutoffs {
+        decisions_ms: 10_000,
+        ..no_cutoffs()
+    };
+    let (expired, pruned) = tokio::task::spawn_blocking({
+        let store = Arc::new(store);
+        move || {
+            let outcome = (
+                store.expire_tickets(6_000).unwrap(),
+                store.prune(cutoffs).unwrap(),
+            );
+            (outcome, store)
+        }
+    })
+    .await
+    .map(|(outcome, store)| {
+        assert!(store.get_decision(&early.decision_id).unwrap().is_some());
+        outcome
+    })
+    .unwrap();
+    assert_eq!(expired, 0, "the expiry pass is another replica's");
+    assert_eq!(
+        pruned.decisions, 0,
+        "the retention pass is another replica's"
+    );
+    other_replica
+        .execute("SELECT pg_advisory_unlock_all()", &[])
+        .await
+        .unwrap();
+    let store = PgStore::connect(&settings(&server)).unwrap();
+    assert_eq!(
+        store.expire_tickets(6_000).unwrap(),
+        1,
+        "with the lock free, it runs"
+    );
+    assert_eq!(store.prune(cutoffs).unwrap().decisions, 1);
+}

@@ -22,7 +22,7 @@ use std::future::Future;
 use crate::step_up::{OperatorResolution, ResolveRefusal, StepUpTicket};
 use std::pin::Pin;
 
-pub use postgres::{PgStore, PostgresSettings, SCHEMA_VERSION};
+pub use postgres::{EXPIRY_LOCK, PRUNE_LOCK, PgStore, PostgresSettings, SCHEMA_VERSION};
 pub use record::{
     AdminAction, AdminActionPage, CacheEntry, DecisionPage, DecisionQuery, DecisionRecord,
     Disagreement, DisagreementPage, FingerprintStats, RateDimension, RateKey, ShadowOutcome,

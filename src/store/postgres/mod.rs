@@ -49,9 +49,10 @@ pub use self::schema::SCHEMA_VERSION;
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Tickets examined per page at most, as on sled.
 const SCAN_LIMIT: usize = 10_000;
-/// The advisory locks of the background jobs: one replica at a time runs each.
-const EXPIRY_LOCK: i64 = 0x636c_6965_6e74_6702;
-const PRUNE_LOCK: i64 = 0x636c_6965_6e74_6703;
+/// The advisory locks of the background jobs: one replica at a time runs each; a replica
+/// that finds one taken skips its pass (another replica is doing it).
+pub const EXPIRY_LOCK: i64 = 0x636c_6965_6e74_6702;
+pub const PRUNE_LOCK: i64 = 0x636c_6965_6e74_6703;
 
 /// How to reach the database (`[store]` `postgres_*`).
 #[derive(Clone, Debug, PartialEq)]
@@ -130,17 +131,25 @@ impl PgStore {
                 StoreError::Io(format!("cannot start the database runtime: {error}"))
             })?;
         let handle = runtime.handle().clone();
-        let pool = pool(settings)?;
-        let named = describe_target(&settings.url);
-        let migrated = {
-            let pool = pool.clone();
-            bridge(&handle, async move {
-                let mut client = pool.get().await.map_err(|error| StoreError::Open {
+        let migrated = pool(settings).and_then(|pool| {
+            let named = describe_target(&settings.url);
+            let migrating = pool.clone();
+            let applied = bridge(&handle, async move {
+                let mut client = migrating.get().await.map_err(|error| StoreError::Open {
                     path: named.clone(),
                     message: error.to_string(),
                 })?;
                 schema::migrate(&mut client, &named).await
-            })?
+            })?;
+            Ok((pool, applied))
+        });
+        // A runtime cannot be dropped where blocking is not allowed (the caller may be async).
+        let (pool, migrated) = match migrated {
+            Ok(done) => done,
+            Err(error) => {
+                runtime.shutdown_background();
+                return Err(error);
+            }
         };
         if !migrated.is_empty() {
             tracing::info!(applied = ?migrated, version = SCHEMA_VERSION, "database schema migrated");
