@@ -403,7 +403,10 @@ async fn a_replica_killed_with_sigkill_loses_no_acknowledged_decision() {
         "only {} decisions before the kill",
         acknowledged.len()
     );
-    eprintln!("{} decisions acknowledged before SIGKILL", acknowledged.len());
+    eprintln!(
+        "{} decisions acknowledged before SIGKILL",
+        acknowledged.len()
+    );
     let mut admin = pair.b.admin().await;
     for id in &acknowledged {
         let found = admin

@@ -832,3 +832,44 @@ async fn background_jobs_skip_their_pass_while_another_replica_runs_it() {
     );
     assert_eq!(store.prune(cutoffs).unwrap().decisions, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_reached_over_tls_with_the_configured_ca_and_refused_without_it() {
+    let (server, ca_file) = Postgres::start_tls();
+    let plain = PgStore::connect(&settings(&server))
+        .err()
+        .expect("the server takes TLS connections only")
+        .to_string();
+    assert!(plain.contains("cannot open the store"), "{plain}");
+
+    let over_tls = PgStore::connect(&PostgresSettings {
+        ca_file: Some(ca_file),
+        ..settings(&server)
+    })
+    .expect("TLS with the server's CA connects");
+    let decision = record(1_000, "default", "203.0.113.7", Decision::Approve);
+    over_tls
+        .record(decision.clone(), None, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        over_tls.get_decision(&decision.decision_id).unwrap(),
+        Some(decision)
+    );
+
+    let other_ca = tempfile::tempdir().unwrap();
+    let (_other, wrong_ca) = {
+        let (other, ca) = Postgres::start_tls();
+        let copy = other_ca.path().join("ca.pem");
+        std::fs::copy(&ca, &copy).unwrap();
+        (other, copy)
+    };
+    let refused = PgStore::connect(&PostgresSettings {
+        ca_file: Some(wrong_ca),
+        ..settings(&server)
+    })
+    .err()
+    .expect("a certificate from another CA is refused")
+    .to_string();
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+}

@@ -224,3 +224,63 @@ fn the_default_configuration_and_the_modules_agree_on_every_default() {
         (bounds.min, bounds.max)
     );
 }
+
+#[test]
+fn the_postgres_backend_needs_its_url_and_reads_its_settings() {
+    let errors = Config::load(
+        None,
+        env(&[("CLIENTGATE_STORE_BACKEND", "postgres")]),
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(errors.contains("store.postgres_url"), "{errors}");
+    assert!(errors.contains("CLIENTGATE_STORE_POSTGRES_URL"), "{errors}");
+
+    let config = Config::load(
+        None,
+        env(&[
+            ("CLIENTGATE_STORE_BACKEND", "postgres"),
+            (
+                "CLIENTGATE_STORE_POSTGRES_URL",
+                "postgres://gate@db.internal/clientgate",
+            ),
+            ("CLIENTGATE_STORE_POSTGRES_POOL_SIZE", "4"),
+            ("CLIENTGATE_STORE_POSTGRES_STATEMENT_TIMEOUT_MS", "2500"),
+            (
+                "CLIENTGATE_STORE_POSTGRES_CA_FILE",
+                "/etc/clientgate/db-ca.pem",
+            ),
+        ]),
+        &Overrides::default(),
+    )
+    .expect("a complete postgres configuration")
+    .config;
+    assert_eq!(config.store.backend, StoreBackend::Postgres);
+    let postgres = &config.store.postgres;
+    assert_eq!(postgres.url, "postgres://gate@db.internal/clientgate");
+    assert_eq!(postgres.pool_size, 4);
+    assert_eq!(postgres.statement_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        postgres.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/clientgate/db-ca.pem"))
+    );
+
+    let errors = Config::load(
+        None,
+        env(&[("CLIENTGATE_STORE_BACKEND", "mysql")]),
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("`mysql` is not one of sled, postgres"),
+        "{errors}"
+    );
+    let default = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+    assert_eq!(
+        default.config.store.backend,
+        StoreBackend::Sled,
+        "sled stays the default"
+    );
+}

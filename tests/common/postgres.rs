@@ -11,25 +11,61 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     running: bool,
+    /// Server options besides the port and addresses.
+    extra: String,
 }
 
 impl Postgres {
     /// A fresh cluster, started.
     pub fn start() -> Postgres {
+        let mut postgres = Postgres::init();
+        postgres.resume();
+        postgres
+    }
+
+    /// A fresh cluster that accepts TCP connections only over TLS, with a certificate for
+    /// 127.0.0.1 from a CA of its own; started. Returns the CA's PEM file too.
+    pub fn start_tls() -> (Postgres, PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut postgres = Postgres::init();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "clientgate test database CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let certificate = params.signed_by(&key, &ca).unwrap();
+        let data = postgres.data();
+        std::fs::write(data.join("server.crt"), certificate.pem()).unwrap();
+        std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        let ca_file = postgres.dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        hand_over(postgres.dir.path());
+        let status = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        postgres.extra = "-c ssl=on".to_owned();
+        postgres.resume();
+        (postgres, ca_file)
+    }
+
+    /// A fresh cluster, not started.
+    fn init() -> Postgres {
         let bin = binaries();
         let dir = tempfile::tempdir().unwrap();
-        if as_root() {
-            let status = Command::new("chown")
-                .arg("-R")
-                .arg("postgres")
-                .arg(dir.path())
-                .status()
-                .expect("chown runs");
-            assert!(
-                status.success(),
-                "cannot hand the cluster's directory to `postgres`"
-            );
-        }
+        hand_over(dir.path());
         let data = dir.path().join("data");
         let output = command(&bin, "initdb")
             .arg("-D")
@@ -42,15 +78,13 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let port = free_port();
-        let mut postgres = Postgres {
+        Postgres {
             dir,
             bin,
-            port,
+            port: free_port(),
             running: false,
-        };
-        postgres.resume();
-        postgres
+            extra: String::new(),
+        }
     }
 
     /// A connection URL to its `postgres` database.
@@ -80,9 +114,10 @@ impl Postgres {
     /// Starts the server again on its port and data.
     pub fn resume(&mut self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.extra
         );
         let output = command(&self.bin, "pg_ctl")
             .arg("-D")
@@ -117,6 +152,23 @@ impl Drop for Postgres {
                 .args(["-m", "immediate", "-w", "stop"])
                 .output();
         }
+    }
+}
+
+/// Gives `dir` to `postgres` when we are root (the server refuses to run as root).
+fn hand_over(dir: &Path) {
+    if as_root() {
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg("postgres")
+            .arg(dir)
+            .status()
+            .expect("chown runs");
+        assert!(
+            status.success(),
+            "cannot hand `{}` to `postgres`",
+            dir.display()
+        );
     }
 }
 

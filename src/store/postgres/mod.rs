@@ -137,7 +137,7 @@ impl PgStore {
             let applied = bridge(&handle, async move {
                 let mut client = migrating.get().await.map_err(|error| StoreError::Open {
                     path: named.clone(),
-                    message: error.to_string(),
+                    message: chain(&error),
                 })?;
                 schema::migrate(&mut client, &named).await
             })?;
@@ -187,7 +187,7 @@ impl PgStore {
         runtime.block_on(async move {
             let mut client = pool.get().await.map_err(|error| StoreError::Open {
                 path: named.clone(),
-                message: error.to_string(),
+                message: chain(&error),
             })?;
             schema::migrate(&mut client, &named).await
         })
@@ -262,6 +262,9 @@ fn pool(settings: &PostgresSettings) -> Result<Pool, StoreError> {
     };
     let manager = match &settings.ca_file {
         Some(ca_file) => {
+            // With a CA, TLS is required: a server (or a man in the middle) that declines
+            // it is refused rather than spoken to in the clear.
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
             let tls = tls_connector(ca_file).map_err(open_error)?;
             Manager::from_config(config, tls, manager_config)
         }
@@ -336,10 +339,7 @@ fn describe_target(url: &str) -> String {
 pub(super) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("database: {} ({})", db.message(), db.code().code()),
-        None => match std::error::Error::source(error) {
-            Some(source) => format!("database: {error}: {source}"),
-            None => format!("database: {error}"),
-        },
+        None => format!("database: {}", chain(error)),
     }
 }
 
@@ -348,7 +348,22 @@ pub(super) fn db_error(error: &tokio_postgres::Error) -> StoreError {
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Io(format!("cannot reach the database: {error}"))
+    StoreError::Io(format!("cannot reach the database: {}", chain(&error)))
+}
+
+/// An error and its sources, joined: a TLS failure names the certificate problem.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 pub(super) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
