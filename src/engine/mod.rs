@@ -36,7 +36,9 @@ use crate::registration::software_statement::TrustedIssuers;
 use crate::registration::{Finding, Profile};
 use crate::step_up::{self, PresentedTicket};
 use crate::step_up::{OperatorResolution, StepUpRef, StepUpTicket};
-use crate::store::{AdminAction, DecisionRecord, Recorded, ResolveError, Store, StoreError};
+use crate::store::{
+    AdminAction, DecisionRecord, Observation, Recorded, ResolveError, Store, StoreError,
+};
 use crate::vocab::{Caller, from_millis, millis};
 use crate::vocab::{Decision, Reason};
 
@@ -303,7 +305,7 @@ impl Engine {
         loop {
             round += 1;
             let stamp = mint(SystemTime::now());
-            let observed = self.observe(&input, &prepared, stamp.now)?;
+            let observed = self.observe(&input, &prepared, stamp.now).await?;
             let Decided { mut answer, draft } = decide(
                 &policies,
                 &self.settings,
@@ -446,7 +448,7 @@ impl Engine {
     }
 
     /// What the store knows now that bears on deciding `prepared`.
-    fn observe(
+    async fn observe(
         &self,
         input: &EvaluateInput,
         prepared: &Prepared,
@@ -454,13 +456,19 @@ impl Engine {
     ) -> Result<Observed, ServiceError> {
         let ticket = self.presented_ticket(&input.step_up_ticket, now)?;
         let keys = prepared.rate_keys(input);
-        let counts = self
+        let Observation { counts, duplicates } = self
             .store
-            .rate_counts(&keys, &self.settings.rate_windows, millis(now))?;
+            .observation(
+                &keys,
+                &self.settings.rate_windows,
+                millis(now),
+                &prepared.fingerprint,
+            )
+            .await?;
         Ok(Observed {
             ticket,
             rates: keys.into_iter().zip(counts).collect(),
-            duplicates: self.store.fingerprint_stats(&prepared.fingerprint)?,
+            duplicates,
         })
     }
 

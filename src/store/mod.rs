@@ -33,6 +33,14 @@ pub use sled_store::{FORMAT_VERSION, Recovering, SHED_SAMPLE, SledLimits, SledSt
 /// A boxed future, so that [`Store`] can be used as a trait object.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// What [`Store::observation`] reads for a decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// Per rate key, its count in each window.
+    pub counts: Vec<Vec<u64>>,
+    pub duplicates: Option<FingerprintStats>,
+}
+
 /// Counters that show how the store is doing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -85,6 +93,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Earlier approvals of registrations with this fingerprint.
     fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError>;
+
+    /// What a decision reads before it is made: the [`Store::rate_counts`] of `keys` and the
+    /// [`Store::fingerprint_stats`] of `fingerprint`. A store whose reads are round trips
+    /// (PostgreSQL) makes both in one and is awaited, not blocked on.
+    fn observation<'a>(
+        &'a self,
+        keys: &'a [RateKey],
+        windows: &'a [std::time::Duration],
+        now_ms: u64,
+        fingerprint: &'a str,
+    ) -> StoreFuture<'a, Observation> {
+        let read = || {
+            Ok(Observation {
+                counts: self.rate_counts(keys, windows, now_ms)?,
+                duplicates: self.fingerprint_stats(fingerprint)?,
+            })
+        };
+        Box::pin(std::future::ready(read()))
+    }
 
     fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
 

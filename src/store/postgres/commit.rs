@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use deadpool_postgres::Transaction;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Transaction;
 
-use super::{Shared, db_error, decode, encode, pg_i64};
+use super::{Shared, db_error, decode, encode, pg_i64, prepared};
 use crate::step_up::{self, OperatorResolution, StepUpTicket};
 use crate::store::derived::MINUTE_MS;
 use crate::store::{AdminAction, DecisionRecord, RateKey, Recorded, ResolveError, StoreError};
@@ -219,11 +219,13 @@ async fn lock_tickets(
     }
     ids.sort_unstable();
     ids.dedup();
+    let statement = prepared(
+        transaction,
+        "SELECT id, record FROM tickets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .await?;
     let rows = transaction
-        .query(
-            "SELECT id, record FROM tickets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &[&ids],
-        )
+        .query(&statement, &[&ids])
         .await
         .map_err(|error| db_error(&error))?;
     rows.iter()
@@ -316,12 +318,17 @@ async fn write(transaction: &Transaction<'_>, rows: &Rows) -> Result<(), StoreEr
         for decision in &rows.decisions {
             columns.push(decision)?;
         }
-        transaction
-            .execute(
-                "INSERT INTO decisions (id, decided_at_ms, tenant, client_id, ip, fingerprint, \
+        let statement = prepared(
+            transaction,
+            "INSERT INTO decisions (id, decided_at_ms, tenant, client_id, ip, fingerprint, \
                  decision, registration_type, policy_version, record) \
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], \
                  $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])",
+        )
+        .await?;
+        transaction
+            .execute(
+                &statement,
                 &[
                     &columns.id,
                     &columns.decided_at_ms,
@@ -351,14 +358,12 @@ async fn write(transaction: &Transaction<'_>, rows: &Rows) -> Result<(), StoreEr
             expires.push(pg_i64(ticket.expires_at_ms));
             records.push(encode("step-up ticket", ticket)?);
         }
-        transaction
-            .execute(
-                "INSERT INTO tickets (id, tenant, state, expires_at_ms, record) \
+        let statement = prepared(transaction, "INSERT INTO tickets (id, tenant, state, expires_at_ms, record) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
-                 expires_at_ms = excluded.expires_at_ms, record = excluded.record",
-                &[&ids, &tenants, &states, &expires, &records],
-            )
+                 expires_at_ms = excluded.expires_at_ms, record = excluded.record").await?;
+        transaction
+            .execute(&statement, &[&ids, &tenants, &states, &expires, &records])
             .await
             .map_err(io)?;
     }
@@ -373,14 +378,16 @@ async fn write(transaction: &Transaction<'_>, rows: &Rows) -> Result<(), StoreEr
             minutes.push(*minute);
             counts.push(*count);
         }
-        transaction
-            .execute(
-                "INSERT INTO rate_buckets (dimension, value, minute, count) \
+        let statement = prepared(
+            transaction,
+            "INSERT INTO rate_buckets (dimension, value, minute, count) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
                  ON CONFLICT (dimension, value, minute) \
                  DO UPDATE SET count = rate_buckets.count + excluded.count",
-                &[&dimensions, &values, &minutes, &counts],
-            )
+        )
+        .await?;
+        transaction
+            .execute(&statement, &[&dimensions, &values, &minutes, &counts])
             .await
             .map_err(io)?;
     }
@@ -395,12 +402,17 @@ async fn write(transaction: &Transaction<'_>, rows: &Rows) -> Result<(), StoreEr
             first_seen.push(*seen);
             first_decision.push(decision.as_str());
         }
-        transaction
-            .execute(
-                "INSERT INTO fingerprints (fingerprint, approved, first_seen_ms, first_decision_id) \
+        let statement = prepared(
+            transaction,
+            "INSERT INTO fingerprints (fingerprint, approved, first_seen_ms, first_decision_id) \
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) \
                  ON CONFLICT (fingerprint) \
                  DO UPDATE SET approved = fingerprints.approved + excluded.approved",
+        )
+        .await?;
+        transaction
+            .execute(
+                &statement,
                 &[&prints, &approved, &first_seen, &first_decision],
             )
             .await
@@ -413,12 +425,14 @@ async fn write(transaction: &Transaction<'_>, rows: &Rows) -> Result<(), StoreEr
             ids.push(action.action_id.as_str());
             records.push(encode("admin action", action)?);
         }
-        transaction
-            .execute(
-                "INSERT INTO admin_actions (id, record) \
+        let statement = prepared(
+            transaction,
+            "INSERT INTO admin_actions (id, record) \
                  SELECT * FROM unnest($1::text[], $2::text[])",
-                &[&ids, &records],
-            )
+        )
+        .await?;
+        transaction
+            .execute(&statement, &[&ids, &records])
             .await
             .map_err(io)?;
     }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use ulid::Ulid;
@@ -37,8 +38,9 @@ use super::derived::{MINUTE_MS, window_counts};
 use super::paging::PageBudget;
 use super::{
     AdminAction, AdminActionPage, CacheEntry, DecisionPage, DecisionQuery, DecisionRecord,
-    Disagreement, DisagreementPage, FingerprintStats, PruneCutoffs, PruneReport, RateKey, Recorded,
-    ResolveError, Store, StoreError, StoreFuture, StoreStats, TicketPage, TicketQuery,
+    Disagreement, DisagreementPage, FingerprintStats, Observation, PruneCutoffs, PruneReport,
+    RateKey, Recorded, ResolveError, Store, StoreError, StoreFuture, StoreStats, TicketPage,
+    TicketQuery,
 };
 use crate::metrics::{BATCH_BUCKETS, Histogram, LATENCY_BUCKETS_MICROS};
 use crate::step_up::{self, OperatorResolution, StepUpTicket};
@@ -114,6 +116,122 @@ impl Shared {
             *now = serving;
             changed
         });
+    }
+}
+
+/// The rate buckets of a set of keys since the longest window began.
+struct RateQuery {
+    dimensions: Vec<&'static str>,
+    values: Vec<String>,
+    oldest_minute: u64,
+}
+
+impl RateQuery {
+    fn new(keys: &[RateKey], windows: &[Duration], now_ms: u64) -> RateQuery {
+        RateQuery {
+            dimensions: keys.iter().map(|key| key.dimension.as_str()).collect(),
+            values: keys.iter().map(|key| key.value.clone()).collect(),
+            oldest_minute: oldest_minute(windows, now_ms),
+        }
+    }
+
+    /// Rows of `(key's position from 1, minute, count)`.
+    async fn rows(
+        &self,
+        client: &deadpool_postgres::Client,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if self.dimensions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = prepared(
+            client,
+            "SELECT k.n, b.minute, b.count \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(dimension, value, n) \
+             JOIN rate_buckets b ON b.dimension = k.dimension AND b.value = k.value \
+             WHERE b.minute >= $3",
+        )
+        .await?;
+        client
+            .query(
+                &statement,
+                &[&self.dimensions, &self.values, &pg_i64(self.oldest_minute)],
+            )
+            .await
+            .map_err(|error| db_error(&error))
+    }
+}
+
+/// The first minute bucket the longest of `windows` ending at `now_ms` reaches into.
+fn oldest_minute(windows: &[Duration], now_ms: u64) -> u64 {
+    let longest = windows.iter().max().copied().unwrap_or_default();
+    now_ms.saturating_sub(u64::try_from(longest.as_millis()).unwrap_or(u64::MAX)) / MINUTE_MS
+}
+
+async fn fingerprint_row(
+    client: &deadpool_postgres::Client,
+    fingerprint: &str,
+) -> Result<Option<FingerprintStats>, StoreError> {
+    let statement = prepared(
+        client,
+        "SELECT approved, first_seen_ms, first_decision_id FROM fingerprints \
+         WHERE fingerprint = $1",
+    )
+    .await?;
+    let row = client
+        .query_opt(&statement, &[&fingerprint])
+        .await
+        .map_err(|error| db_error(&error))?;
+    Ok(row.map(|row| FingerprintStats {
+        approved: from_pg(row.get(0)),
+        first_seen_ms: from_pg(row.get(1)),
+        first_decision_id: row.get(2),
+    }))
+}
+
+impl Shared {
+    /// The counts of `keys` in each window from the database's `rows` (of [`RateQuery`])
+    /// and this replica's counts still being committed.
+    fn counts(
+        &self,
+        rows: &[tokio_postgres::Row],
+        keys: &[RateKey],
+        windows: &[Duration],
+        now_ms: u64,
+    ) -> Vec<Vec<u64>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let oldest_minute = oldest_minute(windows, now_ms);
+        let mut buckets: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(); keys.len()];
+        for row in rows {
+            let n: i64 = row.get(0);
+            let index = usize::try_from(n - 1).unwrap_or(usize::MAX);
+            if let Some(key_buckets) = buckets.get_mut(index) {
+                *key_buckets.entry(from_pg(row.get(1))).or_default() += from_pg(row.get(2));
+            }
+        }
+        let uncommitted = lock(&self.uncommitted);
+        for ((key, minute), count) in uncommitted.iter() {
+            for (index, wanted) in keys.iter().enumerate() {
+                if wanted == key && *minute >= oldest_minute {
+                    *buckets[index].entry(*minute).or_default() += count;
+                }
+            }
+        }
+        drop(uncommitted);
+        buckets
+            .iter()
+            .map(|key_buckets| {
+                window_counts(
+                    key_buckets
+                        .iter()
+                        .rev()
+                        .map(|(minute, count)| (*minute, *count)),
+                    windows,
+                    now_ms,
+                )
+            })
+            .collect()
     }
 }
 
@@ -193,12 +311,22 @@ impl PgStore {
         })
     }
 
-    /// Runs `query` on the store's runtime and waits for it (the synchronous reads).
+    /// Runs `query` on the store's runtime and waits for it (the synchronous reads). On a
+    /// worker of a multi-threaded runtime (the server's), the worker's other tasks move to
+    /// another thread while this one waits, so that one decision's round trip to the
+    /// database does not hold up every other call on that worker.
     fn blocking<T: Send + 'static>(
         &self,
         query: impl FnOnce(Arc<Shared>) -> BoxedQuery<T>,
     ) -> Result<T, StoreError> {
-        bridge(&self.handle, query(self.shared.clone()))
+        let query = query(self.shared.clone());
+        let wait = || bridge(&self.handle, query);
+        match tokio::runtime::Handle::try_current() {
+            Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 
     fn send<T: Send + 'static>(
@@ -472,60 +600,14 @@ impl Store for PgStore {
         windows: &[Duration],
         now_ms: u64,
     ) -> Result<Vec<Vec<u64>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let longest = windows.iter().max().copied().unwrap_or_default();
-        let oldest_minute = now_ms
-            .saturating_sub(u64::try_from(longest.as_millis()).unwrap_or(u64::MAX))
-            / MINUTE_MS;
-        let dimensions: Vec<&'static str> = keys.iter().map(|key| key.dimension.as_str()).collect();
-        let values: Vec<String> = keys.iter().map(|key| key.value.clone()).collect();
-        let rows = self.blocking(move |shared| {
+        let query = RateQuery::new(keys, windows, now_ms);
+        let rows = self.blocking(|shared| {
             Box::pin(async move {
                 let client = shared.pool.get().await.map_err(pool_error)?;
-                client
-                    .query(
-                        "SELECT k.n, b.minute, b.count \
-                         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(dimension, value, n) \
-                         JOIN rate_buckets b ON b.dimension = k.dimension AND b.value = k.value \
-                         WHERE b.minute >= $3",
-                        &[&dimensions, &values, &pg_i64(oldest_minute)],
-                    )
-                    .await
-                    .map_err(|error| db_error(&error))
+                query.rows(&client).await
             })
         })?;
-        let mut buckets: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(); keys.len()];
-        for row in &rows {
-            let n: i64 = row.get(0);
-            let index = usize::try_from(n - 1).unwrap_or(usize::MAX);
-            if let Some(key_buckets) = buckets.get_mut(index) {
-                *key_buckets.entry(from_pg(row.get(1))).or_default() += from_pg(row.get(2));
-            }
-        }
-        let uncommitted = lock(&self.shared.uncommitted);
-        for ((key, minute), count) in uncommitted.iter() {
-            for (index, wanted) in keys.iter().enumerate() {
-                if wanted == key && *minute >= oldest_minute {
-                    *buckets[index].entry(*minute).or_default() += count;
-                }
-            }
-        }
-        drop(uncommitted);
-        Ok(buckets
-            .iter()
-            .map(|key_buckets| {
-                window_counts(
-                    key_buckets
-                        .iter()
-                        .rev()
-                        .map(|(minute, count)| (*minute, *count)),
-                    windows,
-                    now_ms,
-                )
-            })
-            .collect())
+        Ok(self.shared.counts(&rows, keys, windows, now_ms))
     }
 
     fn fingerprint_stats(&self, fingerprint: &str) -> Result<Option<FingerprintStats>, StoreError> {
@@ -533,19 +615,37 @@ impl Store for PgStore {
         self.blocking(move |shared| {
             Box::pin(async move {
                 let client = shared.pool.get().await.map_err(pool_error)?;
-                let row = client
-                    .query_opt(
-                        "SELECT approved, first_seen_ms, first_decision_id FROM fingerprints \
-                         WHERE fingerprint = $1",
-                        &[&fingerprint],
-                    )
-                    .await
-                    .map_err(|error| db_error(&error))?;
-                Ok(row.map(|row| FingerprintStats {
-                    approved: from_pg(row.get(0)),
-                    first_seen_ms: from_pg(row.get(1)),
-                    first_decision_id: row.get(2),
-                }))
+                fingerprint_row(&client, &fingerprint).await
+            })
+        })
+    }
+
+    fn observation<'a>(
+        &'a self,
+        keys: &'a [RateKey],
+        windows: &'a [Duration],
+        now_ms: u64,
+        fingerprint: &'a str,
+    ) -> StoreFuture<'a, Observation> {
+        // Both reads on one connection, pipelined: one round trip, awaited (not blocked on).
+        let query = RateQuery::new(keys, windows, now_ms);
+        let fingerprint = fingerprint.to_owned();
+        let shared = self.shared.clone();
+        let (reply, answer) = oneshot::channel();
+        self.handle.spawn(async move {
+            let read = async {
+                let client = shared.pool.get().await.map_err(pool_error)?;
+                tokio::try_join!(query.rows(&client), fingerprint_row(&client, &fingerprint))
+            };
+            let _ = reply.send(read.await);
+        });
+        Box::pin(async move {
+            let (rows, duplicates) = answer
+                .await
+                .map_err(|_| StoreError::Io("the database task stopped".to_owned()))??;
+            Ok(Observation {
+                counts: self.shared.counts(&rows, keys, windows, now_ms),
+                duplicates,
             })
         })
     }
@@ -747,11 +847,13 @@ impl Store for PgStore {
         self.blocking(move |shared| {
             Box::pin(async move {
                 let client = shared.pool.get().await.map_err(pool_error)?;
+                let statement = prepared(
+                    &client,
+                    "SELECT snapshot FROM approved_documents WHERE tenant = $1 AND client_id = $2",
+                )
+                .await?;
                 let row = client
-                    .query_opt(
-                        "SELECT snapshot FROM approved_documents WHERE tenant = $1 AND client_id = $2",
-                        &[&tenant, &client_id],
-                    )
+                    .query_opt(&statement, &[&tenant, &client_id])
                     .await
                     .map_err(|error| db_error(&error))?;
                 Ok(row.map(|row| row.get(0)))
@@ -930,8 +1032,9 @@ impl PgStore {
         self.blocking(move |shared| {
             Box::pin(async move {
                 let client = shared.pool.get().await.map_err(pool_error)?;
+                let statement = prepared(&client, sql).await?;
                 let row = client
-                    .query_opt(sql, &[&key])
+                    .query_opt(&statement, &[&key])
                     .await
                     .map_err(|error| db_error(&error))?;
                 match row {
@@ -947,8 +1050,9 @@ impl PgStore {
         self.blocking(move |shared| {
             Box::pin(async move {
                 let client = shared.pool.get().await.map_err(pool_error)?;
+                let statement = prepared(&client, sql).await?;
                 client
-                    .execute(sql, &refs(&params))
+                    .execute(&statement, &refs(&params))
                     .await
                     .map_err(|error| db_error(&error))?;
                 Ok(())
@@ -991,6 +1095,18 @@ impl PgStore {
             })
         })
     }
+}
+
+/// `sql` prepared once per connection (deadpool keeps the statement with it): a statement
+/// run by its text is parsed and described by the server first, a round trip of its own.
+pub(super) async fn prepared(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    client
+        .prepare_cached(sql)
+        .await
+        .map_err(|error| db_error(&error))
 }
 
 /// Takes a transaction-scoped advisory lock if no other replica holds it.
