@@ -3,7 +3,10 @@
 # the server pinned to one core, h2load on the other, pre-framed request bodies, and in the
 # same run a no-op tonic unary server (benches/noop: the floor, what tonic itself costs).
 #
-#   bash benches/grpc.sh [-n REQUESTS] [-r RUNS] [-o OUT_DIR]
+#   bash benches/grpc.sh [-n REQUESTS] [-r RUNS] [-o OUT_DIR] [-p]
+#
+# -p: the PostgreSQL store instead (benches/grpc_postgres.sh, sourced at the end): DCR
+# through one replica and through two replicas on one throwaway database.
 #
 # Prints, for DCR and for a cached CIMD client (Claude Code's document, served once by the
 # local document server and then from clientgate's cache), at 128 requests in flight
@@ -20,10 +23,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-N=100000 RUNS=3 OUT=
-while getopts "n:r:o:" o; do
+N=100000 RUNS=3 OUT= POSTGRES=
+while getopts "n:r:o:p" o; do
   case $o in
-    n) N=$OPTARG ;; r) RUNS=$OPTARG ;; o) OUT=$OPTARG ;; *) sed -n '2,16p' "$0"; exit 2 ;;
+    n) N=$OPTARG ;; r) RUNS=$OPTARG ;; o) OUT=$OPTARG ;; p) POSTGRES=1 ;; *) sed -n '2,20p' "$0"; exit 2 ;;
   esac
 done
 OUT=${OUT:-$(mktemp -d -t clientgate-bench-XXXXXX)}
@@ -97,6 +100,10 @@ check_call() { # port frame label
     | grep -m1 '^decision:' || true)
   echo "$3: grpc-status 0, $bytes bytes per answer ($decision)"
 }
+if [[ -n $POSTGRES ]]; then
+  source benches/grpc_postgres.sh
+  exit 0
+fi
 check_call 50992 "$OUT/dcr.bin" dcr
 check_call 50993 "$OUT/cimd.bin" cimd
 

@@ -9,8 +9,10 @@
 //! under way (added to what it reads, so that concurrent decisions on one replica see each
 //! other before their commit), the negative fetch cache, console sessions and metrics.
 //!
-//! The store runs its own small runtime: the [`Store`] interface's reads are synchronous,
-//! and a blocking wait for the database must not stall the connections' own tasks.
+//! The store runs its own small runtime, on which the connections live: the [`Store`]
+//! interface's reads are synchronous (but for [`Store::observation`], the read every
+//! decision makes, which is awaited), and a blocking wait for the database must not stall
+//! the connections' own tasks.
 //! Background jobs (ticket expiry, retention) take a transaction-scoped advisory lock, so
 //! that one replica at a time does each; the others skip the pass.
 
