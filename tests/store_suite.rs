@@ -78,6 +78,7 @@ on_both!(
     two_simultaneous_redemptions_of_a_single_use_ticket_record_one_approval,
     rate_windows_slide_over_minute_buckets,
     approvals_are_counted_per_fingerprint_from_the_first,
+    a_decision_observes_its_rate_counts_and_fingerprint_in_one_read,
     cached_documents_are_kept_evicted_and_pruned_once_expired,
     approved_documents_are_kept_per_tenant,
     shadow_disagreements_are_listed_newest_first_in_pages_and_pruned_with_decisions,
@@ -504,6 +505,44 @@ async fn approvals_are_counted_per_fingerprint_from_the_first(subject: Subject) 
     assert_eq!(stats.first_decision_id, first.decision_id);
     assert_eq!(stats.first_seen_ms, 1_000);
     assert_eq!(store.fingerprint_stats("fp-unseen").unwrap(), None);
+}
+
+/// What the engine reads before each decision (`Store::observation`, one round trip on
+/// PostgreSQL) is what the separate reads give: a rate limit or a duplicate check that read
+/// less would approve a flood or miss a duplicate.
+async fn a_decision_observes_its_rate_counts_and_fingerprint_in_one_read(subject: Subject) {
+    let store = &subject.store;
+    let first = record(2_000, "default", "203.0.113.9", Decision::Approve);
+    let second = DecisionRecord {
+        fingerprint: first.fingerprint.clone(),
+        ..record(2_001, "default", "203.0.113.9", Decision::Approve)
+    };
+    for decision in [first.clone(), second] {
+        store
+            .record(decision, None, vec![ip_key("203.0.113.9")])
+            .await
+            .unwrap();
+    }
+    let windows = [Duration::from_secs(60), Duration::from_secs(3600)];
+    let keys = [ip_key("203.0.113.9"), ip_key("203.0.113.10")];
+    let observed = store
+        .observation(&keys, &windows, 30_000, &first.fingerprint)
+        .await
+        .unwrap();
+    assert_eq!(observed.counts, vec![vec![2, 2], vec![0, 0]]);
+    assert_eq!(
+        observed.counts,
+        store.rate_counts(&keys, &windows, 30_000).unwrap()
+    );
+    let duplicates = observed.duplicates.expect("the fingerprint was approved");
+    assert_eq!(duplicates.approved, 2);
+    assert_eq!(duplicates.first_decision_id, first.decision_id);
+    let unseen = store
+        .observation(&[], &windows, 30_000, "fp-unseen")
+        .await
+        .unwrap();
+    assert!(unseen.counts.is_empty());
+    assert_eq!(unseen.duplicates, None);
 }
 
 fn cache_entry(client_id: &str, expires_at_ms: u64) -> CacheEntry {
