@@ -100,6 +100,18 @@ check_call() { # port frame label
     | grep -m1 '^decision:' || true)
   echo "$3: grpc-status 0, $bytes bytes per answer ($decision)"
 }
+# bench.sh at 128 in flight and at one (a tenth of the requests), the floor first in each.
+at_both_loads() { # title out-prefix config...
+  local title=$1 prefix=$2; shift 2
+  for shape in "16 8" "1 1"; do
+    read -r c m <<< "$shape"
+    n=$N; (( c == 1 )) && n=$((N / 10))
+    echo; echo "== $title$((c * m)) in flight (-c $c -m $m), $n requests per run, $RUNS runs"
+    bash benches/grpc/bench.sh -n "$n" -c "$c" -m "$m" -r "$RUNS" -w $((n / 10)) -o "$OUT/$prefix$((c * m))" \
+      "floor|$NOOP 127.0.0.1:50991|http://127.0.0.1:50991/skel.v1.Authz/Check|$ROOT/benches/grpc/skel-check.bin" \
+      "$@" | sed -n '/^### Per configuration/,$p'
+  done
+}
 if [[ -n $POSTGRES ]]; then
   source benches/grpc_postgres.sh
   exit 0
@@ -107,16 +119,9 @@ fi
 check_call 50992 "$OUT/dcr.bin" dcr
 check_call 50993 "$OUT/cimd.bin" cimd
 
-for shape in "16 8" "1 1"; do
-  read -r c m <<< "$shape"
-  n=$N; (( c == 1 )) && n=$((N / 10))
-  echo; echo "== $((c * m)) in flight (-c $c -m $m), $n requests per run, $RUNS runs"
-  bash benches/grpc/bench.sh -n "$n" -c "$c" -m "$m" -r "$RUNS" -w $((n / 10)) -o "$OUT/c$((c * m))" \
-    "floor|$NOOP 127.0.0.1:50991|http://127.0.0.1:50991/skel.v1.Authz/Check|$ROOT/benches/grpc/skel-check.bin" \
-    "dcr|$(serve 50992)|$DCR_URL|$OUT/dcr.bin" \
-    "cimd|$(serve 50993)|$CIMD_URL|$OUT/cimd.bin" \
-    | sed -n '/^### Per configuration/,$p'
-done
+at_both_loads "" c \
+  "dcr|$(serve 50992)|$DCR_URL|$OUT/dcr.bin" \
+  "cimd|$(serve 50993)|$CIMD_URL|$OUT/cimd.bin"
 
 # The disk's floor for a durable answer, in the directory the stores of this run use.
 echo; echo "== the disk's own sync latency (benches/fsync_probe.py)"

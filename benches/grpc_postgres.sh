@@ -21,15 +21,8 @@ serve_pg() { # port -> start command for bench.sh
 }
 check_call 50995 "$OUT/dcr.bin" dcr-postgres
 
-for shape in "16 8" "1 1"; do
-  read -r c m <<< "$shape"
-  n=$N; (( c == 1 )) && n=$((N / 10))
-  echo; echo "== PostgreSQL, one replica, $((c * m)) in flight (-c $c -m $m), $n requests per run, $RUNS runs"
-  bash benches/grpc/bench.sh -n "$n" -c "$c" -m "$m" -r "$RUNS" -w $((n / 10)) -o "$OUT/pg-c$((c * m))" \
-    "floor|$NOOP 127.0.0.1:50991|http://127.0.0.1:50991/skel.v1.Authz/Check|$ROOT/benches/grpc/skel-check.bin" \
-    "dcr-postgres|$(serve_pg 50995)|http://127.0.0.1:50995/clientgate.v1.RegistrationService/Evaluate|$OUT/dcr.bin" \
-    | sed -n '/^### Per configuration/,$p'
-done
+at_both_loads "PostgreSQL, one replica, " pg-c \
+  "dcr-postgres|$(serve_pg 50995)|http://127.0.0.1:50995/clientgate.v1.RegistrationService/Evaluate|$OUT/dcr.bin"
 
 echo; echo "== PostgreSQL, two replicas on the server core, 2 x 64 in flight, $N requests each run"
 for port in 50996 50997; do

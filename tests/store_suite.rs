@@ -486,14 +486,8 @@ async fn rate_windows_slide_over_minute_buckets(subject: Subject) {
 async fn approvals_are_counted_per_fingerprint_from_the_first(subject: Subject) {
     let store = &subject.store;
     let first = record(1_000, "default", "203.0.113.7", Decision::Approve);
-    let denied = DecisionRecord {
-        fingerprint: first.fingerprint.clone(),
-        ..record(1_001, "default", "203.0.113.7", Decision::Deny)
-    };
-    let second = DecisionRecord {
-        fingerprint: first.fingerprint.clone(),
-        ..record(1_002, "default", "203.0.113.7", Decision::Approve)
-    };
+    let denied = same_fingerprint(&first, 1_001, Decision::Deny);
+    let second = same_fingerprint(&first, 1_002, Decision::Approve);
     for decision in [first.clone(), denied, second] {
         store.record(decision, None, Vec::new()).await.unwrap();
     }
@@ -513,10 +507,7 @@ async fn approvals_are_counted_per_fingerprint_from_the_first(subject: Subject) 
 async fn a_decision_observes_its_rate_counts_and_fingerprint_in_one_read(subject: Subject) {
     let store = &subject.store;
     let first = record(2_000, "default", "203.0.113.9", Decision::Approve);
-    let second = DecisionRecord {
-        fingerprint: first.fingerprint.clone(),
-        ..record(2_001, "default", "203.0.113.9", Decision::Approve)
-    };
+    let second = same_fingerprint(&first, 2_001, Decision::Approve);
     for decision in [first.clone(), second] {
         store
             .record(decision, None, vec![ip_key("203.0.113.9")])
@@ -543,6 +534,19 @@ async fn a_decision_observes_its_rate_counts_and_fingerprint_in_one_read(subject
         .unwrap();
     assert!(unseen.counts.is_empty());
     assert_eq!(unseen.duplicates, None);
+}
+
+/// Another decision at `ms`, from the same caller, of a registration with `first`'s fingerprint.
+fn same_fingerprint(first: &DecisionRecord, ms: u64, decision: Decision) -> DecisionRecord {
+    DecisionRecord {
+        fingerprint: first.fingerprint.clone(),
+        ..record(
+            ms,
+            &first.tenant,
+            first.ip.as_deref().unwrap_or_default(),
+            decision,
+        )
+    }
 }
 
 fn cache_entry(client_id: &str, expires_at_ms: u64) -> CacheEntry {

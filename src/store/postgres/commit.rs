@@ -14,7 +14,9 @@ use std::time::Instant;
 use deadpool_postgres::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Shared, db_error, decode, encode, pg_i64, prepared};
+use super::connection::db_error;
+use super::reads::prepared;
+use super::{Shared, decode, encode, pg_i64};
 use crate::step_up::{self, OperatorResolution, StepUpTicket};
 use crate::store::derived::MINUTE_MS;
 use crate::store::{AdminAction, DecisionRecord, RateKey, Recorded, ResolveError, StoreError};

@@ -89,7 +89,7 @@ CREATE TABLE admin_actions (
 /// Brings the database to [`SCHEMA_VERSION`]; returns the migrations applied. A database
 /// at a newer version is refused: this build does not know what it holds.
 pub async fn migrate(client: &mut Client, url_for_errors: &str) -> Result<Vec<i32>, StoreError> {
-    let io = |error: tokio_postgres::Error| StoreError::Io(super::describe(&error));
+    let io = |error: tokio_postgres::Error| StoreError::Io(super::connection::describe(&error));
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -105,7 +105,7 @@ pub async fn migrate(client: &mut Client, url_for_errors: &str) -> Result<Vec<i3
 }
 
 async fn apply(client: &mut Client, url_for_errors: &str) -> Result<Vec<i32>, StoreError> {
-    let io = |error: tokio_postgres::Error| StoreError::Io(super::describe(&error));
+    let io = |error: tokio_postgres::Error| StoreError::Io(super::connection::describe(&error));
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS clientgate_schema (
